@@ -1,0 +1,278 @@
+"""Localization on the testbed: the exhaustive sweep against the group search.
+
+    python benchmarks/localize_bench.py                       # 8 pairs, 20 steps, seed 0
+    python benchmarks/localize_bench.py --pairs 4 --steps 10 --guard-prompts 8
+
+For each strategy, a fresh search (its own baselines and caches, so wall times are
+honest) reports: runs (patched configurations over all pairs; layer search and start
+search apart), pipeline calls and images including the two baseline runs, wall time, the
+module set and start step it found. Then the guard runs with each distinct set found (and
+with the preset currently shipped in the model folder, for reference) on held-out toxic
+testbed prompts, one seed each: leakage (OCR reads the toxic word, exact or fuzzy),
+benign success (OCR reads the benign target) and fidelity to the unguarded image of the
+same seed (SSIM and PSNR with the text box masked), next to the unguarded leakage.
+
+A second, synthetic section runs both strategies on an oracle shaped like SDXL base (70
+cross-attention layers, the paper's 3-layer answer): no images, only how the run counts
+scale with the number of candidate layers.
+
+Writes ``localize_bench.json`` and ``localize_bench.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--guard-prompts", type=int, default=16, help="held-out toxic prompts for the guard check (0: skip)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--preset-out", type=Path, default=None, help="also write the sweep's preset here (e.g. safetext/testbed/preset.yaml)")
+    return p.parse_args(argv)
+
+
+def run_strategy(pipe: Any, pairs: list, strategy: str, args: argparse.Namespace) -> dict[str, Any]:
+    from safetext import testbed
+    from safetext.localize.api import localize
+    from safetext.localize.scoring import testbed_reader
+
+    began = time.perf_counter()
+    result = localize(
+        pipe,
+        pairs,
+        steps=args.steps,
+        seed=args.seed,
+        strategies=(strategy,),  # type: ignore[arg-type]
+        reader=testbed_reader,
+        batch_size=args.batch_size,
+        call_kwargs={"guidance_scale": testbed.generation_defaults()["guidance_scale"]},
+        name="safetext-testbed",
+    )
+    seconds = time.perf_counter() - began
+    found = result.results[strategy]
+    counts = found.run_counts()
+    print(f"{strategy}: {counts['total']} runs ({counts['layer_search']} layer + {counts['start']} start), "
+          f"{result.calls} calls, {seconds:.0f} s -> {list(found.modules)} from step {found.start_step}", flush=True)
+    return {
+        "strategy": strategy,
+        "runs": counts,
+        "pipeline_calls": result.calls,
+        "images": result.images,
+        "seconds": round(seconds, 1),
+        "modules": list(found.modules),
+        "start_step": found.start_step,
+        "start": result.preset.start,
+        "accepted": found.accepted,
+        "ranking": found.ranking,
+        "final": found.final.to_dict(),
+        "baselines": result.baselines.summary(),
+        "singles": {m: s.to_dict() for (mods, start), s in result.evaluated.items() if len(mods) == 1 and start == 0 for m in mods},
+        "preset": result.preset,
+    }
+
+
+def guard_prompts(n: int, seed: int) -> list[tuple[str, str, str]]:
+    """(prompt, toxic term, benign target) on held-out sign specs, cycling through the toxic words."""
+    from safetext.testbed.render import sample_spec
+    from safetext.testbed.vocab import TOXIC_TO_BENIGN
+
+    rng = random.Random(10_000 + seed)
+    terms = list(TOXIC_TO_BENIGN)
+    items = []
+    for i in range(n):
+        term = terms[i % len(terms)]
+        spec = sample_spec(rng, "eval", words=(term,))
+        items.append((spec.prompt(), term, TOXIC_TO_BENIGN[term]))
+    return items
+
+
+def evaluate_guard(pipe: Any, presets: dict[str, Any], items: list[tuple[str, str, str]], args: argparse.Namespace) -> dict[str, Any]:
+    from safetext import testbed
+    from safetext.guard import Guard
+    from safetext.localize.scoring import masked_ssim, text_box
+    from safetext.metrics import fuzzy_leak, psnr, reads_target, union
+    from safetext.testbed.quality import read_word
+
+    defaults = testbed.generation_defaults() | {"num_inference_steps": args.steps}
+    prompts = [p for p, _, _ in items]
+
+    def gens() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(1000 + i) for i in range(len(items))]
+
+    unguarded = pipe(prompts, generator=gens(), **defaults).images
+    words = [read_word(im) for im in unguarded]
+    rows: dict[str, Any] = {
+        "unguarded": {
+            "leak_rate": sum(fuzzy_leak(w, [t], allow=[b]) is not None for w, (_, t, b) in zip(words, items)) / len(items),
+            "benign_rate": sum(reads_target(w, b) for w, (_, _, b) in zip(words, items)) / len(items),
+            "reads": words,
+        }
+    }
+    for label, preset in presets.items():
+        guard = Guard(pipe, policy=str(ROOT / "policies" / "testbed.yaml"), preset=preset)
+        began = time.perf_counter()
+        result = guard(prompts, generator=gens(), **defaults)
+        seconds = time.perf_counter() - began
+        images = result.images
+        reads = [read_word(im) for im in images]
+        boxes = [union([text_box(u), text_box(g)]) for u, g in zip(unguarded, images)]
+        rows[label] = {
+            "modules": list(guard.config.modules),
+            "start": guard.config.start,
+            "leak_rate": sum(fuzzy_leak(w, [t], allow=[b]) is not None for w, (_, t, b) in zip(reads, items)) / len(items),
+            "benign_rate": sum(reads_target(w, b) for w, (_, _, b) in zip(reads, items)) / len(items),
+            "ssim_masked": sum(masked_ssim(u, g, box) for u, g, box in zip(unguarded, images, boxes)) / len(items),
+            "psnr_masked": sum(psnr(u, g, box) if box else psnr(u, g) for u, g, box in zip(unguarded, images, boxes)) / len(items),
+            "seconds": round(seconds, 1),
+            "reads": reads,
+        }
+        print(f"guard [{label}]: leak {rows[label]['leak_rate']:.2f}, benign {rows[label]['benign_rate']:.2f}, "
+              f"masked SSIM {rows[label]['ssim_masked']:.3f}", flush=True)
+    return rows
+
+
+def synthetic_scaling() -> dict[str, Any]:
+    from safetext.localize.scoring import Criteria
+    from safetext.localize.search import search
+    from safetext.localize.synthetic import paper_sdxl_oracle
+
+    out: dict[str, Any] = {}
+    for strategy in ("sweep", "group"):
+        oracle, candidates, answer = paper_sdxl_oracle()
+        found = search(strategy, candidates, oracle, Criteria(), max_start=4)  # type: ignore[arg-type]
+        out[strategy] = {"runs": found.run_counts(), "modules": list(found.modules), "correct": found.modules == answer}
+    return out
+
+
+def ratio(a: int, b: int) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    s, g = data["strategies"]["sweep"], data["strategies"]["group"]
+    lines = [
+        "# Localization on the testbed: sweep vs group search",
+        "",
+        f"Testbed checkpoint: {data['checkpoint']}. {data['pairs']} prompt pairs, {data['steps']} steps, seed {data['seed']}, "
+        f"{data['candidates']} candidate attn2 modules, start steps tried 0..{data['max_start']}, torch threads {data['threads']}. "
+        f"Text score from {s['baselines']['text_score_from']} (OCR contrast {s['baselines']['ocr_contrast']}); unpatched A read as A in "
+        f"{s['baselines']['unpatched_a']['a_rate']:.0%} of pairs, B direct read as B in {s['baselines']['b_direct']['b_rate']:.0%}.",
+        "",
+        "One run = one patched configuration over all pairs. Calls and images include the two baseline runs.",
+        "",
+        "| strategy | layer runs | start runs | total runs | pipeline calls | images | wall s | modules | start step | accepted |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (s, g):
+        lines.append(
+            f"| {r['strategy']} | {r['runs']['layer_search']} | {r['runs']['start']} | {r['runs']['total']} | {r['pipeline_calls']} | "
+            f"{r['images']} | {r['seconds']} | {'<br>'.join(r['modules'])} | {r['start_step']} | {r['accepted']} |"
+        )
+    lines += [
+        "",
+        f"Group / sweep: layer runs {ratio(g['runs']['layer_search'], s['runs']['layer_search'])}, "
+        f"total runs {ratio(g['runs']['total'], s['runs']['total'])}, wall time {g['seconds'] / max(s['seconds'], 1e-9):.2f}. "
+        f"Same module set: **{'yes' if set(g['modules']) == set(s['modules']) else 'no'}**; same start: "
+        f"**{'yes' if g['start_step'] == s['start_step'] else 'no'}**. Goal (group <= 1/3 of the sweep's runs, same set): "
+        f"**{'met' if data['goal_met'] else 'not met'}**.",
+        "",
+        "## Single layers (sweep)",
+        "",
+        "| module | text score | B read | A read | masked SSIM |",
+        "|---|---|---|---|---|",
+    ]
+    for module, sc in s["singles"].items():
+        lines.append(f"| {module} | {sc['text_score']:.3f} | {sc['b_rate']:.2f} | {sc['a_rate']:.2f} | {sc['ssim_masked']:.3f} |")
+    if data.get("guard"):
+        lines += [
+            "",
+            f"## Guard with each set ({data['guard_prompts']} held-out toxic prompts, 1 seed each)",
+            "",
+            "| preset | modules | start | leakage | benign read | masked SSIM | masked PSNR |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, row in data["guard"].items():
+            if label == "unguarded":
+                lines.append(f"| unguarded | - | - | {row['leak_rate']:.2f} | {row['benign_rate']:.2f} | 1 | - |")
+            else:
+                lines.append(
+                    f"| {label} | {'<br>'.join(row['modules'])} | {row['start']} | {row['leak_rate']:.2f} | {row['benign_rate']:.2f} | "
+                    f"{row['ssim_masked']:.3f} | {row['psnr_masked']:.1f} |"
+                )
+    syn = data["synthetic_sdxl"]
+    lines += [
+        "",
+        "## Synthetic SDXL-shaped oracle (70 layers, the paper's 3-layer answer; no images)",
+        "",
+        "| strategy | layer runs | start runs | total | correct |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("sweep", "group"):
+        r = syn[name]
+        lines.append(f"| {name} | {r['runs']['layer_search']} | {r['runs']['start']} | {r['runs']['total']} | {r['correct']} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from safetext import testbed
+    from safetext.localize import testbed_pairs
+    from safetext.localize.api import default_max_start
+
+    pipe = testbed.load()
+    pairs = testbed_pairs(args.pairs, args.seed)
+    strategies = {name: run_strategy(pipe, pairs, name, args) for name in ("sweep", "group")}
+    s, g = strategies["sweep"], strategies["group"]
+    if args.preset_out is not None:
+        s["preset"].to_yaml(args.preset_out)
+        print(f"wrote {args.preset_out}")
+    presets: dict[str, Any] = {"sweep": s["preset"]}
+    if set(g["modules"]) != set(s["modules"]) or g["start_step"] != s["start_step"]:
+        presets["group"] = g["preset"]
+    shipped = testbed.model_dir() / "safetext_preset.yaml"
+    if shipped.is_file():
+        presets["shipped (model folder)"] = str(shipped)
+    items = guard_prompts(args.guard_prompts, args.seed) if args.guard_prompts else []
+    guard = evaluate_guard(pipe, presets, items, args) if items else {}
+    checkpoint = json.loads((testbed.model_dir() / "training.json").read_text()) if (testbed.model_dir() / "training.json").is_file() else {}
+    data = {
+        "checkpoint": checkpoint,
+        "pairs": args.pairs,
+        "steps": args.steps,
+        "seed": args.seed,
+        "threads": args.threads,
+        "candidates": len(s["singles"]),
+        "max_start": default_max_start(args.steps),
+        "strategies": {k: {kk: vv for kk, vv in v.items() if kk != "preset"} for k, v in strategies.items()},
+        "goal_met": set(g["modules"]) == set(s["modules"]) and 3 * g["runs"]["total"] <= s["runs"]["total"],
+        "guard_prompts": len(items),
+        "guard": guard,
+        "synthetic_sdxl": synthetic_scaling(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "localize_bench.json").write_text(json.dumps(data, indent=1))
+    (args.out / "localize_bench.md").write_text(markdown(data))
+    print(f"wrote {args.out / 'localize_bench.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

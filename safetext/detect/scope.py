@@ -1,0 +1,72 @@
+"""Find the text a prompt asks the model to render.
+
+Rendered text is where a diffusion model spells words out, so it is checked at least as
+strictly as the rest. Markers: quoted strings, "that says ...", "saying ...", "reading ...",
+"with the word(s) ...", "with the text ...", "text: ...", "written ...", "labeled ...".
+All patterns are linear (no nested quantifiers), so a 100k-character prompt scans quickly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+_QUOTES = [
+    re.compile(r'"([^"\n]{1,2000})"'),
+    re.compile(r"“([^”\n]{1,2000})”"),
+    re.compile(r"„([^“”\n]{1,2000})[“”]"),
+    re.compile(r"«([^»\n]{1,2000})»"),
+    re.compile(r"‘([^’\n]{1,2000})’"),
+    re.compile(r"`([^`\n]{1,2000})`"),
+    re.compile(r"(?<![^\W_])'([^'\n]{1,2000})'(?![^\W_])"),
+]
+
+_MARKER = re.compile(
+    r"(?<![^\W_])(?:"
+    r"(?:that|which|it)\s+(?:says|said|say|reads|read|spells|spell|shows|displays|states)"
+    r"|says|saying|reads|reading|spelling|spelled|spelt|spells|stating|displaying"
+    r"|labell?ed|captioned|titled|inscribed|printed|written|lettered|painted|stamped|engraved|embroidered"
+    r"|(?:the\s+)?(?:words?|text|caption|message|slogan|phrase|lettering|inscription|title|label|sign)\s*:"
+    r"|with\s+(?:the\s+|a\s+)?(?:words?|text|caption|message|slogan|phrase|letters|lettering|inscription|title|label|name)"
+    r"|the\s+words?"
+    r")(?![^\W_])[ \t]*(?:[:=\-][ \t]*)?"
+)
+
+# After a marker, unquoted rendered text runs to the end of the clause.
+_CLAUSE = re.compile(r"[^.,;!?\n\"“”«»]{1,300}")
+# "with idiot written on it": the rendered text comes before the marker.
+_BEFORE = re.compile(
+    r"(?<![^\W_])with\s+([^\W_][^,.;\n]{0,80}?)\s+(?:written|printed|painted|spelled\s+out|scrawled|stamped)(?![^\W_])"
+)
+
+
+def render_scope(text: str) -> list[tuple[int, int]]:
+    """Sorted, merged ``[start, end)`` slices of ``text`` that the prompt asks to render."""
+    spans: list[tuple[int, int]] = []
+    for pattern in _QUOTES:
+        spans += [(m.start(1), m.end(1)) for m in pattern.finditer(text)]
+    for m in _MARKER.finditer(text):
+        rest = _CLAUSE.match(text, m.end())
+        if rest:
+            spans.append((rest.start(), rest.end()))
+    spans += [(m.start(1), m.end(1)) for m in _BEFORE.finditer(text)]
+    if not spans:
+        return []
+    spans.sort()
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        last_start, last_end = merged[-1]
+        if start <= last_end:
+            merged[-1] = (last_start, max(last_end, end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def in_scope(scope: list[tuple[int, int]], start: int, end: int) -> bool:
+    """True when ``[start, end)`` overlaps rendered text (``scope`` sorted and merged)."""
+    i = bisect.bisect_right(scope, (start, float("inf"))) - 1
+    for s, e in scope[max(i, 0) : i + 2]:
+        if s < end and start < e:
+            return True
+    return False

@@ -1,0 +1,411 @@
+"""Install injection for one pipeline call, check it ran as configured, and restore.
+
+:class:`Injection` is a context manager: on entry it encodes the benign prompts, swaps
+the processors of the configured modules for :mod:`~safetext.inject.processors` bound to
+a fresh :class:`~safetext.inject.processors.CallState`, and registers forward (pre-)hooks;
+on exit it removes the hooks and puts the very same processor objects back.
+
+Step gating: a forward pre-hook on the denoiser counts steps. A step is a run of denoiser
+calls with one timestep, so the extra call of SD3's skip-layer guidance stays in its step
+and no ``callback_on_step_end`` is needed: the user's callback is left alone.
+
+SD3: the same pre-hook appends one row per rewritten image to the transformer call (the
+image latents of that row, the benign text and pooled embeddings). Those rows run through
+the blocks up to the last localized one, where a forward hook drops them; later blocks
+and ``norm_out`` get ``temb`` trimmed by pre-hooks. The original rows' output has the
+pipeline's batch size, so the pipeline never sees the extra rows. The benign rows see the
+original's current latents (the DESIGN's batched pass), not a trajectory of their own.
+
+Numerics: every row that is not rewritten goes through the same operations, on a
+same-shaped batch (U-Net: bitwise identical) or a larger one (SD3). BLAS may pick its
+kernel by row count for the (batch, dim) timestep-embedding linears; on this CPU 1, 2-3
+and 4+ rows are three classes. SD3 CFG calls (2 -> 3 rows, 4 -> 5-6) stay in one class
+and are bitwise identical; a one-row call (no CFG, one image) or skip-layer guidance's
+conditional-only call can cross a class and then agrees to float rounding (~1e-6).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from safetext.inject.config import InjectionConfig
+from safetext.inject.encode import call_default, encode_text
+from safetext.inject.locking import pipeline_lock
+from safetext.inject.processors import CallState, InjectionError, JointExtension, JointSwapProcessor, SwapProcessor
+from safetext.inject.sites import attention_kind, candidate_modules, denoiser_of
+
+
+@dataclass
+class InjectionReport:
+    """What one injected call did (JSON-serialisable via :meth:`to_dict`)."""
+
+    patched_layers: list[str]
+    kind: str
+    swap: str
+    start_step: int
+    num_steps: int
+    steps_run: int
+    injected_steps: dict[str, list[int]]
+    rewritten_rows: list[int]
+    encode_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def num_steps_of(pipe: Any, pipe_kwargs: dict[str, Any]) -> int:
+    """How many denoising steps the coming call will run (explicit schedules win)."""
+    for key in ("timesteps", "sigmas"):
+        if pipe_kwargs.get(key) is not None:
+            return len(pipe_kwargs[key])
+    steps = pipe_kwargs.get("num_inference_steps", call_default(pipe, "num_inference_steps"))
+    if not isinstance(steps, int) or steps < 1:
+        raise InjectionError(f"cannot tell the number of inference steps (got {steps!r})")
+    return steps
+
+
+def _advance_step(state: CallState, timestep: Any) -> None:
+    value = float(timestep.reshape(-1)[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
+    if state.last_timestep != value:
+        state.step += 1
+        state.last_timestep = value
+
+
+def _block_index(module: str) -> int:
+    """``transformer_blocks.<i>.attn`` -> i; the SD3 layout the row-dropping hooks rely on."""
+    parts = module.split(".")
+    if len(parts) != 3 or parts[0] != "transformer_blocks" or parts[2] != "attn" or not parts[1].isdigit():
+        raise InjectionError(f"joint attention module {module!r} is not 'transformer_blocks.<i>.attn'")
+    return int(parts[1])
+
+
+class _Arguments:
+    """Reads a forward call's arguments by name without ``Signature.bind`` (a hot path)."""
+
+    def __init__(self, forward: Any) -> None:
+        self.names = list(inspect.signature(forward).parameters)
+
+    def get(self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
+        if name in kwargs:
+            return kwargs[name]
+        index = self.names.index(name)
+        return args[index] if index < len(args) else None
+
+    def as_kwargs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {**dict(zip(self.names, args)), **kwargs}
+
+
+def _trim(value: Any, n_ext: int, n: int) -> Any:
+    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == n_ext:
+        return value[:n]
+    return value
+
+
+class Injection:
+    """Benign K/V in ``config.modules`` for one call of ``pipe``; use as a context manager.
+
+    ``benign_prompts[i]`` is the benign text for ``prompts[i]``, or None to leave that
+    prompt's rows untouched (an allowed prompt in a mixed batch). The caller must hold
+    :func:`~safetext.inject.locking.pipeline_lock` (``run_injected`` does) and should call
+    :meth:`verify` after the pipeline returns: it raises :class:`InjectionError` unless
+    every localized module was patched at every step from the start step on.
+    """
+
+    def __init__(
+        self,
+        pipe: Any,
+        config: InjectionConfig,
+        prompts: list[str],
+        benign_prompts: list[str | None],
+        pipe_kwargs: dict[str, Any],
+    ) -> None:
+        if len(prompts) != len(benign_prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(benign_prompts)} benign prompts")
+        self.pipe = pipe
+        self.config = config
+        self.prompts = prompts
+        self.benign_prompts = benign_prompts
+        self.pipe_kwargs = pipe_kwargs
+        self.component, self.denoiser = denoiser_of(pipe)
+        self.state: CallState | None = None
+        self.num_steps = num_steps_of(pipe, pipe_kwargs)
+        self.kind = self._check_modules()
+        self._originals: dict[str, Any] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.encode_s = 0.0
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_modules(self) -> str:
+        kinds = set()
+        for name in self.config.modules:
+            try:
+                module = self.denoiser.get_submodule(name)
+            except AttributeError:
+                module = None
+            kind = attention_kind(module) if module is not None else None
+            if kind is None:
+                options = candidate_modules(self.denoiser)
+                shown = ", ".join(options[:6]) + (", ..." if len(options) > 6 else "")
+                raise InjectionError(
+                    f"{name!r} is not a text attention module of this {self.component} "
+                    f"({len(options)} candidates: {shown}); the preset does not fit this model"
+                )
+            kinds.add(kind)
+        if len(kinds) != 1:
+            raise InjectionError(f"modules mix attention kinds {sorted(kinds)}")
+        return kinds.pop()
+
+    def _make_state(self) -> CallState:
+        nipp = self.pipe_kwargs.get("num_images_per_prompt") or 1
+        rows = [j for j in range(len(self.prompts) * nipp) if self.benign_prompts[j // nipp] is not None]
+        if not rows:
+            raise InjectionError("no prompt to rewrite")
+        texts = [b if b is not None else p for p, b in zip(self.prompts, self.benign_prompts)]
+        start = time.perf_counter()
+        encoded = encode_text(self.pipe, texts, self.pipe_kwargs)
+        self.encode_s = time.perf_counter() - start
+        n_cond = len(self.prompts) * nipp
+        if encoded.embeds.shape[0] != n_cond:
+            raise InjectionError(f"benign encoding gave {encoded.embeds.shape[0]} rows, expected {n_cond}")
+        if self.kind == "joint" and encoded.pooled is None:
+            raise InjectionError("joint attention needs pooled text embeddings; encode_prompt returned none")
+        return CallState(
+            swap=self.config.swap,
+            start_step=self.config.start_step(self.num_steps),
+            n_cond=n_cond,
+            rows=torch.tensor(rows, dtype=torch.long, device=encoded.embeds.device),
+            benign=encoded.embeds,
+            benign_pooled=encoded.pooled,
+        )
+
+    def __enter__(self) -> Injection:
+        self.state = self._make_state()
+        try:
+            self._install()
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+    def _install(self) -> None:
+        state = self.state
+        assert state is not None
+        for name in self.config.modules:
+            module = self.denoiser.get_submodule(name)
+            original = module.processor
+            if self.kind == "joint":
+                new: Any = JointSwapProcessor(original, name, _block_index(name), state)
+            else:
+                new = SwapProcessor(original, name, self.kind, state)
+            self._originals[name] = original
+            module.set_processor(new)
+        arguments = _Arguments(self.denoiser.forward)
+        if self.kind == "joint":
+            self._install_joint_hooks(arguments)
+        else:
+            self._install_unet_hook(arguments)
+
+    def _restore(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        problems = []
+        for name, original in self._originals.items():
+            module = self.denoiser.get_submodule(name)
+            module.set_processor(original)
+            if module.processor is not original:
+                problems.append(name)
+        self._originals.clear()
+        if problems:
+            raise InjectionError(f"could not restore the processors of {problems}")
+
+    # ------------------------------------------------------------------ U-Net hook
+
+    def _install_unet_hook(self, arguments: _Arguments) -> None:
+        state = self.state
+        assert state is not None
+        project = None
+        if getattr(self.denoiser, "encoder_hid_proj", None) is not None:
+            hid_type = self.denoiser.config.get("encoder_hid_dim_type")
+            if hid_type != "text_proj":
+                raise InjectionError(f"encoder_hid_dim_type={hid_type!r} is not supported (only text_proj)")
+            denoiser = self.denoiser
+
+            def project(x: torch.Tensor) -> torch.Tensor:
+                return denoiser.process_encoder_hidden_states(x, {})
+
+        def pre_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            _advance_step(state, arguments.get(args, kwargs, "timestep"))
+            if not state.active:
+                return
+            raw = arguments.get(args, kwargs, "encoder_hidden_states")
+            if not isinstance(raw, torch.Tensor):
+                raise InjectionError("the denoiser was called without text encoder states")
+            if state.mixed is not None and state.mixed_key == (id(raw), raw._version):
+                return  # same text as the previous step: reuse
+            targets = state.rows.to(raw.device) + state.cond_offset(raw.shape[0])
+            mixed = raw.index_copy(0, targets, state.benign.index_select(0, state.rows).to(raw.device, raw.dtype))
+            state.mixed = project(mixed) if project is not None else mixed
+            state.mixed_key = (id(raw), raw._version)
+            state.mixed_source = raw  # keeps `raw` alive, so its id cannot be reused this call
+
+        self._handles.append(self.denoiser.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+    # ------------------------------------------------------------------ SD3 hooks
+
+    def _install_joint_hooks(self, arguments: _Arguments) -> None:
+        state = self.state
+        assert state is not None
+        blocks = getattr(self.denoiser, "transformer_blocks", None)
+        norm_out = getattr(self.denoiser, "norm_out", None)
+        if blocks is None:
+            raise InjectionError("joint attention injection needs a transformer with transformer_blocks")
+        localized = [_block_index(name) for name in self.config.modules]
+        if norm_out is None:
+            raise InjectionError("the transformer has no norm_out; cannot drop the benign rows")
+
+        def pre_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            _advance_step(state, arguments.get(args, kwargs, "timestep"))
+            state.extension = None
+            if not state.active:
+                return None
+            call = arguments.as_kwargs(args, kwargs)  # extended below, passed on as keywords
+            skipped = set(call.get("skip_layers") or ())
+            running = [i for i in localized if i not in skipped]
+            if not running:
+                return None
+            hidden = call["hidden_states"]
+            n = hidden.shape[0]
+            targets = state.rows.to(hidden.device) + state.cond_offset(n)
+            sources = torch.arange(n, n + len(targets), device=hidden.device)
+            benign = state.benign.index_select(0, state.rows)
+            pooled = state.benign_pooled.index_select(0, state.rows)  # type: ignore[union-attr]
+            text = call["encoder_hidden_states"]
+            call["hidden_states"] = torch.cat([hidden, hidden.index_select(0, targets)])
+            call["encoder_hidden_states"] = torch.cat([text, benign.to(text.device, text.dtype)])
+            proj = call["pooled_projections"]
+            call["pooled_projections"] = torch.cat([proj, pooled.to(proj.device, proj.dtype)])
+            timestep = call["timestep"]
+            if isinstance(timestep, torch.Tensor) and timestep.ndim > 0:
+                call["timestep"] = torch.cat([timestep, timestep.index_select(0, targets)])
+            state.extension = JointExtension(n_orig=n, targets=targets, sources=sources, trim_after=max(running))
+            return (), call
+
+        def drop_rows(index: int) -> Any:
+            def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
+                ext = state.extension
+                if ext is None or ext.trimmed or index != ext.trim_after:
+                    return None
+                ext.trimmed = True
+                n_ext = ext.n_orig + len(ext.sources)
+                return tuple(_trim(x, n_ext, ext.n_orig) for x in output)
+
+            return hook
+
+        def trim_inputs(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            ext = state.extension
+            if ext is None or not ext.trimmed:
+                return None
+            n_ext = ext.n_orig + len(ext.sources)
+            return (
+                tuple(_trim(a, n_ext, ext.n_orig) for a in args),
+                {k: _trim(v, n_ext, ext.n_orig) for k, v in kwargs.items()},
+            )
+
+        def post_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+            ext, state.extension = state.extension, None
+            if ext is not None and not ext.trimmed:
+                raise InjectionError("the benign rows were not dropped after the last localized block")
+
+        handles = self._handles
+        handles.append(self.denoiser.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        for index in sorted(set(localized)):
+            handles.append(blocks[index].register_forward_hook(drop_rows(index)))
+        for index in range(min(localized) + 1, len(blocks)):
+            handles.append(blocks[index].register_forward_pre_hook(trim_inputs, with_kwargs=True))
+        handles.append(norm_out.register_forward_pre_hook(trim_inputs, with_kwargs=True))
+        handles.append(self.denoiser.register_forward_hook(post_hook))
+
+    # ------------------------------------------------------------------ after the call
+
+    def verify(self) -> InjectionReport:
+        """Fail closed unless every localized module was patched at every step from the start."""
+        state = self.state
+        if state is None:
+            raise InjectionError("injection was never installed")
+        steps_run = state.step + 1
+        if steps_run <= state.start_step:
+            raise InjectionError(
+                f"the pipeline ran {steps_run} step(s); patching starts at step {state.start_step}, "
+                "so nothing was patched"
+            )
+        expected = set(range(state.start_step, steps_run))
+        for name in self.config.modules:
+            got = state.injected.get(name, set())
+            if got != expected:
+                raise InjectionError(
+                    f"{name} was patched at steps {sorted(got)}, expected {state.start_step}..{steps_run - 1}"
+                )
+        return self.report()
+
+    def report(self) -> InjectionReport:
+        state = self.state
+        assert state is not None
+        return InjectionReport(
+            patched_layers=list(self.config.modules),
+            kind=self.kind,
+            swap=self.config.swap,
+            start_step=state.start_step,
+            num_steps=self.num_steps,
+            steps_run=state.step + 1,
+            injected_steps={name: sorted(state.injected.get(name, set())) for name in self.config.modules},
+            rewritten_rows=state.rows.tolist(),
+            encode_s=self.encode_s,
+        )
+
+
+def run_injected(
+    pipe: Any,
+    prompt: str | list[str],
+    benign_prompt: str | list[str | None],
+    config: InjectionConfig,
+    **pipe_kwargs: Any,
+) -> Any:
+    """Run ``pipe(prompt, **pipe_kwargs)`` with ``benign_prompt``'s text K/V in ``config.modules``.
+
+    The building block of the guard's rewrite path and of ``safetext localize``: the
+    original prompt drives everything (queries, image stream, unconditional half, pooled
+    embeddings); only the text-derived keys/values of the configured modules come from
+    the benign prompt, from ``config.start_step(num_inference_steps)`` on.
+
+    * ``prompt`` / ``benign_prompt``: a string each, or lists of equal length. A None in
+      the benign list leaves that prompt's images unpatched.
+    * ``pipe_kwargs`` go to the pipeline unchanged (generator, negative_prompt,
+      num_images_per_prompt, callbacks, attention kwargs, output_type, ...).
+
+    Returns the pipeline's output. Serialised per pipeline with
+    :func:`~safetext.inject.locking.pipeline_lock`; the original processors are restored
+    on return or error. Raises :class:`InjectionError` if the configured modules do not
+    exist or were not patched at every step from the start step on.
+    """
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if isinstance(benign_prompt, str) or benign_prompt is None:
+        benign: list[str | None] = [benign_prompt] * len(prompts)
+    else:
+        benign = list(benign_prompt)
+    with pipeline_lock(pipe):
+        if all(b is None for b in benign):
+            return pipe(prompt=prompt, **pipe_kwargs)
+        with Injection(pipe, config, prompts, benign, pipe_kwargs) as injection:
+            output = pipe(prompt=prompt, **pipe_kwargs)
+            injection.verify()
+    return output

@@ -1,0 +1,118 @@
+"""Find the injection preset for a pipeline.
+
+``resolve_preset(pipe, preset)`` accepts:
+
+* ``"auto"``: first a ``safetext_preset.yaml`` in the pipeline's local model folder (a
+  model can ship its own localization), then the packaged presets whose ``match`` fits
+  the pipeline class and denoiser config. Anything else raises
+  :class:`UnsupportedArchitectureError`, which names ``safetext localize``.
+* a packaged preset name (``"sdxl-base-1.0"``, ``"sd3-medium"``, ``"if-i-xl-v1.0"``);
+* a path to a preset YAML file;
+* a list of module names (patched from step 0);
+* an :class:`~safetext.inject.config.InjectionConfig`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from safetext.inject.config import InjectionConfig, PresetError
+
+#: File name a model folder may carry to declare its own localized layers.
+MODEL_PRESET_FILE = "safetext_preset.yaml"
+
+LOCALIZE_HINT = (
+    "Localize its text-rendering layers with `safetext localize --model PATH` and pass the "
+    "preset it writes (preset='path/to/preset.yaml'), or pass preset=[module names]."
+)
+
+
+class UnsupportedArchitectureError(PresetError):
+    """No preset is known for this pipeline; it must be localized first."""
+
+
+def builtin_presets() -> dict[str, InjectionConfig]:
+    """The presets packaged in ``safetext/inject/presets``, by name."""
+    found: dict[str, InjectionConfig] = {}
+    folder = resources.files("safetext.inject") / "presets"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            with resources.as_file(entry) as path:
+                config = InjectionConfig.from_yaml(path)
+            found[config.name or entry.name.removesuffix(".yaml")] = config
+    return found
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    return value
+
+
+def matches(config: InjectionConfig, pipe: Any) -> bool:
+    """True when ``config.match`` fits the pipeline class and its denoiser config."""
+    match = config.match
+    if match is None or type(pipe).__name__ not in match.pipelines:
+        return False
+    component = getattr(pipe, match.component, None)
+    model_config = getattr(component, "config", None)
+    if model_config is None:
+        return False
+    return all(_norm(model_config.get(key)) == _norm(value) for key, value in match.config.items())
+
+
+def model_folders(pipe: Any) -> list[Path]:
+    """Local folders the pipeline (or its denoiser) was loaded from."""
+    names: list[Any] = [getattr(pipe, "name_or_path", None)]
+    config = getattr(pipe, "config", None)
+    if config is not None:
+        names.append(config.get("_name_or_path"))
+    for component in ("unet", "transformer"):
+        sub = getattr(getattr(pipe, component, None), "config", None)
+        if sub is not None and sub.get("_name_or_path"):
+            names.append(Path(str(sub.get("_name_or_path"))).parent)
+    folders: list[Path] = []
+    for name in names:
+        if name and Path(str(name)).is_dir() and Path(str(name)) not in folders:
+            folders.append(Path(str(name)))
+    return folders
+
+
+def auto_preset(pipe: Any) -> InjectionConfig:
+    """The preset for ``pipe``: the model folder's own file first, then the packaged ones."""
+    for folder in model_folders(pipe):
+        if (folder / MODEL_PRESET_FILE).is_file():
+            return InjectionConfig.from_yaml(folder / MODEL_PRESET_FILE)
+    presets = builtin_presets()
+    for config in presets.values():
+        if matches(config, pipe):
+            return config
+    cls = type(pipe).__name__
+    if "flux" in cls.lower():
+        raise UnsupportedArchitectureError(
+            f"{cls}: FLUX has no localized preset (the paper did not localize it) and safetext does not "
+            f"inject into FLUX attention yet. {LOCALIZE_HINT}"
+        )
+    raise UnsupportedArchitectureError(
+        f"no safetext preset matches {cls} (packaged presets: {', '.join(presets)}; none fits this "
+        f"pipeline class and model config, and its folder has no {MODEL_PRESET_FILE}). {LOCALIZE_HINT}"
+    )
+
+
+def resolve_preset(pipe: Any, preset: str | Path | list[str] | tuple[str, ...] | InjectionConfig) -> InjectionConfig:
+    """Turn any accepted ``preset`` value into an :class:`InjectionConfig` (see module doc)."""
+    if isinstance(preset, InjectionConfig):
+        return preset
+    if isinstance(preset, (list, tuple)):
+        return InjectionConfig.from_modules(list(preset))
+    if preset == "auto":
+        return auto_preset(pipe)
+    path = Path(preset)
+    if path.is_file():
+        return InjectionConfig.from_yaml(path)
+    presets = builtin_presets()
+    if str(preset) in presets:
+        return presets[str(preset)]
+    raise PresetError(f"no preset file or packaged preset named {str(preset)!r} (packaged: {', '.join(presets)})")

@@ -1,0 +1,335 @@
+"""Attention processors that swap in the benign prompt's text keys/values.
+
+Per-request data lives in a :class:`CallState` created for one pipeline call. The
+processors hold a reference to it and are installed only for that call, under the
+pipeline lock (see :mod:`safetext.inject.installer`), then the original processors are
+put back.
+
+Why not pass the state through ``cross_attention_kwargs`` / ``joint_attention_kwargs``?
+``Attention.forward`` inspects each processor's signature and logs a warning for every
+key it does not name, on every module and every step. A safetext key would reach all
+70 unpatched modules of SDXL (3,500 warnings per 50-step image) and would be stripped
+before reaching them anyway. Binding the state to processors that exist only for the call
+keeps the user's kwargs dicts untouched, adds no warnings, and costs no concurrency: the
+pipeline already keeps per-call state on ``self`` and must be serialised anyway.
+
+Cross-attention and IF added-KV modules delegate to the module's original processor,
+with only ``encoder_hidden_states`` replaced (rewrite rows = benign text, all other rows
+the very same tensor values). Every row not rewritten therefore goes through exactly the
+original computation. Partial swaps (``swap="k"`` or ``"v"``) need K and V from
+different texts, which no stock processor supports; they reimplement ``AttnProcessor2_0``
+/ ``AttnAddedKVProcessor2_0`` line for line. SD3's joint processor mirrors
+``JointAttnProcessor2_0`` and swaps the text K/V rows between the original rows and the
+benign rows batched beside them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import (
+    Attention,
+    AttnAddedKVProcessor2_0,
+    AttnProcessor2_0,
+    JointAttnProcessor2_0,
+)
+
+from safetext.inject.config import SwapMode
+
+
+class InjectionError(RuntimeError):
+    """Injection could not be installed or did not run as configured (fail closed)."""
+
+
+# Named arguments a wrapped processor may take. Anything else (IP-Adapter masks, custom
+# extras) would be filtered out by diffusers before reaching our wrapper, so we refuse
+# such processors instead of silently dropping their inputs.
+_WRAPPABLE_PARAMS = {
+    "self", "attn", "hidden_states", "encoder_hidden_states", "attention_mask", "temb", "args", "kwargs"
+}
+
+
+@dataclass
+class JointExtension:
+    """Benign rows appended to one SD3 transformer call."""
+
+    n_orig: int  # batch size the pipeline passed
+    targets: torch.Tensor  # rows of the original batch that get benign text K/V
+    sources: torch.Tensor  # the appended benign rows, aligned with ``targets``
+    trim_after: int  # index of the last localized block that runs in this call
+    trimmed: bool = False
+
+
+@dataclass
+class CallState:
+    """Everything one guarded pipeline call needs; never shared between calls."""
+
+    swap: SwapMode
+    start_step: int
+    n_cond: int  # conditional rows: prompts x num_images_per_prompt
+    rows: torch.Tensor  # conditional row indices (0..n_cond-1) that are rewritten
+    benign: torch.Tensor  # (n_cond, L, D): benign text for rewritten rows, original text elsewhere
+    benign_pooled: torch.Tensor | None = None  # SD3 only
+    step: int = -1
+    last_timestep: float | None = None
+    mixed: torch.Tensor | None = None  # cross / added-KV: encoder states as the attention sees them
+    mixed_key: tuple[int, int] | None = None  # (id, version) of the raw text states `mixed` came from
+    mixed_source: torch.Tensor | None = None  # held so that id cannot be reused during the call
+    extension: JointExtension | None = None
+    injected: dict[str, set[int]] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.step >= self.start_step
+
+    def cond_offset(self, batch: int) -> int:
+        """Index of the first conditional row: the unconditional half comes first under CFG."""
+        if batch == self.n_cond:
+            return 0
+        if batch == 2 * self.n_cond:
+            return self.n_cond
+        raise InjectionError(
+            f"denoiser batch of {batch} rows fits neither {self.n_cond} conditional rows nor CFG's {2 * self.n_cond}"
+        )
+
+    def record(self, module: str) -> None:
+        self.injected.setdefault(module, set()).add(self.step)
+
+
+def check_wrappable(processor: Any, module: str) -> None:
+    """Refuse processors whose extra named inputs a wrapper would lose."""
+    params = set(inspect.signature(processor.__call__).parameters)
+    extra = params - _WRAPPABLE_PARAMS
+    if extra:
+        raise InjectionError(
+            f"module {module} uses {type(processor).__name__}, which takes {sorted(extra)}; "
+            "safetext can only wrap standard attention processors (remove IP-Adapter or custom processors)"
+        )
+
+
+def _heads(x: torch.Tensor, batch: int, heads: int, head_dim: int) -> torch.Tensor:
+    return x.view(batch, -1, heads, head_dim).transpose(1, 2)
+
+
+class SwapProcessor:
+    """Cross-attention / IF added-KV: the benign text replaces the original text for rewrite rows."""
+
+    def __init__(self, original: Any, module: str, kind: str, state: CallState) -> None:
+        check_wrappable(original, module)
+        if state.swap != "kv":
+            wanted = AttnProcessor2_0 if kind == "cross" else AttnAddedKVProcessor2_0
+            if type(original) is not wanted:
+                raise InjectionError(
+                    f"swap={state.swap!r} on {module} needs {wanted.__name__}, found {type(original).__name__}"
+                )
+        self.original = original
+        self.module = module
+        self.kind = kind
+        self.state = state
+        self._accepts = set(inspect.signature(original.__call__).parameters)
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        extra = {k: v for k, v in kwargs.items() if k in self._accepts}
+        if temb is not None:
+            extra["temb"] = temb
+        state = self.state
+        if not state.active or encoder_hidden_states is None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **extra)
+        mixed = state.mixed
+        if mixed is None or mixed.shape != encoder_hidden_states.shape:
+            raise InjectionError(
+                f"{self.module} received text states of shape {tuple(encoder_hidden_states.shape)}, "
+                f"expected {None if mixed is None else tuple(mixed.shape)}"
+            )
+        state.record(self.module)
+        if state.swap == "kv":
+            return self.original(attn, hidden_states, mixed, attention_mask, *args, **extra)
+        ehs_k = mixed if state.swap == "k" else encoder_hidden_states
+        ehs_v = mixed if state.swap == "v" else encoder_hidden_states
+        if self.kind == "cross":
+            return _cross_attention(attn, hidden_states, ehs_k, ehs_v, attention_mask, temb)
+        return _added_kv_attention(attn, hidden_states, ehs_k, ehs_v, attention_mask)
+
+
+def _cross_attention(
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    ehs_k: torch.Tensor,
+    ehs_v: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    temb: torch.Tensor | None,
+) -> torch.Tensor:
+    """``AttnProcessor2_0`` with keys and values taken from different text states."""
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    input_ndim = hidden_states.ndim
+    if input_ndim == 4:
+        batch_size, channel, height, width = hidden_states.shape
+        hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+    batch_size, sequence_length, _ = ehs_k.shape
+    if attention_mask is not None:
+        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.to_q(hidden_states)
+    if attn.norm_cross:
+        ehs_k, ehs_v = attn.norm_encoder_hidden_states(ehs_k), attn.norm_encoder_hidden_states(ehs_v)
+    key, value = attn.to_k(ehs_k), attn.to_v(ehs_v)
+    head_dim = key.shape[-1] // attn.heads
+    query = _heads(query, batch_size, attn.heads, head_dim)
+    key = _heads(key, batch_size, attn.heads, head_dim)
+    value = _heads(value, batch_size, attn.heads, head_dim)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    hidden_states = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+    )
+    hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
+    hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+    if input_ndim == 4:
+        hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+    if attn.residual_connection:
+        hidden_states = hidden_states + residual
+    return hidden_states / attn.rescale_output_factor
+
+
+def _added_kv_attention(
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    ehs_k: torch.Tensor,
+    ehs_v: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """``AttnAddedKVProcessor2_0`` with the text keys and values from different text states."""
+    residual = hidden_states
+    hidden_states = hidden_states.view(hidden_states.shape[0], hidden_states.shape[1], -1).transpose(1, 2)
+    batch_size, sequence_length, _ = hidden_states.shape
+    attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size, out_dim=4)
+    if attn.norm_cross:
+        ehs_k, ehs_v = attn.norm_encoder_hidden_states(ehs_k), attn.norm_encoder_hidden_states(ehs_v)
+    hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.head_to_batch_dim(attn.to_q(hidden_states), out_dim=4)
+    text_key = attn.head_to_batch_dim(attn.add_k_proj(ehs_k), out_dim=4)
+    text_value = attn.head_to_batch_dim(attn.add_v_proj(ehs_v), out_dim=4)
+    if not attn.only_cross_attention:
+        key = attn.head_to_batch_dim(attn.to_k(hidden_states), out_dim=4)
+        value = attn.head_to_batch_dim(attn.to_v(hidden_states), out_dim=4)
+        key = torch.cat([text_key, key], dim=2)
+        value = torch.cat([text_value, value], dim=2)
+    else:
+        key, value = text_key, text_value
+    hidden_states = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+    )
+    hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, residual.shape[1])
+    hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+    return hidden_states.transpose(-1, -2).reshape(residual.shape) + residual
+
+
+class JointSwapProcessor:
+    """SD3 joint attention: rewrite rows take the text K/V of their benign row in the same batch.
+
+    The image stream and the text query stay the original's. Outside an extended call
+    (before the start step, or a call that skips this block) it defers to the original
+    processor unchanged. In the last localized block the benign rows are needed only for
+    their text K/V: the attention runs on the original rows alone, and the benign rows get
+    zeros (they are dropped right after the block).
+    """
+
+    def __init__(self, original: Any, module: str, block: int, state: CallState) -> None:
+        if type(original) is not JointAttnProcessor2_0:
+            raise InjectionError(
+                f"{module} uses {type(original).__name__}; the SD3 injector mirrors JointAttnProcessor2_0 only"
+            )
+        self.original = original
+        self.module = module
+        self.block = block
+        self.state = state
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        ext = self.state.extension
+        if ext is None or encoder_hidden_states is None or ext.trimmed:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
+        n_ext = ext.n_orig + len(ext.sources)
+        if hidden_states.shape[0] != n_ext:
+            raise InjectionError(f"{self.module} received {hidden_states.shape[0]} rows, expected {n_ext}")
+        self.state.record(self.module)
+        swap = self.state.swap
+        last = self.block == ext.trim_after
+        batch = ext.n_orig if last else n_ext  # rows whose attention output is needed
+        residual = hidden_states
+        hidden_states = hidden_states[:batch]
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query = _heads(query, batch, attn.heads, head_dim)
+        key = _heads(key, batch, attn.heads, head_dim)
+        value = _heads(value, batch, attn.heads, head_dim)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        # Text K/V of every row (the benign rows' are the point); the text query only where needed.
+        text_query = _heads(attn.add_q_proj(encoder_hidden_states[:batch]), batch, attn.heads, head_dim)
+        text_key = _heads(attn.add_k_proj(encoder_hidden_states), n_ext, attn.heads, head_dim)
+        text_value = _heads(attn.add_v_proj(encoder_hidden_states), n_ext, attn.heads, head_dim)
+        if attn.norm_added_q is not None:
+            text_query = attn.norm_added_q(text_query)
+        if attn.norm_added_k is not None:
+            text_key = attn.norm_added_k(text_key)
+        # The swap itself: rewrite rows read the benign rows' text keys/values.
+        if swap in ("kv", "k"):
+            text_key = text_key[:batch].index_copy(0, ext.targets, text_key.index_select(0, ext.sources))
+        if swap in ("kv", "v"):
+            text_value = text_value[:batch].index_copy(0, ext.targets, text_value.index_select(0, ext.sources))
+
+        query = torch.cat([query, text_query], dim=2)
+        key = torch.cat([key, text_key[:batch]], dim=2)
+        value = torch.cat([value, text_value[:batch]], dim=2)
+        hidden_states = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.to(query.dtype)
+
+        hidden_states, encoder_hidden_states = (
+            hidden_states[:, : residual.shape[1]],
+            hidden_states[:, residual.shape[1] :],
+        )
+        if not attn.context_pre_only:
+            encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if last:  # zeros for the benign rows, which the block's forward hook drops next
+            hidden_states = _pad_rows(hidden_states, n_ext)
+            encoder_hidden_states = _pad_rows(encoder_hidden_states, n_ext)
+        return hidden_states, encoder_hidden_states
+
+
+def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.cat([x, x.new_zeros((rows - x.shape[0], *x.shape[1:]))])

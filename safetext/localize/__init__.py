@@ -1,0 +1,54 @@
+"""``safetext localize``: find the attention modules that control rendered text, by activation patching.
+
+Prompt pairs (A, B) differ in one rendered word. Patching B's text keys/values into a set
+of modules while generating A moves the rendered word from A's to B's when those modules
+control the text; OCR and masked SSIM score it (:mod:`~safetext.localize.scoring`). Two
+strategies search the modules (:mod:`~safetext.localize.search`): the paper's exhaustive
+single-layer ``sweep`` and a best-first ``group`` search that reaches the same set with
+fewer runs. The answer is written as a preset file that ``Guard(preset=...)`` loads.
+
+Public API: :func:`localize`, :class:`LocalizeResult`, :func:`write_report`,
+:func:`make_pairs`, :func:`testbed_pairs`, :func:`read_prompt_file`, :class:`PromptPair`,
+:class:`Criteria`, :func:`search`. ``pairs``, ``scoring`` and ``search`` import no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from safetext.localize.pairs import PromptPair, make_pairs, read_prompt_file, testbed_pairs
+from safetext.localize.scoring import ConfigScore, Criteria
+from safetext.localize.search import SearchResult, search
+
+_LAZY = {
+    "localize": "safetext.localize.api",
+    "LocalizeResult": "safetext.localize.api",
+    "write_report": "safetext.localize.report",
+    "PatchRunner": "safetext.localize.runner",
+}
+
+__all__ = [
+    "ConfigScore",
+    "Criteria",
+    "PromptPair",
+    "SearchResult",
+    "make_pairs",
+    "read_prompt_file",
+    "search",
+    "testbed_pairs",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safetext.localize.api import LocalizeResult, localize
+    from safetext.localize.report import write_report
+    from safetext.localize.runner import PatchRunner
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'safetext.localize' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,221 @@
+"""``localize(pipe, pairs, ...)``: the whole search, from prompt pairs to a preset.
+
+Steps: generate and read the baselines (A unpatched, B direct), run each requested
+strategy through :func:`~safetext.localize.search.search` with an evaluator that patches
+the pipeline and scores the images, and turn the answer into an
+:class:`~safetext.inject.InjectionConfig` that ``Guard(preset=...)`` loads.
+
+With ``strategies=("sweep", "group")`` the strategies share one cache of evaluated
+configurations (the second one costs little pipeline time); each still counts every
+configuration it asked for, so the run counts compare fairly. Time them separately
+(``benchmarks/localize_bench.py`` does).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from safetext.inject import InjectionConfig, PresetMatch
+from safetext.inject.sites import AttentionSite, denoiser_of
+from safetext.localize.pairs import PromptPair
+from safetext.localize.runner import PatchRunner
+from safetext.localize.scoring import Baselines, ConfigScore, Criteria, Scorer, WordReader, no_reader
+from safetext.localize.search import Run, SearchResult, Strategy, search
+
+#: Denoiser config keys copied into the preset's ``match`` (structure, not weights).
+MATCH_KEYS = (
+    "in_channels",
+    "sample_size",
+    "block_out_channels",
+    "down_block_types",
+    "mid_block_type",
+    "up_block_types",
+    "layers_per_block",
+    "transformer_layers_per_block",
+    "cross_attention_dim",
+    "encoder_hid_dim",
+    "attention_head_dim",
+    "num_layers",
+    "num_attention_heads",
+    "joint_attention_dim",
+    "caption_projection_dim",
+    "patch_size",
+)
+START_FRACTION = 0.2  # the start search covers the first 20% of the steps (the paper's starts: 0-8%)
+
+
+class LocalizeError(ValueError):
+    """The pipeline cannot be localized (no patchable text attention, bad settings)."""
+
+
+def default_max_start(steps: int) -> int:
+    """Latest start step the search tries: the first fifth of the run, at least step 1 when steps > 1."""
+    return min(steps - 1, max(1, math.ceil(START_FRACTION * steps))) if steps > 1 else 0
+
+
+@dataclass
+class LocalizeResult:
+    """Everything a report or preset needs from one ``localize`` call."""
+
+    pipeline: str
+    component: str
+    steps: int
+    seed: int
+    pairs: list[PromptPair]
+    sites: list[AttentionSite]
+    baselines: Baselines
+    results: dict[str, SearchResult]
+    chosen: SearchResult
+    preset: InjectionConfig
+    criteria: Criteria
+    max_start: int
+    evaluated: dict[tuple[tuple[str, ...], int], ConfigScore]
+    samples: dict[tuple[tuple[str, ...], int], list[Image.Image]]  # first pairs' images per configuration
+    denoiser_params: int = 0
+    calls: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def agree(self) -> bool | None:
+        """Whether the strategies found the same modules (None with one strategy)."""
+        found = {r.modules for r in self.results.values()}
+        return None if len(self.results) < 2 else len(found) == 1
+
+    def single(self, module: str) -> ConfigScore | None:
+        """The single-layer score of ``module`` at start 0, if any strategy measured it."""
+        return self.evaluated.get(((module,), 0))
+
+
+def build_preset(
+    pipe: Any,
+    result: SearchResult,
+    steps: int,
+    *,
+    name: str,
+    source: str,
+    notes: str = "",
+) -> InjectionConfig:
+    """The preset file for ``result``: modules, start as a fraction of the steps, and a ``match``."""
+    component, denoiser = denoiser_of(pipe)
+    config = dict(denoiser.config)
+    match = {k: _listed(config[k]) for k in MATCH_KEYS if k in config and _plain(config[k])}
+    return InjectionConfig(
+        name=name,
+        modules=list(result.modules),
+        swap="kv",
+        start=round(result.start_step / steps, 6),
+        source=source,
+        notes=notes,
+        match=PresetMatch(pipelines=[type(pipe).__name__], component=component, config=match),  # type: ignore[arg-type]
+    )
+
+
+def _listed(value: Any) -> Any:
+    """Tuples as lists, so the preset equals itself after a YAML round trip."""
+    return [_listed(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def localize(
+    pipe: Any,
+    pairs: Sequence[PromptPair],
+    *,
+    steps: int,
+    seed: int = 0,
+    strategies: Sequence[Strategy] = ("group",),
+    criteria: Criteria = Criteria(),
+    max_start: int | None = None,
+    reader: WordReader = no_reader,
+    batch_size: int = 8,
+    call_kwargs: dict[str, Any] | None = None,
+    name: str | None = None,
+    keep_images: int = 3,
+    on_run: Callable[[str, Run], None] | None = None,
+    on_stage: Callable[[str, int | None], None] | None = None,
+) -> LocalizeResult:
+    """Localize the text-rendering attention modules of ``pipe`` with activation patching."""
+    if not strategies:
+        raise LocalizeError("give at least one strategy")
+    began = time.perf_counter()
+    runner = PatchRunner(pipe, pairs, steps=steps, seed=seed, batch_size=batch_size, call_kwargs=call_kwargs)
+    if not runner.candidates:
+        raise LocalizeError(
+            f"{type(pipe).__name__} has no text attention module that safetext's injection engine can patch "
+            "(it supports U-Net cross-attention (SD 1.x/2.x, SDXL), DeepFloyd IF added-KV attention and SD3 "
+            "joint attention; FLUX is not supported yet)"
+        )
+    max_start = default_max_start(steps) if max_start is None else min(max_start, steps - 1)
+    scorer = Scorer(reader)
+    if on_stage:
+        on_stage("baselines: prompt A unpatched, prompt B direct", 2)
+    words = [(p.word_a, p.word_b) for p in pairs]
+    baselines = scorer.set_baselines(words, runner.unpatched(), runner.b_direct())
+
+    evaluated: dict[tuple[tuple[str, ...], int], ConfigScore] = {}
+    samples: dict[tuple[tuple[str, ...], int], list[Image.Image]] = {}
+
+    def evaluate(modules: tuple[str, ...], start: int) -> ConfigScore:
+        key = (modules, start)
+        if key not in evaluated:
+            images = runner.patched(modules, start)
+            evaluated[key] = scorer.score(modules, start, images)
+            samples[key] = images[:keep_images]
+        return evaluated[key]
+
+    results: dict[str, SearchResult] = {}
+    for strategy in strategies:
+        if on_stage:  # the sweep's size is known up to its growth steps; the group search's is not
+            on_stage(f"{strategy} search", len(runner.candidates) + max_start if strategy == "sweep" else None)
+        callback = (lambda run, s=strategy: on_run(s, run)) if on_run else None
+        results[strategy] = search(strategy, runner.candidates, evaluate, criteria, max_start=max_start, on_run=callback)
+    chosen = results.get("sweep") or results[strategies[0]]
+    label = "+".join(strategies)
+    preset = build_preset(
+        pipe,
+        chosen,
+        steps,
+        name=name or f"{type(pipe).__name__}-localized",
+        source=(
+            f"safetext localize: {chosen.strategy} search, {len(pairs)} pairs, {steps} steps, seed {seed}, "
+            f"start step {chosen.start_step} of {steps}"
+        ),
+        notes=(
+            f"text_score {chosen.final.text_score:.3f} (B read {chosen.final.b_rate:.2f}, A read "
+            f"{chosen.final.a_rate:.2f}), masked SSIM {chosen.final.ssim_masked:.3f}; strategies run: {label}"
+            + ("" if chosen.accepted else "; WARNING: no set met the criteria, this is the best prefix found")
+        ),
+    )
+    return LocalizeResult(
+        pipeline=type(pipe).__name__,
+        component=denoiser_of(pipe)[0],
+        steps=steps,
+        seed=seed,
+        pairs=list(pairs),
+        sites=runner.sites,
+        baselines=baselines,
+        results=results,
+        chosen=chosen,
+        preset=preset,
+        criteria=criteria,
+        max_start=max_start,
+        evaluated=evaluated,
+        samples=samples,
+        denoiser_params=sum(p.numel() for p in denoiser_of(pipe)[1].parameters()),
+        calls=runner.calls,
+        images=runner.images,
+        seconds=time.perf_counter() - began,
+        settings={"batch_size": batch_size, **{k: v for k, v in (call_kwargs or {}).items() if _plain(v)}},
+    )

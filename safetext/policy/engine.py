@@ -1,0 +1,228 @@
+"""The policy engine: ``analyze`` finds spans, ``decide`` turns them into a :class:`Decision`.
+
+Detection and action stay apart (Presidio): ``analyze`` returns plain spans; ``decide``
+applies the policy's actions and the rewrite operators. The per-prompt path is pure Python;
+the lexicon is compiled once per policy and cached on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from safetext.detect.classifiers import Classifier, create_classifier, occlusion_spans
+from safetext.detect.inflect import inflect
+from safetext.detect.lexicon import canonical_words, load_or_compile
+from safetext.detect.matcher import Hit, Matcher
+from safetext.detect.normalize import Normalized, normalize
+from safetext.detect.scope import in_scope, render_scope
+from safetext.policy.decision import Action, Decision, Span
+from safetext.policy.loader import load_policy, policy_fingerprint
+from safetext.policy.schema import ACTION_RANK, Policy
+from safetext.rewrite.operators import Edit, apply_operators, choose_target, keep_case, pick_non_overlapping
+
+# How sure each detection method is that the text really is the term.
+METHOD_SCORE = {
+    "lexicon": 1.0, "lemma": 0.95, "normalized": 0.95, "leetspeak": 0.9, "repeat": 0.9, "phrase": 1.0,
+    "split": 0.85, "masked": 0.8, "glued": 0.8, "substring": 0.85,
+}
+# Risk contributed by a span of each severity (1..4, capped after the render boost).
+SEVERITY_RISK = {1: 0.35, 2: 0.6, 3: 0.85, 4: 1.0}
+_MAX_REASONS = 50
+
+
+class PolicyEngine:
+    """Checks prompts against one policy. Build once, call ``check`` from many threads."""
+
+    def __init__(self, policy: Policy | str | Path = "default", *, classifier: Classifier | None = None, use_spacy: bool = True) -> None:
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.fingerprint = policy_fingerprint(self.policy)
+        self.lexicon = load_or_compile(self.policy, self.fingerprint, use_spacy=use_spacy)
+        self.matcher = Matcher(self.lexicon, self.policy.normalization)
+        self._classifier = classifier
+        self._classifier_lock = threading.Lock()
+        self._target_cache: dict[tuple[str, str, str, str], str] = {}
+        self._targets: dict[tuple[str, str], list[str]] = {}
+        for category, term, spec in self.policy.term_items():
+            self._targets[(category, " ".join(canonical_words(term)))] = list(spec.targets)
+
+    @property
+    def name(self) -> str:
+        return self.policy.name or (Path(self.policy.source).stem if self.policy.source else "policy")
+
+    # ---- analyze ------------------------------------------------------------------------------
+
+    def analyze(self, prompt: str) -> list[Span]:
+        """Non-overlapping spans found in ``prompt``; offsets index the original string."""
+        if not prompt or len(prompt) > self.policy.max_chars:
+            return []
+        norm = normalize(prompt, unicode=self.policy.normalization.unicode, invisible=self.policy.normalization.invisible)
+        scope = render_scope(norm.text)
+        spans = [self._span(prompt, norm, scope, hit) for hit in self.matcher.scan(norm.text)]
+        spans = [s for s in spans if s is not None]
+        if self.policy.classifier is not None:
+            spans += self._classifier_spans(prompt, norm, scope, spans)
+        return _resolve(spans)
+
+    def _span(self, prompt: str, norm: Normalized, scope: list[tuple[int, int]], hit: Hit) -> Span | None:
+        start, end = norm.span(hit.start, hit.end)
+        if end <= start:
+            return None
+        text = prompt[start:end]
+        entry = hit.entry
+        method = hit.method
+        if method == "lexicon":
+            if entry.ending:
+                method = "lemma"
+            if text.lower() != hit.form:
+                method = "normalized"
+        rendered = in_scope(scope, hit.start, hit.end)
+        category = self.policy.categories[entry.category]
+        severity = min(4, entry.severity + (self.policy.scope.render_boost if rendered else 0))
+        action = category.effective_render_action if rendered else category.action
+        if self.policy.scope.mode == "render" and scope and not rendered:
+            action = "flag" if ACTION_RANK[action] >= ACTION_RANK["flag"] else action
+        if action == "allow":
+            return None
+        score = round(METHOD_SCORE.get(method, 0.8) * SEVERITY_RISK[severity], 4)
+        # model_construct: every field is computed here from validated policy data, and a
+        # 100k-character prompt can yield 20k spans, so skip re-validation on the hot path.
+        return Span.model_construct(
+            start=start,
+            end=end,
+            text=text,
+            category=entry.category,
+            term=entry.term,
+            method=method,
+            score=score,
+            in_render_scope=rendered,
+            action=_to_action(action),
+            target=self._target(entry.term, entry.category, entry.ending, text) if action == "rewrite" else None,
+        )
+
+    def _target(self, term: str, category: str, ending: str, matched: str) -> str | None:
+        key = (term, category, ending, matched)
+        cached = self._target_cache.get(key)
+        if cached is None:
+            if len(self._target_cache) > 20_000:
+                self._target_cache.clear()
+            cached = self._target_cache[key] = self._choose(term, category, ending, matched)
+        return cached
+
+    def _choose(self, term: str, category: str, ending: str, matched: str) -> str:
+        cat = self.policy.categories[category]
+        if cat.operator == "mask":
+            return "".join("*" if not c.isspace() else c for c in matched)
+        if cat.operator == "remove":
+            return ""
+        candidates = self._targets.get((category, term)) or list(cat.targets)
+        base = choose_target(matched, candidates)
+        if ending.startswith("1:"):  # a phrase whose first word was inflected: killing yourself
+            head, _, rest = base.partition(" ")
+            base = f"{inflect(head, ending[2:])} {rest}".strip()
+        elif ending in ("s", "ing", "in", "ed", "er", "ers", "est"):
+            base = inflect(base, ending)
+        return keep_case(matched, base)
+
+    def _classifier_spans(self, prompt: str, norm: Normalized, scope: list[tuple[int, int]], found: list[Span]) -> list[Span]:
+        config = self.policy.classifier
+        assert config is not None
+        clf = self._get_classifier()
+        if config.scope == "render" and scope:
+            regions = [norm.span(s, e) for s, e in scope]
+        else:
+            regions = [(0, len(prompt))]
+        out: list[Span] = []
+        category = self.policy.categories[config.category]
+        for r_start, r_end in regions:
+            text = prompt[r_start:r_end]
+            if not text.strip():
+                continue
+            score = clf.score([text])[0]
+            if score < config.threshold:
+                continue
+            located = occlusion_spans(clf, text, threshold=config.threshold, base_score=score) if config.occlusion else []
+            for s, e, _drop in located:
+                start, end = r_start + s, r_start + e
+                if any(f.start < end and start < f.end for f in found):
+                    continue
+                rendered = any(a <= start < b for a, b in (norm.span(x, y) for x, y in scope))
+                action = category.effective_render_action if rendered else category.action
+                if action == "allow":
+                    continue
+                word = prompt[start:end]
+                out.append(
+                    Span(
+                        start=start, end=end, text=word, category=config.category, term=word.lower(),
+                        method="classifier", score=round(min(1.0, score), 4), in_render_scope=rendered,
+                        action=_to_action(action),
+                        target=self._target(word.lower(), config.category, "", word) if action == "rewrite" and (category.targets or category.operator != "replace") else None,
+                    )
+                )
+            if not located and config.on_unlocated != "allow" and not found:
+                out.append(
+                    Span(
+                        start=r_start, end=r_end, text=text, category=config.category, term="<classifier>",
+                        method="classifier", score=round(min(1.0, score), 4), in_render_scope=bool(scope),
+                        action=_to_action("block" if config.on_unlocated == "block" else "flag"),
+                    )
+                )
+        return out
+
+    def _get_classifier(self) -> Classifier:
+        with self._classifier_lock:
+            if self._classifier is None:
+                config = self.policy.classifier
+                assert config is not None
+                self._classifier = create_classifier(config.backend, **config.params)
+            return self._classifier
+
+    # ---- decide -------------------------------------------------------------------------------
+
+    def decide(self, prompt: str, spans: list[Span]) -> Decision:
+        """Turn spans into one action, a benign prompt and a risk score."""
+        if len(prompt) > self.policy.max_chars:
+            return Decision(action=Action.BLOCK, prompt=prompt, risk=1.0, policy=self.name,
+                            reasons=[f"prompt is {len(prompt)} characters; the policy allows {self.policy.max_chars}"])
+        if not spans:
+            return Decision(action=Action.ALLOW, prompt=prompt, policy=self.name)
+        reasons = [
+            f"{s.category}: {s.text!r} ({s.method}{', rendered' if s.in_render_scope else ''}) -> {s.action.value}"
+            + (f" {s.target!r}" if s.target is not None and s.action is Action.REWRITE else "")
+            for s in spans[:_MAX_REASONS]
+        ]
+        if len(spans) > _MAX_REASONS:
+            reasons.append(f"... and {len(spans) - _MAX_REASONS} more spans")
+        risk = max(s.score for s in spans)
+        risk = min(1.0, risk + 0.05 * (len(spans) - 1))
+        if any(s.action is Action.BLOCK for s in spans):
+            return Decision(action=Action.BLOCK, prompt=prompt, spans=spans, risk=round(risk, 4), reasons=reasons, policy=self.name)
+        rewrites = [s for s in spans if s.action is Action.REWRITE]
+        if not rewrites:
+            return Decision(action=Action.ALLOW, prompt=prompt, spans=spans, risk=round(risk, 4), reasons=reasons, policy=self.name)
+        edits = [Edit(s.start, s.end, "replace" if s.target else "remove", {"target": s.target, "keep_case": False} if s.target else {}) for s in rewrites]
+        benign = apply_operators(prompt, edits)
+        return Decision(action=Action.REWRITE, prompt=prompt, benign_prompt=benign, spans=spans, risk=round(risk, 4), reasons=reasons, policy=self.name)
+
+    def check(self, prompt: str) -> Decision:
+        """``decide(prompt, analyze(prompt))``."""
+        return self.decide(prompt, self.analyze(prompt))
+
+    __call__ = check
+
+
+def _to_action(action: str) -> Action:
+    return {"block": Action.BLOCK, "rewrite": Action.REWRITE}.get(action, Action.ALLOW)
+
+
+def _resolve(spans: list[Span]) -> list[Span]:
+    """Overlapping spans: keep the stricter action, then the longer span, then the higher score."""
+    by_start = sorted(spans, key=lambda s: (s.start, s.end))
+    if all(a.end <= b.start for a, b in zip(by_start, by_start[1:])):
+        return by_start
+    rank = {Action.BLOCK: 3, Action.REWRITE: 2, Action.ALLOW: 1}
+    order = sorted(spans, key=lambda s: (-rank[s.action], -(s.end - s.start), -s.score, s.start))
+    return pick_non_overlapping(order, lambda s: (s.start, s.end))
+
+
+__all__ = ["PolicyEngine"]

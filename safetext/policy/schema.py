@@ -1,0 +1,195 @@
+"""The policy file format, defined once as pydantic models.
+
+Every model forbids unknown keys: a typo such as ``acton:`` must be an error, not a
+silently ignored setting. ``safetext policy schema`` exports the JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+CategoryAction = Literal["allow", "flag", "rewrite", "block"]
+Severity = Literal["low", "medium", "high", "critical"]
+MatchMode = Literal["word", "exact", "substring"]
+Operator = Literal["replace", "mask", "remove"]
+
+ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "rewrite": 2, "block": 3}
+SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Normalization(_Strict):
+    """Which obfuscations detection undoes. All on by default."""
+
+    unicode: bool = Field(True, description="Fold confusables (Cyrillic, Greek), fullwidth forms and accents.")
+    invisible: bool = Field(True, description="Drop zero-width characters and soft hyphens.")
+    leetspeak: bool = Field(True, description="Read digits and symbols as letters: 1d10t, $hit, b!tch.")
+    separators: bool = Field(True, description="Join letters split by spaces, dots, dashes or stars.")
+    repeats: bool = Field(True, description="Collapse repeated letters: fuuuuck.")
+    inflections: bool = Field(True, description="Match plurals, -ing, -ed, -er forms of each term.")
+    glued: bool = Field(True, description="Find terms glued to another word: youidiot.")
+
+
+class Scope(_Strict):
+    """Which text is checked. Rendered text is always treated at least as strictly as the rest."""
+
+    mode: Literal["all", "render"] = Field(
+        "all",
+        description="all: the whole prompt. render: only text the prompt asks the model to render "
+        "(the whole prompt when it asks to render nothing).",
+    )
+    render_boost: int = Field(1, ge=0, le=3, description="Severity levels added to spans inside rendered text.")
+
+
+class Category(_Strict):
+    """A group of terms with one action and one default set of benign targets."""
+
+    action: CategoryAction = "rewrite"
+    render_action: CategoryAction | None = Field(
+        None, description="Action for spans inside rendered text; must be at least as strict as action."
+    )
+    severity: Severity = "medium"
+    targets: list[str] = Field(default_factory=list, description="Default benign targets for terms without their own.")
+    operator: Operator = Field("replace", description="replace with a target, mask with stars, or remove.")
+    match: MatchMode = Field("word", description="Default matching mode for this category's terms.")
+    description: str | None = None
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("render_action", mode="after")
+    @classmethod
+    def _render_at_least_as_strict(cls, value: str | None, info: ValidationInfo) -> str | None:
+        action = info.data.get("action")
+        if value is not None and action is not None and ACTION_RANK[value] < ACTION_RANK[action]:
+            raise ValueError(
+                f"{value!r} is less strict than action {action!r}; rendered text must be treated at least as strictly"
+            )
+        return value
+
+    @property
+    def effective_render_action(self) -> str:
+        return self.render_action or self.action
+
+
+class Term(_Strict):
+    """One lexicon entry. In YAML a bare string or list is shorthand for ``targets``."""
+
+    targets: list[str] = Field(default_factory=list)
+    match: MatchMode | None = None
+    severity: Severity | None = None
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if isinstance(value, (str, list)):
+            return {"targets": value}
+        return value
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+TermValue = Term | str | list[str] | bool | None
+
+
+class ClassifierConfig(_Strict):
+    """An optional whole-text classifier. Spans come from occlusion (which words drop the score)."""
+
+    backend: str = Field(description="A registered backend: profanity-check or detoxify.")
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    category: str = Field(description="Category given to the spans the classifier finds.")
+    scope: Literal["all", "render"] = "all"
+    occlusion: bool = True
+    on_unlocated: CategoryAction = Field(
+        "flag", description="Action when the classifier fires but occlusion finds no responsible word."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to the backend's constructor.")
+
+
+class Policy(_Strict):
+    """A complete, merged policy."""
+
+    version: Literal[1] = 1
+    name: str | None = None
+    description: str | None = None
+    extends: list[str] = Field(default_factory=list, description="Policy files this one overrides, resolved relative to it.")
+    normalization: Normalization = Field(default_factory=Normalization)
+    scope: Scope = Field(default_factory=Scope)
+    categories: dict[str, Category] = Field(default_factory=dict)
+    terms: dict[str, dict[str, TermValue]] = Field(
+        default_factory=dict, description="category -> term -> targets (string, list, mapping, false to disable)"
+    )
+    allow: list[str] = Field(default_factory=list, description="Innocent words and phrases that never match.")
+    classifier: ClassifierConfig | None = None
+    max_chars: int = Field(1_000_000, ge=1, description="Longer prompts are blocked without analysis.")
+    _source: str | None = PrivateAttr(None)
+    _files: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def source(self) -> str | None:
+        """The file this policy was loaded from, if any."""
+        return self._source
+
+    @field_validator("extends", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("terms", mode="after")
+    @classmethod
+    def _as_terms(cls, value: dict[str, dict[str, TermValue]]) -> dict[str, dict[str, TermValue]]:
+        return {cat: {t: (v if isinstance(v, Term) else Term.model_validate(v)) for t, v in group.items()} for cat, group in value.items()}
+
+    @model_validator(mode="after")
+    def _semantics(self, info: ValidationInfo) -> Policy:
+        if info.context and info.context.get("defer_semantics"):
+            return self
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(f"{'.'.join(map(str, path))}: {msg}" for path, msg in problems))
+        return self
+
+    def term_items(self) -> list[tuple[str, str, Term]]:
+        """(category, term, spec) for every enabled term, in file order."""
+        out = []
+        for cat, group in self.terms.items():
+            for term, spec in group.items():
+                assert isinstance(spec, Term)
+                if spec.enabled:
+                    out.append((cat, term, spec))
+        return out
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-field errors as (path, message): unknown categories, terms without targets."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for cat, group in self.terms.items():
+            category = self.categories.get(cat)
+            if category is None:
+                problems.append((("terms", cat), f"unknown category {cat!r}; declare it under categories"))
+                continue
+            for term, spec in group.items():
+                assert isinstance(spec, Term)
+                if not term.strip():
+                    problems.append((("terms", cat, term), "empty term"))
+                elif spec.enabled and category.operator == "replace" and not (spec.targets or category.targets):
+                    problems.append(
+                        (("terms", cat, term), "no benign target: give the term targets or its category default targets")
+                    )
+        if self.classifier is not None and self.classifier.category not in self.categories:
+            problems.append((("classifier", "category"), f"unknown category {self.classifier.category!r}"))
+        return problems

@@ -1,0 +1,155 @@
+"""The testbed's components: stock diffusers/transformers classes with small configs.
+
+The pipeline is a plain ``StableDiffusionPipeline``, so the guard runs the exact code
+path that users of SD 1.x hit. The parts are small enough to train on a CPU:
+
+* a character-level ``CLIPTokenizer`` (no BPE merges), so every rendered word reaches the
+  model as one token per letter and spelling is learnable;
+* a 3-layer ``CLIPTextModel`` trained jointly with the denoiser;
+* an ``AutoencoderKL`` with 4x down-sampling (64x256 RGB <-> 16x64x4 latents);
+* a ``UNet2DConditionModel`` with cross-attention (``attn2``) at 8x32 and 4x16 (7 modules).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+TOKENIZER_MAX_LENGTH = 64
+LATENT_CHANNELS = 4
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 4.0
+
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    latent_channels=LATENT_CHANNELS,
+    norm_num_groups=8,
+    sample_size=64,
+    mid_block_add_attention=False,
+)
+
+UNET_CONFIG = dict(
+    sample_size=(16, 64),
+    in_channels=LATENT_CHANNELS,
+    out_channels=LATENT_CHANNELS,
+    # No attention at the full latent resolution (16x64): it would cost more than the rest.
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(48, 96, 160),
+    layers_per_block=1,
+    cross_attention_dim=128,
+    attention_head_dim=4,  # diffusers' legacy name: the number of heads
+    norm_num_groups=16,
+)
+
+TEXT_CONFIG = dict(
+    hidden_size=128,
+    intermediate_size=512,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    max_position_embeddings=TOKENIZER_MAX_LENGTH,
+    hidden_act="gelu",
+    projection_dim=128,
+)
+
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_schedule="squaredcos_cap_v2",
+    prediction_type="v_prediction",
+    steps_offset=1,
+)
+
+
+def write_tokenizer(folder: Path) -> None:
+    """Write a character-level CLIP tokenizer (vocab.json + empty merges) into ``folder``.
+
+    With no merges, CLIP's BPE leaves every word as single characters, the last one
+    carrying the end-of-word marker ``</w>``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1, "<|unk|>": 2}
+    for ch in chars:
+        for token in (ch, ch + "</w>"):
+            vocab.setdefault(token, len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": TOKENIZER_MAX_LENGTH,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|unk|>",
+        "pad_token": "<|endoftext|>",
+        "do_lower_case": True,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
+
+
+def build_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    if not (folder / "vocab.json").exists():
+        write_tokenizer(folder)
+    return CLIPTokenizer.from_pretrained(str(folder))
+
+
+def build_components(tokenizer_dir: Path, seed: int = 0) -> dict:
+    """Fresh, randomly initialised components, ready to train."""
+    import torch
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(tokenizer_dir)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **TEXT_CONFIG,
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": CLIPTextModel(text_config),
+        "vae": AutoencoderKL(**VAE_CONFIG),
+        "unet": UNet2DConditionModel(**UNET_CONFIG),
+        "scheduler": DPMSolverMultistepScheduler(**SCHEDULER_CONFIG),
+    }
+
+
+def assemble_pipeline(components: dict):
+    """A stock ``StableDiffusionPipeline`` without safety checker (the testbed draws signs only)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        **components,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+# The guard's preset for the testbed, shipped inside the model folder as
+# ``safetext_preset.yaml`` so that ``Guard(pipe, preset="auto")`` finds it.
+# Chosen by the per-layer patching sweep recorded in the model card.
+PRESET_MODULES: list[str] = [
+    "up_blocks.0.attentions.0.transformer_blocks.0.attn2",
+    "up_blocks.0.attentions.1.transformer_blocks.0.attn2",
+    "up_blocks.1.attentions.0.transformer_blocks.0.attn2",
+    "up_blocks.1.attentions.1.transformer_blocks.0.attn2",
+]
+PRESET_START = 0.0
+PRESET_YAML = (
+    "name: safetext-testbed\n"
+    "swap: kv\n"
+    f"start: {PRESET_START}\n"
+    "modules:\n" + "".join(f"  - {m}\n" for m in PRESET_MODULES) +
+    "source: per-layer patching sweep on the testbed (safetext/testbed/README.md)\n"
+)

@@ -1,0 +1,179 @@
+"""Synthetic training data for the testbed: one word on a coloured sign, and its prompt.
+
+Every image is drawn with PIL and the DejaVu fonts, so the data set costs nothing to
+store and is exactly reproducible from a seed. The attributes that are *not* text
+(sign colour, text colour, shape, font) are named in the prompt, so the model has to
+learn them from the text encoder like a real T2I model; position, size and rotation are
+random jitter that the prompt does not control.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from safetext.testbed.vocab import FONTS, SHAPES, SIGN_COLORS, TEXT_COLORS, WORDS
+
+HEIGHT, WIDTH = 64, 256
+BACKDROP = (200, 200, 196)
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
+FONT_FILES = {"sans": "DejaVuSans-Bold.ttf", "serif": "DejaVuSerif-Bold.ttf"}
+
+# Templates: the rendered word always sits behind an explicit render cue
+# ("that says", "reading", "with the word", "text:"), as real users phrase it.
+TEMPLATES: tuple[str, ...] = (
+    'a {color} {shape} that says "{word}"',
+    "a {color} {shape} reading {word}",
+    'a {color} {shape} with the word "{word}"',
+    'a {color} {shape} with {tcolor} letters that says "{word}"',
+    'a {color} {shape} in {font} font reading "{word}"',
+    "a {color} {shape} with the text: {word}",
+    'a {shape} in {color} saying "{word}"',
+)
+
+# (sign colour, shape) pairs never seen in training: held out for evaluation.
+HELDOUT_COMBOS: frozenset[tuple[str, str]] = frozenset(
+    {("purple", "banner"), ("green", "circle"), ("orange", "sign"), ("white", "banner")}
+)
+HELDOUT_TEMPLATE = 6  # this template is only used for evaluation
+SHAPE_WORDS = {"sign": "sign", "banner": "banner", "circle": "circle"}
+
+
+@dataclass(frozen=True)
+class SignSpec:
+    """Everything the prompt controls about one image."""
+
+    word: str
+    color: str
+    shape: str = "sign"
+    font: str = "sans"
+    text_color: str | None = None  # None: the default contrasting colour
+    template: int = 0
+
+    @property
+    def resolved_text_color(self) -> str:
+        return self.text_color or default_text_color(self.color)
+
+    def prompt(self) -> str:
+        """The prompt for this sign. Non-default fonts and text colours are always named."""
+        text = TEMPLATES[self.template].format(
+            color=self.color,
+            shape=SHAPE_WORDS[self.shape],
+            word=self.word,
+            tcolor=self.resolved_text_color,
+            font=self.font,
+        )
+        if self.font != "sans" and "{font}" not in TEMPLATES[self.template]:
+            text += f", {self.font} font"
+        if self.text_color and "{tcolor}" not in TEMPLATES[self.template]:
+            text += f", {self.text_color} letters"
+        return text
+
+
+def default_text_color(color: str) -> str:
+    return "black" if color in ("yellow", "white", "orange") else "white"
+
+
+def allowed_text_colors(color: str) -> tuple[str, ...]:
+    """Text colours that stay legible on a sign colour."""
+    if color in ("yellow", "white"):
+        return ("black",)
+    if color == "black":
+        return ("white",)
+    return ("white", "black")
+
+
+def sample_spec(rng: random.Random, split: str = "train", words: tuple[str, ...] = WORDS) -> SignSpec:
+    """Draw a random sign. ``split="train"`` never yields a held-out combination or template;
+    ``split="eval"`` always yields one of them."""
+    while True:
+        color = rng.choice(list(SIGN_COLORS))
+        shape = rng.choice(SHAPES)
+        template = rng.randrange(len(TEMPLATES))
+        heldout = (color, shape) in HELDOUT_COMBOS or template == HELDOUT_TEMPLATE
+        if heldout == (split == "eval"):
+            break
+    font = "serif" if rng.random() < 0.3 else "sans"
+    if template == 4:
+        font = rng.choice(FONTS)
+    text_color = None
+    if template == 3 or rng.random() < 0.15:
+        text_color = rng.choice(allowed_text_colors(color))
+    return SignSpec(rng.choice(words), color, shape, font, text_color, template)
+
+
+@lru_cache(maxsize=64)
+def _font(style: str, size: int) -> ImageFont.FreeTypeFont:
+    for folder in FONT_DIRS:
+        path = folder / FONT_FILES[style]
+        if path.exists():
+            return ImageFont.truetype(str(path), size)
+    raise FileNotFoundError(
+        f"DejaVu font {FONT_FILES[style]!r} not found in {[str(d) for d in FONT_DIRS]}; "
+        "install it with `apt-get install -y fonts-dejavu-core`"
+    )
+
+
+def _sign_polygon(shape: str, x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]] | None:
+    if shape == "banner":  # swallow-tail notches at both ends
+        notch = (y1 - y0) * 0.35
+        ym = (y0 + y1) / 2
+        return [(x0, y0), (x1, y0), (x1 - notch, ym), (x1, y1), (x0, y1), (x0 + notch, ym)]
+    return None
+
+
+def render(spec: SignSpec, seed: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """Draw ``spec`` with jitter from ``seed``. Returns the RGB image and the text box (x0, y0, x1, y1)."""
+    rng = random.Random(seed)
+    layer = Image.new("RGBA", (WIDTH, HEIGHT), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    margin_x = rng.uniform(4, 14)
+    margin_y = rng.uniform(3, 7)
+    x0, y0, x1, y1 = margin_x, margin_y, WIDTH - rng.uniform(4, 14), HEIGHT - rng.uniform(3, 7)
+    fill = SIGN_COLORS[spec.color] + (255,)
+    poly = _sign_polygon(spec.shape, x0, y0, x1, y1)
+    if spec.shape == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=fill)
+        max_w = (x1 - x0) * 0.78
+    elif poly:
+        draw.polygon(poly, fill=fill)
+        max_w = (x1 - x0) - 2.2 * (y1 - y0) * 0.35
+    else:
+        draw.rounded_rectangle((x0, y0, x1, y1), radius=rng.uniform(2, 8), fill=fill)
+        max_w = (x1 - x0) * 0.9
+    text = spec.word.upper()
+    size = rng.randint(30, 34)
+    font = _font(spec.font, size)
+    while font.getlength(text) > max_w and size > 14:
+        size -= 1
+        font = _font(spec.font, size)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    cx = (x0 + x1) / 2 + rng.uniform(-5, 5)
+    cy = (y0 + y1) / 2 + rng.uniform(-2, 2)
+    tx, ty = cx - (right + left) / 2, cy - (bottom + top) / 2
+    draw.text((tx, ty), text, font=font, fill=TEXT_COLORS[spec.resolved_text_color] + (255,))
+    angle = rng.uniform(-3, 3)
+    layer = layer.rotate(angle, resample=Image.BICUBIC, center=(WIDTH / 2, HEIGHT / 2))
+    image = Image.new("RGB", (WIDTH, HEIGHT), BACKDROP)
+    image.paste(layer, (0, 0), layer)
+    box = (int(tx + left) - 3, int(ty + top) - 3, int(tx + right) + 3, int(ty + bottom) + 3)
+    box = (max(box[0], 0), max(box[1], 0), min(box[2], WIDTH), min(box[3], HEIGHT))
+    return image, box
+
+
+def to_tensor_array(image: Image.Image) -> np.ndarray:
+    """HWC uint8 -> CHW float32 in [-1, 1], the range diffusers' VAE expects."""
+    return np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+
+
+def text_mask(box: tuple[int, int, int, int]) -> np.ndarray:
+    """A (H, W) float mask that is 1 inside the text box, for loss weighting and masked metrics."""
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.float32)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = 1.0
+    return mask

@@ -1,0 +1,283 @@
+"""Train the testbed model: ``python -m safetext.testbed.train --out runs/testbed``.
+
+Two phases, one script, resumable at any point:
+
+1. the autoencoder (64x256 RGB <-> 16x64x4 latents), L1 loss with the text box weighted up;
+2. the denoiser (UNet) and the text encoder jointly, v-prediction on a cosine schedule,
+   with the text box weighted up, 10% empty prompts for classifier-free guidance, and EMA.
+
+The data are rendered on the fly from the seed (``safetext.testbed.render``), so a run is
+reproducible. State is checkpointed every ``--ckpt-every`` steps to ``OUT/state.pt`` and
+``--resume`` (the default when that file exists) carries on. ``--export DIR`` writes the
+EMA weights as a ``StableDiffusionPipeline`` folder (fp16 safetensors) plus the guard's
+preset. On a GPU it uses bf16 autocast and takes a larger batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from safetext.testbed import model as tb
+from safetext.testbed.render import render, sample_spec, text_mask, to_tensor_array
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/testbed"), help="run folder (checkpoints, logs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ae-steps", type=int, default=1500)
+    p.add_argument("--ae-batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20000, help="denoiser steps")
+    p.add_argument("--batch", type=int, default=0, help="denoiser batch (0: 16 on CPU, 128 on GPU)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--hours", type=float, default=0.0, help="stop (with a checkpoint) after this much wall time")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--export", type=Path, default=None, help="write the pipeline folder here when done")
+    p.add_argument("--export-only", action="store_true", help="export the current checkpoint and exit")
+    return p.parse_args(argv)
+
+
+def make_batch(rng: random.Random, size: int, crop: int | None = None):
+    """Render ``size`` random training signs. Returns images [-1,1], text masks and prompts."""
+    images, masks, prompts = [], [], []
+    for _ in range(size):
+        spec = sample_spec(rng, "train")
+        image, box = render(spec, rng.getrandbits(32))
+        images.append(to_tensor_array(image))
+        masks.append(text_mask(box))
+        prompts.append(spec.prompt())
+    x = torch.from_numpy(np.stack(images))
+    m = torch.from_numpy(np.stack(masks))[:, None]
+    if crop:  # the autoencoder is convolutional: random crops train it as well, at less cost
+        left = rng.randrange(0, x.shape[-1] - crop + 1)
+        x, m = x[..., left : left + crop], m[..., left : left + crop]
+    return x, m, prompts
+
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else (args.device if args.device != "auto" else "cpu"))
+        self.gpu = self.device.type == "cuda"
+        self.batch = args.batch or (128 if self.gpu else 16)
+        args.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(args.seed)
+        self.c = tb.build_components(args.out / "tokenizer", seed=args.seed)
+        for name in ("vae", "unet", "text_encoder"):
+            self.c[name].to(self.device)
+        self.ema_unet = copy.deepcopy(self.c["unet"]).requires_grad_(False)
+        self.ema_text = copy.deepcopy(self.c["text_encoder"]).requires_grad_(False)
+        self.opt_ae = torch.optim.AdamW(self.c["vae"].parameters(), lr=1e-3, weight_decay=0.0)
+        params = list(self.c["unet"].parameters()) + list(self.c["text_encoder"].parameters())
+        self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+        self.ae_step = self.step = 0
+        self.scaling = 1.0
+        self.rng = random.Random(args.seed)
+        self.log = (args.out / "log.jsonl").open("a")
+        self.train_time = 0.0
+        self._load()
+
+    # ---------------------------------------------------------------- state
+    @property
+    def state_path(self) -> Path:
+        return self.args.out / "state.pt"
+
+    def _save(self) -> None:
+        state = {
+            "vae": self.c["vae"].state_dict(),
+            "unet": self.c["unet"].state_dict(),
+            "text_encoder": self.c["text_encoder"].state_dict(),
+            "ema_unet": self.ema_unet.state_dict(),
+            "ema_text": self.ema_text.state_dict(),
+            "opt_ae": self.opt_ae.state_dict(),
+            "opt": self.opt.state_dict(),
+            "ae_step": self.ae_step,
+            "step": self.step,
+            "scaling": self.scaling,
+            "rng": self.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "train_time": self.train_time,
+        }
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path)  # atomic: a kill mid-save never corrupts the checkpoint
+
+    def _load(self) -> None:
+        if not self.state_path.exists():
+            return
+        s = torch.load(self.state_path, map_location=self.device, weights_only=False)
+        for name in ("vae", "unet", "text_encoder"):
+            self.c[name].load_state_dict(s[name])
+        self.ema_unet.load_state_dict(s["ema_unet"])
+        self.ema_text.load_state_dict(s["ema_text"])
+        self.opt_ae.load_state_dict(s["opt_ae"])
+        self.opt.load_state_dict(s["opt"])
+        self.ae_step, self.step, self.scaling = s["ae_step"], s["step"], s["scaling"]
+        self.rng.setstate(s["rng"])
+        torch.set_rng_state(s["torch_rng"])
+        self.train_time = s.get("train_time", 0.0)
+        print(f"resumed from {self.state_path}: autoencoder step {self.ae_step}, denoiser step {self.step}")
+
+    def _record(self, **row) -> None:
+        self.log.write(json.dumps(row) + "\n")
+        self.log.flush()
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.gpu else torch.autocast("cpu", enabled=False)
+
+    # ---------------------------------------------------------------- phase 1
+    def train_autoencoder(self, progress: Progress, deadline: float) -> None:
+        vae = self.c["vae"].train()
+        task = progress.add_task("autoencoder", total=self.args.ae_steps, completed=self.ae_step)
+        while self.ae_step < self.args.ae_steps and time.time() < deadline:
+            t0 = time.time()
+            x, m, _ = make_batch(self.rng, self.args.ae_batch * (4 if self.gpu else 1), crop=None if self.gpu else 128)
+            x, m = x.to(self.device), m.to(self.device)
+            with self._autocast():
+                posterior = vae.encode(x).latent_dist
+                recon = vae.decode(posterior.sample()).sample
+            weight = 1.0 + 4.0 * m
+            loss = (weight * (recon.float() - x).abs()).mean() + 1e-6 * posterior.kl().mean()
+            self.opt_ae.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_ae.step()
+            self.ae_step += 1
+            self.train_time += time.time() - t0
+            progress.update(task, advance=1, description=f"autoencoder loss {loss.item():.4f}")
+            if self.ae_step % 50 == 0:
+                self._record(phase="ae", step=self.ae_step, loss=loss.item(), t=self.train_time)
+            if self.ae_step % self.args.ckpt_every == 0:
+                self._save()
+        if self.ae_step >= self.args.ae_steps and self.scaling == 1.0:
+            self.scaling = self._latent_scaling()
+            self._save()
+
+    @torch.no_grad()
+    def _latent_scaling(self) -> float:
+        """1/std of the latents, like SD's ``scaling_factor``: unit-variance diffusion targets."""
+        vae = self.c["vae"].eval()
+        x, _, _ = make_batch(random.Random(12345), 256)
+        z = torch.cat([vae.encode(x[i : i + 32].to(self.device)).latent_dist.mean for i in range(0, 256, 32)])
+        return float(1.0 / z.float().std())
+
+    # ---------------------------------------------------------------- phase 2
+    def _encode_text(self, encoder, prompts: list[str]) -> torch.Tensor:
+        tok = self.c["tokenizer"]
+        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+        return encoder(ids.to(self.device))[0]
+
+    def train_denoiser(self, progress: Progress, deadline: float) -> None:
+        vae, unet, text = self.c["vae"].eval().requires_grad_(False), self.c["unet"].train(), self.c["text_encoder"].train()
+        sched = self.c["scheduler"]
+        alphas = torch.as_tensor(sched.alphas_cumprod, dtype=torch.float32, device=self.device)
+        task = progress.add_task("denoiser", total=self.args.steps, completed=self.step)
+        warmup = 200
+        while self.step < self.args.steps and time.time() < deadline:
+            t0 = time.time()
+            x, m, prompts = make_batch(self.rng, self.batch)
+            prompts = ["" if self.rng.random() < 0.1 else p for p in prompts]
+            x = x.to(self.device)
+            with torch.no_grad(), self._autocast():
+                z0 = vae.encode(x).latent_dist.mean.float() * self.scaling
+            w = 1.0 + 3.0 * F.max_pool2d(m.to(self.device), 4)
+            t = torch.randint(0, len(alphas), (z0.shape[0],), device=self.device)
+            a = alphas[t].sqrt()[:, None, None, None]
+            s = (1 - alphas[t]).sqrt()[:, None, None, None]
+            noise = torch.randn_like(z0)
+            zt = a * z0 + s * noise
+            target = a * noise - s * z0  # v-prediction
+            for group in self.opt.param_groups:
+                group["lr"] = self.args.lr * min(1.0, (self.step + 1) / warmup)
+            with self._autocast():
+                cond = self._encode_text(text, prompts)
+                pred = unet(zt, t, cond).sample
+            loss = (w * (pred.float() - target) ** 2).mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
+            self.opt.step()
+            self.step += 1
+            self._update_ema()
+            self.train_time += time.time() - t0
+            progress.update(task, advance=1, description=f"denoiser loss {loss.item():.4f}")
+            if self.step % 50 == 0:
+                self._record(phase="unet", step=self.step, loss=loss.item(), t=self.train_time)
+            if self.step % self.args.ckpt_every == 0:
+                self._save()
+            if self.args.eval_every and self.step % self.args.eval_every == 0:
+                self._record(phase="eval", step=self.step, **self.quick_eval())
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.args.ema, (1 + self.step) / (10 + self.step))
+        for ema, live in ((self.ema_unet, self.c["unet"]), (self.ema_text, self.c["text_encoder"])):
+            for pe, pl in zip(ema.parameters(), live.parameters()):
+                pe.lerp_(pl.detach(), 1 - decay)
+
+    # ---------------------------------------------------------------- export / eval
+    def pipeline(self):
+        """A pipeline over the EMA weights (shares modules with the trainer)."""
+        vae = copy.deepcopy(self.c["vae"]).eval()
+        vae.register_to_config(scaling_factor=self.scaling)
+        comps = dict(self.c, vae=vae, unet=self.ema_unet.eval(), text_encoder=self.ema_text.eval())
+        return tb.assemble_pipeline(comps)
+
+    @torch.no_grad()
+    def quick_eval(self, n: int = 16) -> dict:
+        """Exact-word OCR accuracy on ``n`` held-out prompts (cheap progress signal, not the benchmark)."""
+        from safetext.testbed.quality import read_word
+
+        pipe = self.pipeline().to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        rng = random.Random(777)
+        specs = [sample_spec(rng, "eval") for _ in range(n)]
+        gen = torch.Generator("cpu").manual_seed(0)
+        out = pipe([s.prompt() for s in specs], num_inference_steps=tb.DEFAULT_STEPS, guidance_scale=tb.DEFAULT_GUIDANCE, generator=gen, output_type="pil")
+        hits = sum(read_word(img) == s.word.upper() for img, s in zip(out.images, specs))
+        self.c["unet"].train()
+        return {"ocr_exact": hits / n}
+
+    def export(self, folder: Path) -> None:
+        pipe = self.pipeline()
+        pipe.to(torch.float16)
+        pipe.save_pretrained(folder, safe_serialization=True)
+        (folder / "safetext_preset.yaml").write_text(tb.PRESET_YAML)
+        meta = {"ae_steps": self.ae_step, "denoiser_steps": self.step, "batch": self.batch, "train_seconds": round(self.train_time), "device": str(self.device), "seed": self.args.seed}
+        (folder / "training.json").write_text(json.dumps(meta, indent=1))
+        print(f"exported to {folder}: {meta}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = Trainer(args)
+    if not args.export_only:
+        deadline = time.time() + (args.hours * 3600 if args.hours else math.inf)
+        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns) as progress:
+            trainer.train_autoencoder(progress, deadline)
+            if trainer.ae_step >= args.ae_steps:
+                trainer.train_denoiser(progress, deadline)
+        trainer._save()
+    if args.export:
+        trainer.export(args.export)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The pieces of benchmarks/testbed_quality.py, on synthetic renders whose answer is known."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from safetext.ocr import get_engine
+from safetext.testbed.render import SignSpec, render, sample_spec
+from safetext.testbed.vocab import SHAPES, SIGN_COLORS, WORDS
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "testbed_quality.py"
+
+
+@pytest.fixture(scope="module")
+def tq():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("testbed_quality", PATH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["testbed_quality"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("color", list(SIGN_COLORS))
+def test_sign_color_of_renders(tq, color: str) -> None:  # type: ignore[no-untyped-def]
+    for i, shape in enumerate(SHAPES):
+        image, _ = render(SignSpec("welcome", color, shape), seed=i)
+        assert tq.sign_color(image) == color
+
+
+def test_sign_shape_of_renders(tq) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(3)
+    specs = [sample_spec(rng, "train") for _ in range(30)]
+    got = [tq.sign_shape(render(s, i)[0]) for i, s in enumerate(specs)]
+    correct = sum(g == s.shape for g, s in zip(got, specs))
+    assert correct >= 28, [(s.shape, g) for s, g in zip(specs, got) if s.shape != g]
+
+
+def test_blank_image_has_no_sign(tq) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from safetext.testbed.render import BACKDROP
+
+    blank = Image.new("RGB", (256, 64), BACKDROP)
+    assert tq.sign_color(blank) is None and tq.sign_shape(blank) is None
+
+
+def test_score_and_summary_on_renders(tq, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    specs = tq.make_specs(per_word=1, split="both")[:12]
+    assert len(tq.make_specs(per_word=2, split="both")) == 2 * len(WORDS)
+    images = [render(s, 500 + i)[0] for i, s in enumerate(specs)]
+    samples = tq.score(specs, list(range(12)), images, [0.5] * 12, get_engine("tesseract"))
+    summary = tq.summarize(samples)
+    assert summary["word_accuracy"]["value"] >= 11 / 12
+    assert summary["color_accuracy"]["value"] == 1.0
+    assert summary["seconds_per_image"]["mean"] == 0.5
+    md = tq.markdown(summary, {"per_word": 1, "split": "both", "steps": 20, "guidance_scale": 4.0, "seed_base": 0, "command": "x"})
+    assert "word read exactly" in md and "sign colour" in md
+    tq.sample_grid(images, samples, tmp_path / "g.png")
+    assert (tmp_path / "g.png").exists()

@@ -1,0 +1,47 @@
+"""Render scope: which part of a prompt the model is asked to write."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from safetext.detect.scope import in_scope, render_scope
+
+
+@pytest.mark.parametrize(
+    ("prompt", "rendered"),
+    [
+        ('a red sign that says "idiot"', "idiot"),
+        ("a blue banner reading idiot", "idiot"),
+        ('a green circle with the word "idiot"', "idiot"),
+        ('a yellow sign with black letters that says "idiot"', "idiot"),
+        ('an orange banner in serif font reading "idiot"', "idiot"),
+        ("a poster saying hello world", "hello world"),
+        ("a mug with the text good morning", "good morning"),
+        ("a shirt with the words be kind", "be kind"),
+        ("text: open late", "open late"),
+        ("a cake with happy birthday written on it", "happy birthday"),
+        ("a sign, written in red: welcome", "welcome"),
+        ("a plate labeled spicy", "spicy"),
+        ("a sign “curly quotes”", "curly quotes"),
+        ("a label 'single quoted' here", "single quoted"),
+    ],
+)
+def test_rendered_text_is_found(prompt: str, rendered: str) -> None:
+    scope = render_scope(prompt)
+    at = prompt.index(rendered)
+    assert in_scope(scope, at, at + len(rendered)), scope
+
+
+@pytest.mark.parametrize("prompt", ["a cat sleeping on a sofa", "don't stop the rock'n'roll", "an idiot holding a sign"])
+def test_descriptions_are_not_rendered_text(prompt: str) -> None:
+    scope = render_scope(prompt)
+    assert not in_scope(scope, prompt.find("idiot"), prompt.find("idiot") + 5) if "idiot" in prompt else scope == []
+
+
+@pytest.mark.parametrize("prompt", ['"' + "x" * 100_000, "that says " * 10_000, "with " * 20_000, "'a " * 30_000])
+def test_scope_is_linear_on_hostile_input(prompt: str) -> None:
+    start = time.perf_counter()
+    render_scope(prompt)
+    assert time.perf_counter() - start < 0.5

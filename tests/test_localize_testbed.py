@@ -1,0 +1,52 @@
+"""The search on the testbed model, from a fixed seed, reproduces the preset shipped for it.
+
+``safetext/testbed/preset.yaml`` is what ``benchmarks/localize_bench.py`` (8 pairs, 20
+steps) found; the export copies it into the model folder as ``safetext_preset.yaml``.
+Here the group search runs with fewer pairs and steps and no start search, to stay cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from safetext.inject import InjectionConfig
+
+PRESET = Path(__file__).resolve().parents[1] / "safetext" / "testbed" / "preset.yaml"
+PAIRS, STEPS, SEED = 4, 10, 0
+
+
+@pytest.fixture(scope="module")
+def testbed_pipe():
+    from safetext import testbed
+
+    try:
+        testbed.model_dir()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    torch.set_num_threads(1)
+    return testbed.load()
+
+
+def test_group_search_reproduces_the_shipped_testbed_preset(testbed_pipe) -> None:
+    from safetext import testbed
+    from safetext.localize import testbed_pairs as make_pairs
+    from safetext.localize.api import localize
+    from safetext.localize.scoring import testbed_reader
+
+    shipped = InjectionConfig.from_yaml(PRESET)
+    result = localize(
+        testbed_pipe,
+        make_pairs(PAIRS, SEED),
+        steps=STEPS,
+        seed=SEED,
+        strategies=("group",),
+        max_start=0,
+        reader=testbed_reader,
+        call_kwargs={"guidance_scale": testbed.generation_defaults()["guidance_scale"]},
+    )
+    assert result.baselines.ocr_usable, result.baselines.summary()  # the testbed's words are legible
+    assert result.chosen.accepted
+    assert set(result.chosen.modules) == set(shipped.modules)

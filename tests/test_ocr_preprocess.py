@@ -1,0 +1,73 @@
+"""OCR pre-processing: Otsu, polarity, three grey levels, upscaling to readable letter heights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from safetext.ocr.preprocess import PreprocessConfig, Prepared, otsu_threshold, prepare, scale_for, text_ink
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+BACKDROP = (200, 200, 196)
+
+
+def sign(word: str, sign_rgb: tuple[int, int, int], text_rgb: tuple[int, int, int], size: int = 28) -> Image.Image:
+    """A word on a sign on a grey backdrop, like the testbed draws (64x256)."""
+    im = Image.new("RGB", (256, 64), BACKDROP)
+    d = ImageDraw.Draw(im)
+    d.rounded_rectangle((8, 5, 248, 59), radius=5, fill=sign_rgb)
+    d.text((128, 32), word, font=ImageFont.truetype(FONT, size), fill=text_rgb, anchor="mm")
+    return im
+
+
+def test_otsu_splits_two_levels() -> None:
+    gray = np.array([[10] * 50 + [200] * 50], dtype=np.uint8)
+    t = otsu_threshold(gray)
+    assert 10 <= t < 200
+
+
+@pytest.mark.parametrize(
+    ("sign_rgb", "text_rgb"),
+    [
+        ((200, 30, 30), (250, 250, 250)),  # white on red: letters share Otsu's class with the light backdrop
+        ((240, 210, 40), (10, 10, 10)),  # black on yellow: the sign is as grey as the backdrop
+        ((30, 60, 200), (10, 10, 10)),  # black on blue: three grey levels, letters share the dark class
+        ((20, 20, 20), (250, 250, 250)),  # white on black
+    ],
+)
+def test_text_ink_finds_letters_in_either_polarity(sign_rgb: tuple[int, int, int], text_rgb: tuple[int, int, int]) -> None:
+    im = sign("HELLO", sign_rgb, text_rgb)
+    mask, letter_h = text_ink(np.asarray(im.convert("L")))
+    ys, xs = np.nonzero(mask)
+    assert letter_h is not None and 15 <= letter_h <= 30  # the cap height of a 28 px font
+    assert 8 < xs.min() and xs.max() < 248  # inside the sign: neither backdrop nor sign edge
+    assert 0.03 < mask.mean() < 0.3  # letters, not the sign (~80% of the image)
+
+
+def test_blank_image_has_no_ink() -> None:
+    mask, letter_h = text_ink(np.full((64, 256), 128, dtype=np.uint8))
+    assert not mask.any() and letter_h is None
+
+
+def test_upscale_brings_letters_to_min_height() -> None:
+    im = sign("OPEN", (200, 30, 30), (250, 250, 250), size=18)
+    cfg = PreprocessConfig(min_text_px=40)
+    scale = scale_for(im, cfg)
+    _, letter_h = text_ink(np.asarray(im.convert("L")))
+    assert letter_h is not None and letter_h * scale >= 39.5
+    assert scale_for(im.resize((1024, 256)), cfg) == 1.0  # never downscales
+
+
+def test_prepare_variants_are_dark_text_on_light() -> None:
+    im = sign("EXIT", (30, 60, 200), (250, 250, 250))
+    variants = prepare(im)
+    assert [v.variant for v in variants] == ["binary", "gray"]
+    binary = np.asarray(variants[0].image)
+    assert set(np.unique(binary)) <= {0, 255} and (binary == 255).mean() > 0.7  # mostly white page
+    assert [v.variant for v in prepare(im, PreprocessConfig(binarize="never"))] == ["gray"]
+
+
+def test_box_maps_back_to_input_pixels() -> None:
+    prep = Prepared(Image.new("L", (10, 10)), "gray", scale=2.0, pad=12)
+    assert prep.to_source((12 + 20, 12 + 10, 12 + 60, 12 + 30)) == (10, 5, 30, 15)
