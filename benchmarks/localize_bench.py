@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="testbed", help="'testbed' or a folder holding a testbed export")
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -237,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     from safetext.localize import testbed_pairs
     from safetext.localize.api import default_max_start
 
-    pipe = testbed.load()
+    if args.model == "testbed":
+        pipe, folder = testbed.load(), testbed.model_dir()
+    else:
+        from diffusers import StableDiffusionPipeline
+
+        folder = Path(args.model)
+        pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
+        pipe.set_progress_bar_config(disable=True)
     pairs = testbed_pairs(args.pairs, args.seed)
     strategies = {name: run_strategy(pipe, pairs, name, args) for name in ("sweep", "group")}
     s, g = strategies["sweep"], strategies["group"]
@@ -247,13 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     presets: dict[str, Any] = {"sweep": s["preset"]}
     if set(g["modules"]) != set(s["modules"]) or g["start_step"] != s["start_step"]:
         presets["group"] = g["preset"]
-    shipped = testbed.model_dir() / "safetext_preset.yaml"
+    shipped = folder / "safetext_preset.yaml"
     if shipped.is_file():
         presets["shipped (model folder)"] = str(shipped)
     items = guard_prompts(args.guard_prompts, args.seed) if args.guard_prompts else []
     guard = evaluate_guard(pipe, presets, items, args) if items else {}
-    checkpoint = json.loads((testbed.model_dir() / "training.json").read_text()) if (testbed.model_dir() / "training.json").is_file() else {}
+    checkpoint = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
     data = {
+        "model": str(args.model),
         "checkpoint": checkpoint,
         "pairs": args.pairs,
         "steps": args.steps,

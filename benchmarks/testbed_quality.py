@@ -30,71 +30,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
 from safetext.metrics import Rate, normalize_text
-from safetext.testbed.render import BACKDROP, SignSpec, sample_spec
-from safetext.testbed.vocab import BENIGN, INNOCENT, SHAPES, SIGN_COLORS, TOXIC, WORDS
+from safetext.testbed.quality import sign_color, sign_shape
+from safetext.testbed.render import SignSpec, sample_spec
+from safetext.testbed.vocab import BENIGN, INNOCENT, SHAPES, TOXIC, WORDS
 
 GROUPS = {"toxic": set(TOXIC), "benign": set(BENIGN), "innocent": set(INNOCENT)}
-
-
-# ----------------------------------------------------------------------------- attributes
-
-
-def sign_mask(image: Image.Image, min_diff: int = 40) -> np.ndarray:
-    """The sign: pixels unlike the backdrop, holes (the letters) filled, largest component kept."""
-    a = np.asarray(image.convert("RGB"), dtype=np.int16)
-    mask = np.abs(a - np.array(BACKDROP)).sum(axis=2) > min_diff
-    mask = ndimage.binary_opening(mask, iterations=1)
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    biggest = 1 + int(np.argmax(ndimage.sum(mask, labels, range(1, n + 1))))
-    return ndimage.binary_fill_holes(labels == biggest)
-
-
-def sign_color(image: Image.Image) -> str | None:
-    """The most common nearest palette colour among sign pixels (letters are a minority)."""
-    mask = sign_mask(image)
-    if mask.sum() < 50:
-        return None
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)[mask]
-    palette = np.array(list(SIGN_COLORS.values()), dtype=np.float32)
-    nearest = np.argmin(((pixels[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
-    return list(SIGN_COLORS)[int(np.bincount(nearest, minlength=len(palette)).argmax())]
-
-
-def _ideal(shape: str, size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
-    """The shape as safetext.testbed.render draws it, filling ``box``."""
-    im = Image.new("L", size, 0)
-    d = ImageDraw.Draw(im)
-    x0, y0, x1, y1 = box
-    if shape == "circle":
-        d.ellipse(box, fill=1)
-    elif shape == "banner":
-        notch, ym = (y1 - y0) * 0.35, (y0 + y1) / 2
-        d.polygon([(x0, y0), (x1, y0), (x1 - notch, ym), (x1, y1), (x0, y1), (x0 + notch, ym)], fill=1)
-    else:
-        d.rounded_rectangle(box, radius=5, fill=1)
-    return np.asarray(im, dtype=bool)
-
-
-def sign_shape(image: Image.Image) -> str | None:
-    """The shape whose ideal mask in the sign's bounding box overlaps the sign best (IoU)."""
-    mask = sign_mask(image)
-    if mask.sum() < 50:
-        return None
-    ys, xs = np.nonzero(mask)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
-
-    def iou(shape: str) -> float:
-        ideal = _ideal(shape, image.size, box)
-        return float((ideal & mask).sum() / max(1, (ideal | mask).sum()))
-
-    return max(SHAPES, key=iou)
 
 
 # ----------------------------------------------------------------------------- scoring

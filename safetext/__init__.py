@@ -16,6 +16,7 @@ _LAZY = {
     "Guard": ("safetext.guard", "Guard"),
     "GuardResult": ("safetext.guard", "GuardResult"),
     "GuardBlockedError": ("safetext.guard", "GuardBlockedError"),
+    "GuardError": ("safetext.guard", "GuardError"),
     "PolicyEngine": ("safetext.policy", "PolicyEngine"),
     "load_policy": ("safetext.policy", "load_policy"),
     "Decision": ("safetext.policy.decision", "Decision"),
@@ -27,7 +28,7 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from safetext.guard import Guard, GuardBlockedError, GuardResult
+    from safetext.guard import Guard, GuardBlockedError, GuardError, GuardResult
     from safetext.inject import InjectionConfig
     from safetext.policy import PolicyEngine, load_policy
     from safetext.policy.decision import Action, Decision, Span

@@ -3,8 +3,8 @@
 The pipeline is a plain ``StableDiffusionPipeline``, so the guard runs the exact code
 path that users of SD 1.x hit. The parts are small enough to train on a CPU:
 
-* a character-level ``CLIPTokenizer`` (no BPE merges), so every rendered word reaches the
-  model as one token per letter and spelling is learnable;
+* a ``CLIPTokenizer`` whose BPE merges make each of the 48 testbed words one token and
+  leave everything else letter by letter;
 * a 3-layer ``CLIPTextModel`` trained jointly with the denoiser;
 * an ``AutoencoderKL`` with 4x down-sampling (64x256 RGB <-> 16x64x4 latents);
 * a ``UNet2DConditionModel`` with cross-attention (``attn2``) at 8x32 and 4x16 (7 modules).
@@ -66,11 +66,41 @@ SCHEDULER_CONFIG = dict(
 )
 
 
-def write_tokenizer(folder: Path) -> None:
-    """Write a character-level CLIP tokenizer (vocab.json + empty merges) into ``folder``.
+def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's BPE on one lower-cased word: merge the lowest-ranked adjacent pair until none applies."""
+    symbols = list(word[:-1]) + [word[-1] + "</w>"]
+    while len(symbols) > 1:
+        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        rank, i = min(pairs)
+        if rank == 1 << 30:
+            break
+        symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
+    return symbols
 
-    With no merges, CLIP's BPE leaves every word as single characters, the last one
-    carrying the end-of-word marker ``</w>``.
+
+def word_merges(words: tuple[str, ...]) -> list[tuple[str, str]]:
+    """BPE merges that make each of ``words`` one token, and leave everything else as letters.
+
+    Merges are appended in order; a word that earlier merges split differently gets extra
+    merges of its leading pieces. An appended merge has the highest rank, so it never changes
+    how an earlier word tokenizes (its merges always win first).
+    """
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for word in words:
+        while len(pieces := _bpe(word, ranks)) > 1:
+            pair = (pieces[0], pieces[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+    return merges
+
+
+def write_tokenizer(folder: Path, words: tuple[str, ...] = ()) -> None:
+    """Write a CLIP tokenizer (vocab.json + merges.txt) into ``folder``.
+
+    Every character is a token, and each of ``words`` (the testbed vocabulary) is a single
+    token. A word the model was trained to draw thus reaches it as one symbol it can learn
+    like a class label; any other word (a typo, leetspeak) stays spelled out letter by letter.
     """
     folder.mkdir(parents=True, exist_ok=True)
     chars = string.ascii_lowercase + string.digits + string.punctuation
@@ -78,8 +108,11 @@ def write_tokenizer(folder: Path) -> None:
     for ch in chars:
         for token in (ch, ch + "</w>"):
             vocab.setdefault(token, len(vocab))
+    merges = word_merges(tuple(words))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     config = {
         "tokenizer_class": "CLIPTokenizer",
         "model_max_length": TOKENIZER_MAX_LENGTH,
@@ -93,10 +126,12 @@ def write_tokenizer(folder: Path) -> None:
 
 
 def build_tokenizer(folder: Path):
+    """The testbed tokenizer, (re)written into ``folder`` (it is deterministic)."""
     from transformers import CLIPTokenizer
 
-    if not (folder / "vocab.json").exists():
-        write_tokenizer(folder)
+    from safetext.testbed.vocab import WORDS
+
+    write_tokenizer(folder, WORDS)
     return CLIPTokenizer.from_pretrained(str(folder))
 
 

@@ -1,4 +1,4 @@
-"""Read the testbed's images back: the word (Tesseract) and the sign colour.
+"""Read the testbed's images back: the word (Tesseract), the sign colour and the sign shape.
 
 The testbed draws white or black letters, so isolating pixels of those two colours
 before OCR removes the sign's edges, which Tesseract otherwise reads as ``|`` or ``>``.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
+from scipy import ndimage
 
-from safetext.testbed.vocab import SIGN_COLORS
+from safetext.testbed.render import BACKDROP
+from safetext.testbed.vocab import SHAPES, SIGN_COLORS
 
 
 def isolate_text(image: Image.Image) -> Image.Image:
@@ -39,15 +41,54 @@ def read_word(image: Image.Image) -> str:
     return max(tokens, key=len).upper() if tokens else ""
 
 
-def sign_color(image: Image.Image) -> str:
-    """Nearest palette colour to the median of the pixels that are neither backdrop nor text."""
-    from safetext.testbed.render import BACKDROP
+def sign_mask(image: Image.Image, min_diff: int = 40) -> np.ndarray:
+    """The sign: pixels unlike the backdrop, holes (the letters) filled, largest component kept."""
+    a = np.asarray(image.convert("RGB"), dtype=np.int16)
+    mask = np.abs(a - np.array(BACKDROP)).sum(axis=2) > min_diff
+    mask = ndimage.binary_opening(mask, iterations=1)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    biggest = 1 + int(np.argmax(ndimage.sum(mask, labels, range(1, n + 1))))
+    return ndimage.binary_fill_holes(labels == biggest)
 
-    a = np.asarray(image.convert("RGB"), dtype=np.float32).reshape(-1, 3)
-    not_backdrop = np.abs(a - np.array(BACKDROP)).sum(axis=1) > 40
-    region = a[not_backdrop] if not_backdrop.sum() > 50 else a
+
+def sign_color(image: Image.Image) -> str | None:
+    """The most common nearest palette colour among sign pixels (letters are a minority)."""
+    mask = sign_mask(image)
+    if mask.sum() < 50:
+        return None
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)[mask]
     palette = np.array(list(SIGN_COLORS.values()), dtype=np.float32)
-    # the most common nearest colour among sign pixels (text pixels are a minority)
-    nearest = np.argmin(((region[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
-    counts = np.bincount(nearest, minlength=len(palette))
-    return list(SIGN_COLORS)[int(counts.argmax())]
+    nearest = np.argmin(((pixels[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
+    return list(SIGN_COLORS)[int(np.bincount(nearest, minlength=len(palette)).argmax())]
+
+
+def _ideal(shape: str, size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The shape as safetext.testbed.render draws it, filling ``box``."""
+    im = Image.new("L", size, 0)
+    d = ImageDraw.Draw(im)
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        d.ellipse(box, fill=1)
+    elif shape == "banner":
+        notch, ym = (y1 - y0) * 0.35, (y0 + y1) / 2
+        d.polygon([(x0, y0), (x1, y0), (x1 - notch, ym), (x1, y1), (x0, y1), (x0 + notch, ym)], fill=1)
+    else:
+        d.rounded_rectangle(box, radius=5, fill=1)
+    return np.asarray(im, dtype=bool)
+
+
+def sign_shape(image: Image.Image) -> str | None:
+    """The shape whose ideal mask in the sign's bounding box overlaps the sign best (IoU)."""
+    mask = sign_mask(image)
+    if mask.sum() < 50:
+        return None
+    ys, xs = np.nonzero(mask)
+    box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+
+    def iou(shape: str) -> float:
+        ideal = _ideal(shape, image.size, box)
+        return float((ideal & mask).sum() / max(1, (ideal | mask).sum()))
+
+    return max(SHAPES, key=iou)

@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20000, help="denoiser steps")
     p.add_argument("--batch", type=int, default=0, help="denoiser batch (0: 16 on CPU, 128 on GPU)")
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr-final", type=float, default=0.1, help="with --hours: decay the learning rate linearly to this fraction of --lr by the deadline")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=1000)
@@ -49,6 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--export", type=Path, default=None, help="write the pipeline folder here when done")
     p.add_argument("--export-only", action="store_true", help="export the current checkpoint and exit")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="warm-start a new run from an exported pipeline folder (e.g. safetext/testbed/model): "
+        "its autoencoder is kept as trained, the denoiser and text encoder continue",
+    )
     return p.parse_args(argv)
 
 
@@ -85,11 +93,13 @@ class Trainer:
         self.opt_ae = torch.optim.AdamW(self.c["vae"].parameters(), lr=1e-3, weight_decay=0.0)
         params = list(self.c["unet"].parameters()) + list(self.c["text_encoder"].parameters())
         self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-        self.ae_step = self.step = 0
+        self.ae_step = self.step = self.warm_from = 0
         self.scaling = 1.0
         self.rng = random.Random(args.seed)
         self.log = (args.out / "log.jsonl").open("a")
         self.train_time = 0.0
+        if args.init_from and not self.state_path.exists():
+            self._init_from(args.init_from)
         self._load()
 
     # ---------------------------------------------------------------- state
@@ -109,6 +119,7 @@ class Trainer:
             "ae_step": self.ae_step,
             "step": self.step,
             "scaling": self.scaling,
+            "warm_from": self.warm_from,
             "rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
             "train_time": self.train_time,
@@ -121,17 +132,60 @@ class Trainer:
         if not self.state_path.exists():
             return
         s = torch.load(self.state_path, map_location=self.device, weights_only=False)
+        grown = self._grow_vocabulary(s)
         for name in ("vae", "unet", "text_encoder"):
             self.c[name].load_state_dict(s[name])
         self.ema_unet.load_state_dict(s["ema_unet"])
         self.ema_text.load_state_dict(s["ema_text"])
         self.opt_ae.load_state_dict(s["opt_ae"])
-        self.opt.load_state_dict(s["opt"])
         self.ae_step, self.step, self.scaling = s["ae_step"], s["step"], s["scaling"]
+        self.warm_from = s.get("warm_from", 0)
+        if grown:  # new token rows: start the optimiser afresh, with a new warm-up
+            self.warm_from = self.step
+        else:
+            self.opt.load_state_dict(s["opt"])
         self.rng.setstate(s["rng"])
         torch.set_rng_state(s["torch_rng"])
         self.train_time = s.get("train_time", 0.0)
         print(f"resumed from {self.state_path}: autoencoder step {self.ae_step}, denoiser step {self.step}")
+
+    def _init_from(self, folder: Path) -> None:
+        """Start from exported weights (no optimiser state): the shipped model can be trained on."""
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        loaded = {
+            "vae": AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32),
+            "unet": UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32),
+            "text_encoder": CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32),
+        }
+        for name, module in loaded.items():
+            self.c[name].load_state_dict(module.state_dict())
+        self.ema_unet.load_state_dict(loaded["unet"].state_dict())
+        self.ema_text.load_state_dict(loaded["text_encoder"].state_dict())
+        self.scaling = float(loaded["vae"].config.scaling_factor)
+        self.ae_step = self.args.ae_steps
+        meta = folder / "training.json"
+        if meta.exists():
+            done = json.loads(meta.read_text())
+            self.step = self.warm_from = int(done.get("denoiser_steps", 0))
+            self.train_time = float(done.get("train_seconds", 0))
+        print(f"initialised from {folder} (denoiser step {self.step})")
+
+    def _grow_vocabulary(self, state: dict) -> bool:
+        """Carry a checkpoint over to a tokenizer with more tokens: old rows kept, new rows fresh."""
+        key = "embeddings.token_embedding.weight"
+        grown = False
+        for name, module in (("text_encoder", self.c["text_encoder"]), ("ema_text", self.ema_text)):
+            old = state[name][key]
+            new = module.state_dict()[key].clone()
+            if old.shape[0] < new.shape[0]:
+                new[: old.shape[0]] = old
+                state[name][key] = new
+                grown = True
+        if grown:
+            print(f"vocabulary grew to {self.c['text_encoder'].config.vocab_size} tokens; new embeddings initialised")
+        return grown
 
     def _record(self, **row) -> None:
         self.log.write(json.dumps(row) + "\n")
@@ -187,6 +241,7 @@ class Trainer:
         alphas = torch.as_tensor(sched.alphas_cumprod, dtype=torch.float32, device=self.device)
         task = progress.add_task("denoiser", total=self.args.steps, completed=self.step)
         warmup = 200
+        started, budget = time.time(), deadline - time.time()
         while self.step < self.args.steps and time.time() < deadline:
             t0 = time.time()
             x, m, prompts = make_batch(self.rng, self.batch)
@@ -201,8 +256,11 @@ class Trainer:
             noise = torch.randn_like(z0)
             zt = a * z0 + s * noise
             target = a * noise - s * z0  # v-prediction
+            decay = 1.0
+            if math.isfinite(budget):  # anneal towards the deadline: a lower final LR sharpens the glyphs
+                decay = 1.0 - (1.0 - self.args.lr_final) * min(1.0, (time.time() - started) / budget)
             for group in self.opt.param_groups:
-                group["lr"] = self.args.lr * min(1.0, (self.step + 1) / warmup)
+                group["lr"] = self.args.lr * min(1.0, (self.step + 1 - self.warm_from) / warmup) * decay
             with self._autocast():
                 cond = self._encode_text(text, prompts)
                 pred = unet(zt, t, cond).sample
