@@ -84,6 +84,7 @@ def run_strategy(pipe: Any, pairs: list, strategy: str, args: argparse.Namespace
         "final": found.final.to_dict(),
         "baselines": result.baselines.summary(),
         "singles": {m: s.to_dict() for (mods, start), s in result.evaluated.items() if len(mods) == 1 and start == 0 for m in mods},
+        "log": found.to_dict()["log"],
         "preset": result.preset,
     }
 
@@ -150,13 +151,13 @@ def evaluate_guard(pipe: Any, presets: dict[str, Any], items: list[tuple[str, st
 
 def synthetic_scaling() -> dict[str, Any]:
     from safetext.localize.scoring import Criteria
-    from safetext.localize.search import search
+    from safetext.localize.search import run_search
     from safetext.localize.synthetic import paper_sdxl_oracle
 
     out: dict[str, Any] = {}
     for strategy in ("sweep", "group"):
         oracle, candidates, answer = paper_sdxl_oracle()
-        found = search(strategy, candidates, oracle, Criteria(), max_start=4)  # type: ignore[arg-type]
+        found = run_search(strategy, candidates, oracle, Criteria(), max_start=4)  # type: ignore[arg-type]
         out[strategy] = {"runs": found.run_counts(), "modules": list(found.modules), "correct": found.modules == answer}
     return out
 
@@ -200,6 +201,12 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     for module, sc in s["singles"].items():
         lines.append(f"| {module} | {sc['text_score']:.3f} | {sc['b_rate']:.2f} | {sc['a_rate']:.2f} | {sc['ssim_masked']:.3f} |")
+    lines += ["", "## Sets and starts the sweep tried after the single layers", "", "| phase | modules | start step | text score | masked SSIM |", "|---|---|---|---|---|"]
+    for run in s["log"]:
+        if run["phase"] != "layers":
+            lines.append(
+                f"| {run['phase']} | {'<br>'.join(run['modules'])} | {run['start_step']} | {run['text_score']:.3f} | {run['ssim_masked']:.3f} |"
+            )
     if data.get("guard"):
         lines += [
             "",

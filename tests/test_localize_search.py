@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safetext.localize.scoring import Criteria
-from safetext.localize.search import Ledger, grow, search, split, start_bisect, start_sweep
+from safetext.localize.search import Ledger, grow, run_search, split, start_bisect, start_sweep
 from safetext.localize.synthetic import SyntheticOracle, answer_effects, paper_sdxl_oracle, sdxl_like_modules
 
 TESTBED_LIKE = [
@@ -57,7 +57,7 @@ def test_both_strategies_find_the_known_answer(candidates: list[str], answer: li
     effects = answer_effects(candidates, answer, effect={1: 0.9, 2: 0.6, 3: 0.45}[len(answer)])  # all needed
     found = {}
     for strategy in ("sweep", "group"):
-        result = search(strategy, candidates, SyntheticOracle(effects), Criteria(), max_start=4)
+        result = run_search(strategy, candidates, SyntheticOracle(effects), Criteria(), max_start=4)
         assert result.accepted
         assert set(result.modules) == set(answer)
         assert result.start_step == 2  # the oracle keeps its effect through step 2
@@ -69,7 +69,7 @@ def test_group_search_needs_a_third_of_the_sweeps_runs_at_sdxl_scale() -> None:
     counts = {}
     for strategy in ("sweep", "group"):
         oracle, candidates, answer = paper_sdxl_oracle()
-        result = search(strategy, candidates, oracle, Criteria(), max_start=4)
+        result = run_search(strategy, candidates, oracle, Criteria(), max_start=4)
         assert result.modules == answer and result.accepted
         assert len(oracle.calls) == result.run_counts()["total"]  # every run reached the model once
         counts[strategy] = result.run_counts()
@@ -80,8 +80,8 @@ def test_group_search_needs_a_third_of_the_sweeps_runs_at_sdxl_scale() -> None:
 
 def test_group_search_uses_fewer_runs_when_one_layer_controls_the_text() -> None:
     effects = answer_effects(TESTBED_LIKE, TESTBED_LIKE[3:4], effect=0.9)
-    sweep = search("sweep", TESTBED_LIKE, SyntheticOracle(effects), Criteria(), max_start=4)
-    group = search("group", TESTBED_LIKE, SyntheticOracle(effects), Criteria(), max_start=4)
+    sweep = run_search("sweep", TESTBED_LIKE, SyntheticOracle(effects), Criteria(), max_start=4)
+    group = run_search("group", TESTBED_LIKE, SyntheticOracle(effects), Criteria(), max_start=4)
     assert group.modules == sweep.modules
     assert group.run_counts()["total"] < sweep.run_counts()["total"]
     assert group.run_counts()["start"] < sweep.run_counts()["start"]  # bisection vs every start
@@ -90,7 +90,7 @@ def test_group_search_uses_fewer_runs_when_one_layer_controls_the_text() -> None
 def test_grow_falls_back_to_the_best_prefix_when_nothing_is_enough() -> None:
     effects = answer_effects(TESTBED_LIKE, TESTBED_LIKE[:2], effect=0.3)
     for strategy in ("sweep", "group"):
-        result = search(strategy, TESTBED_LIKE, SyntheticOracle(effects), Criteria(), max_start=4)
+        result = run_search(strategy, TESTBED_LIKE, SyntheticOracle(effects), Criteria(), max_start=4)
         assert not result.accepted
         assert result.start_step == 0  # no start search without an accepted set
         assert set(TESTBED_LIKE[:2]) <= set(result.modules)
@@ -99,7 +99,7 @@ def test_grow_falls_back_to_the_best_prefix_when_nothing_is_enough() -> None:
 def test_fidelity_limits_the_set() -> None:
     effects = answer_effects(TESTBED_LIKE, TESTBED_LIKE[:3], effect=0.5)
     strict = Criteria(min_fidelity=0.985)  # each patched module costs 0.01 SSIM: at most one module
-    result = search("sweep", TESTBED_LIKE, SyntheticOracle(effects), strict)
+    result = run_search("sweep", TESTBED_LIKE, SyntheticOracle(effects), strict)
     assert not result.accepted
 
 
@@ -125,8 +125,8 @@ def test_start_bisection_agrees_with_the_start_sweep(keep_until: int) -> None:
 
 def test_unknown_strategy_and_empty_candidates_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown strategy"):
-        search("random", TESTBED_LIKE, SyntheticOracle({}))  # type: ignore[arg-type]
+        run_search("random", TESTBED_LIKE, SyntheticOracle({}))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no candidate"):
-        search("sweep", [], SyntheticOracle({}))
+        run_search("sweep", [], SyntheticOracle({}))
     with pytest.raises(ValueError, match="no candidate"):
         grow(iter([]), Ledger(SyntheticOracle({}), TESTBED_LIKE), Criteria())

@@ -9,7 +9,7 @@ fewer runs. The answer is written as a preset file that ``Guard(preset=...)`` lo
 
 Public API: :func:`localize`, :class:`LocalizeResult`, :func:`write_report`,
 :func:`make_pairs`, :func:`testbed_pairs`, :func:`read_prompt_file`, :class:`PromptPair`,
-:class:`Criteria`, :func:`search`. ``pairs``, ``scoring`` and ``search`` import no torch.
+:class:`Criteria`, :func:`run_search`. ``pairs``, ``scoring`` and ``search`` import no torch.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetext.localize.pairs import PromptPair, make_pairs, read_prompt_file, testbed_pairs
 from safetext.localize.scoring import ConfigScore, Criteria
-from safetext.localize.search import SearchResult, search
+from safetext.localize.search import SearchResult, run_search
 
 _LAZY = {
     "localize": "safetext.localize.api",
@@ -35,7 +35,7 @@ __all__ = [
     "SearchResult",
     "make_pairs",
     "read_prompt_file",
-    "search",
+    "run_search",
     "testbed_pairs",
     *_LAZY,
 ]

@@ -26,7 +26,7 @@ from safetext.inject.sites import AttentionSite, denoiser_of
 from safetext.localize.pairs import PromptPair
 from safetext.localize.runner import PatchRunner
 from safetext.localize.scoring import Baselines, ConfigScore, Criteria, Scorer, WordReader, no_reader
-from safetext.localize.search import Run, SearchResult, Strategy, search
+from safetext.localize.search import Run, SearchResult, Strategy, run_search
 
 #: Denoiser config keys copied into the preset's ``match`` (structure, not weights).
 MATCH_KEYS = (
@@ -180,7 +180,7 @@ def localize(
         if on_stage:  # the sweep's size is known up to its growth steps; the group search's is not
             on_stage(f"{strategy} search", len(runner.candidates) + max_start if strategy == "sweep" else None)
         callback = (lambda run, s=strategy: on_run(s, run)) if on_run else None
-        results[strategy] = search(strategy, runner.candidates, evaluate, criteria, max_start=max_start, on_run=callback)
+        results[strategy] = run_search(strategy, runner.candidates, evaluate, criteria, max_start=max_start, on_run=callback)
     chosen = results.get("sweep") or results[strategies[0]]
     label = "+".join(strategies)
     preset = build_preset(

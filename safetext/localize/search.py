@@ -187,8 +187,12 @@ def start_bisect(modules: tuple[str, ...], ledger: Ledger, criteria: Criteria, m
     return lo, ledger(modules, lo, "start")
 
 
-def best_first(candidates: Sequence[str], ledger: Ledger, criteria: Criteria) -> Iterator[str]:
-    """Yield single layers in the sweep's ranking order, opening only groups that could hold the next one."""
+def best_first(candidates: Sequence[str], ledger: Ledger, criteria: Criteria, leaf_size: int = 4) -> Iterator[str]:
+    """Yield single layers in the sweep's ranking order, opening only groups that could hold the next one.
+
+    A group of at most ``leaf_size`` modules opens straight into single modules: halving it
+    would cost about as many runs as measuring its members, and more when both halves matter.
+    """
     index = {name: i for i, name in enumerate(candidates)}
     if len(candidates) == 1:
         yield candidates[0]
@@ -207,11 +211,11 @@ def best_first(candidates: Sequence[str], ledger: Ledger, criteria: Criteria) ->
         if len(group) == 1:
             yield group[0]
         else:
-            for child in split(group):
+            for child in split(group) if len(group) > leaf_size else [(m,) for m in group]:
                 push(child)
 
 
-def search(
+def run_search(
     strategy: Strategy,
     candidates: Sequence[str],
     evaluate: Evaluate,
