@@ -18,6 +18,21 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from safetext import __version__
+
+        typer.echo(f"safetext {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Content-safety middleware for text-to-image diffusion pipelines."""
+
+
 # Each module registers its commands on ``app`` when imported. A module that is not
 # written yet is skipped, so the CLI works while the project grows.
 for _name in ("check", "generate", "demo", "bench", "localize"):

@@ -183,6 +183,7 @@ def localize(
         results[strategy] = run_search(strategy, runner.candidates, evaluate, criteria, max_start=max_start, on_run=callback)
     chosen = results.get("sweep") or results[strategies[0]]
     label = "+".join(strategies)
+    scored_by = "OCR" if baselines.ocr_usable else "pixels (OCR could not tell A from B direct)"
     preset = build_preset(
         pipe,
         chosen,
@@ -193,8 +194,9 @@ def localize(
             f"start step {chosen.start_step} of {steps}"
         ),
         notes=(
-            f"text_score {chosen.final.text_score:.3f} (B read {chosen.final.b_rate:.2f}, A read "
-            f"{chosen.final.a_rate:.2f}), masked SSIM {chosen.final.ssim_masked:.3f}; strategies run: {label}"
+            f"text score {chosen.final.text_score:.3f} from {scored_by}, "
+            f"B read {chosen.final.b_rate:.2f}, A read {chosen.final.a_rate:.2f}, masked SSIM {chosen.final.ssim_masked:.3f}; "
+            f"strategies run: {label}"
             + ("" if chosen.accepted else "; WARNING: no set met the criteria, this is the best prefix found")
         ),
     )

@@ -171,24 +171,7 @@ def assemble_pipeline(components: dict):
     )
 
 
-# The guard's preset for the testbed, shipped inside the model folder as
+# The guard's preset for the testbed: what `safetext localize --model testbed` found
+# (benchmarks/localize_bench.py). The export copies it into the model folder as
 # ``safetext_preset.yaml`` so that ``Guard(pipe, preset="auto")`` finds it.
-# Not localized yet: the shipped weights do not write legible words, so no OCR-scored search
-# can rank layers on them. Until `safetext localize --model testbed` runs on a legible
-# testbed, the preset takes the four cross-attention modules of the decoder's text-shaping
-# up-blocks (the paper's SDXL layers sit in the same place).
-PRESET_MODULES: list[str] = [
-    "up_blocks.0.attentions.0.transformer_blocks.0.attn2",
-    "up_blocks.0.attentions.1.transformer_blocks.0.attn2",
-    "up_blocks.1.attentions.0.transformer_blocks.0.attn2",
-    "up_blocks.1.attentions.1.transformer_blocks.0.attn2",
-]
-PRESET_START = 0.0
-PRESET_YAML = (
-    "name: safetext-testbed\n"
-    "swap: kv\n"
-    f"start: {PRESET_START}\n"
-    "modules:\n" + "".join(f"  - {m}\n" for m in PRESET_MODULES) +
-    "source: provisional, not localized (the weights are not legible yet); the decoder's cross-attention modules. "
-    "Replace with the output of `safetext localize --model testbed`.\n"
-)
+PRESET_FILE = Path(__file__).resolve().with_name("preset.yaml")

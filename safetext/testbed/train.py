@@ -314,7 +314,7 @@ class Trainer:
         pipe = self.pipeline()
         pipe.to(torch.float16)
         pipe.save_pretrained(folder, safe_serialization=True)
-        (folder / "safetext_preset.yaml").write_text(tb.PRESET_YAML)
+        (folder / "safetext_preset.yaml").write_text(tb.PRESET_FILE.read_text())
         meta = {"ae_steps": self.ae_step, "denoiser_steps": self.step, "batch": self.batch, "train_seconds": round(self.train_time), "device": str(self.device), "seed": self.args.seed}
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta}")
