@@ -112,6 +112,23 @@ def import_time() -> float:
     return round(float(out.stdout.strip()), 3)
 
 
+def long_prompt_latency() -> dict[str, float]:
+    """Seconds to check one 100,000-character prompt (best of 3), per filler: the bad-input goal."""
+    from safetext.policy import PolicyEngine
+
+    engine = PolicyEngine("default")
+    out = {}
+    for filler in ("idiot ", "a quiet lake at dawn ", '"x ', "a" * 99):
+        prompt = (filler * (100_000 // len(filler) + 1))[:100_000]
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            engine.check(prompt)
+            best = min(best, time.perf_counter() - start)
+        out[repr(filler[:12])] = round(best, 4)
+    return out
+
+
 def to_markdown(report: dict) -> str:
     rows = report["results"]
     base = rows["better-profanity contains_profanity"]["prompts_per_s"]
@@ -122,6 +139,8 @@ def to_markdown(report: dict) -> str:
         f"(never tuned against): {report['sets']['toxic_holdout']} toxic, {report['sets']['innocent_holdout']} innocent. "
         f"Machine: {report['machine']}. Latency is per prompt, one at a time, over all sets.",
         f"`import safetext.policy`: {report['import_safetext_policy_s']} s.",
+        "One 100,000-character prompt (best of 3, s): "
+        + ", ".join(f"{k}: {v}" for k, v in report["long_prompt_s"].items()) + ".",
         "",
         "| system | prompts/s | × better-profanity | p50 ms | p99 ms | recall | recall (hold-out) | FPR | FPR (hold-out) | init s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -153,6 +172,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "sets": {k: len(v) for k, v in sets.items()},
         "import_safetext_policy_s": import_time(),
+        "long_prompt_s": long_prompt_latency(),
         "results": results,
         "goals": {
             "throughput >= 20x better-profanity": ours["prompts_per_s"] >= 20 * base["prompts_per_s"],
@@ -162,6 +182,7 @@ def main() -> None:
             "FPR <= 0.5% (hold-out)": ours["fpr_innocent_holdout"] <= 0.005,
         },
     }
+    report["goals"]["100k-char prompt < 1 s"] = max(report["long_prompt_s"].values()) < 1.0
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "policy_bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (args.out / "policy_bench.md").write_text(to_markdown(report), encoding="utf-8")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import no_hang
 from typer.testing import CliRunner
 
 from safetext.cli import app
@@ -91,9 +91,8 @@ def test_control_characters_and_huge_prompt() -> None:
     for span in obj["spans"]:
         assert obj["prompt"][span["start"] : span["end"]] == span["text"]
     huge = "a quiet lake at dawn " * 5000
-    start = time.perf_counter()
-    result = runner.invoke(app, ["check", huge[:100_000], "--json"])
-    assert time.perf_counter() - start < 1.0
+    with no_hang():
+        result = runner.invoke(app, ["check", huge[:100_000], "--json"])
     assert _lines(result.stdout)[0]["action"] == "allow"
 
 

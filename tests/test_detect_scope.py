@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from conftest import no_hang
 
 from safetext.detect.scope import in_scope, render_scope
 
@@ -42,6 +41,6 @@ def test_descriptions_are_not_rendered_text(prompt: str) -> None:
 
 @pytest.mark.parametrize("prompt", ['"' + "x" * 100_000, "that says " * 10_000, "with " * 20_000, "'a " * 30_000])
 def test_scope_is_linear_on_hostile_input(prompt: str) -> None:
-    start = time.perf_counter()
-    render_scope(prompt)
-    assert time.perf_counter() - start < 0.5
+    with no_hang():
+        scope = render_scope(prompt)
+    assert isinstance(scope, list)
