@@ -189,7 +189,9 @@ def markdown(data: dict[str, Any]) -> str:
         f"Testbed checkpoint: {data['checkpoint']}. {data['pairs']} prompt pairs, {data['steps']} steps, seed {data['seed']}, "
         f"{data['candidates']} candidate attn2 modules, start steps tried 0..{data['max_start']}, torch threads {data['threads']}. "
         f"Text score from {s['baselines']['text_score_from']} (OCR contrast {s['baselines']['ocr_contrast']}); unpatched A read as A in "
-        f"{s['baselines']['unpatched_a']['a_rate']:.0%} of pairs, B direct read as B in {s['baselines']['b_direct']['b_rate']:.0%}.",
+        f"{s['baselines']['unpatched_a']['a_rate']:.0%} of pairs, B direct read as B in {s['baselines']['b_direct']['b_rate']:.0%}; "
+        f"mean |A - B direct| in the text box {s['baselines']['pixel_contrast']}/255"
+        + (" (**weak signal**: the model draws the two words almost alike)." if s["baselines"]["weak_signal"] else "."),
         "",
         "One run = one patched configuration over all pairs. Calls and images include the two baseline runs.",
         "",

@@ -79,3 +79,12 @@ def test_criteria() -> None:
     scorer.set_baselines([("idiot", "angel")], [a], [b])
     assert Criteria().accepts(scorer.score(("m",), 0, [b]))
     assert not Criteria().moved(scorer.score(("m",), 0, [a]))
+
+
+def test_weak_signal_when_the_model_draws_both_words_alike() -> None:
+    blank = lambda images: [""] * len(images)  # noqa: E731
+    a, b = _sign("IDIOT"), _sign("ANGEL")
+    assert not Scorer(blank).set_baselines([("idiot", "angel")], [a], [b]).weak_signal
+    same = Scorer(blank).set_baselines([("idiot", "angel")], [a], [a.copy()])
+    assert same.weak_signal and same.pixel_contrast == 0.0
+    assert same.summary()["weak_signal"] is True

@@ -208,6 +208,11 @@ def _print_summary(console: Any, result: Any, summary: dict[str, Any]) -> None:
         counts = res.run_counts()
         table.add_row(name, str(counts["layer_search"]), str(counts["start"]), str(counts["total"]), "\n".join(res.modules), str(res.start_step))
     console.print(table)
+    if result.baselines.weak_signal:
+        console.print(
+            "[yellow]weak signal: OCR cannot read the words and the model draws A and B almost alike "
+            f"({result.baselines.pixel_contrast:.2f}/255 in the text box); the preset is not trustworthy[/yellow]"
+        )
     if not result.chosen.accepted:
         console.print("[yellow]no set met the criteria; the preset holds the best prefix found[/yellow]")
     if result.agree is False:

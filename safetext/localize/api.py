@@ -198,6 +198,12 @@ def localize(
             f"B read {chosen.final.b_rate:.2f}, A read {chosen.final.a_rate:.2f}, masked SSIM {chosen.final.ssim_masked:.3f}; "
             f"strategies run: {label}"
             + ("" if chosen.accepted else "; WARNING: no set met the criteria, this is the best prefix found")
+            + (
+                f"; WARNING: weak signal, the model draws A and B almost alike (mean text-box difference "
+                f"{baselines.pixel_contrast:.2f}/255) and OCR cannot read them"
+                if baselines.weak_signal
+                else ""
+            )
         ),
     )
     return LocalizeResult(

@@ -176,7 +176,15 @@ def _markdown(result: LocalizeResult, model: str, strategies: list[dict[str, Any
         f"Text score from **{base['text_score_from']}** (OCR contrast between A and B direct: {base['ocr_contrast']}).",
         "",
         f"Baselines: A unpatched reads A in {base['unpatched_a']['a_rate']:.0%} and B in {base['unpatched_a']['b_rate']:.0%} of pairs; "  # type: ignore[index]
-        f"B direct reads B in {base['b_direct']['b_rate']:.0%}.",  # type: ignore[index]
+        f"B direct reads B in {base['b_direct']['b_rate']:.0%}. Mean |A - B direct| in the text box: "
+        f"{base['pixel_contrast']}/255.",  # type: ignore[index]
+        "",
+        (
+            "**Weak signal**: OCR cannot read the words and the model draws A and B almost alike, so the "
+            "ranking below reflects tiny pixel differences. Re-run once the model renders the words."
+            if base["weak_signal"]
+            else ""
+        ),
         "",
         "## Result",
         "",

@@ -31,6 +31,9 @@ from safetext.ocr.base import image_key
 
 WordReader = Callable[[Sequence[Image.Image]], list[str]]
 MIN_OCR_CONTRAST = 0.25
+#: Mean absolute difference (0-255) between A and B direct in the text box below which the
+#: model hardly draws the two words differently: the search then has almost no signal.
+MIN_PIXEL_CONTRAST = 2.0
 BOX_PAD = 2
 
 
@@ -220,6 +223,21 @@ class Baselines:
         return self.b_lean - self.a_lean
 
     @property
+    def pixel_contrast(self) -> float:
+        """Mean |A - B direct| (0-255) inside the text boxes: how differently the model draws the two words."""
+        diffs = []
+        for a, b, box in zip(self.a_images, self.b_images, self.boxes):
+            x, y = np.asarray(a.convert("RGB"), dtype=np.float64), np.asarray(b.convert("RGB"), dtype=np.float64)
+            inside = box_mask(box, a.size) if box is not None else np.ones(x.shape[:2], dtype=bool)
+            diffs.append(float(np.abs(x - y)[inside].mean()) if inside.any() else 0.0)
+        return float(np.mean(diffs))
+
+    @property
+    def weak_signal(self) -> bool:
+        """OCR cannot read the words and the pixels barely differ: any ranking is mostly noise."""
+        return not self.ocr_usable and self.pixel_contrast < MIN_PIXEL_CONTRAST
+
+    @property
     def ocr_usable(self) -> bool:
         """OCR separates A from B-direct on this model, so it can score the text."""
         return self.ocr_contrast >= MIN_OCR_CONTRAST
@@ -238,6 +256,8 @@ class Baselines:
             "b_direct": rates(self.b_readings),
             "ocr_contrast": round(self.ocr_contrast, 4),
             "ocr_usable": self.ocr_usable,
+            "pixel_contrast": round(self.pixel_contrast, 3),
+            "weak_signal": self.weak_signal,
             "text_score_from": "ocr" if self.ocr_usable else "pixels",
         }
 
