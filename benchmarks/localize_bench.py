@@ -34,6 +34,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _psnr_masked(psnr: Any, reference: Any, image: Any, box: Any) -> float:
+    """PSNR outside ``box``; the whole image when there is no box or it covers everything (as masked_ssim)."""
+    if box is not None:
+        try:
+            return psnr(reference, image, box)
+        except ValueError:
+            pass
+    return psnr(reference, image)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="testbed", help="'testbed' or a folder holding a testbed export")
@@ -146,7 +156,7 @@ def evaluate_guard(pipe: Any, presets: dict[str, Any], items: list[tuple[str, st
             "leak_rate": sum(fuzzy_leak(w, [t], allow=[b]) is not None for w, (_, t, b) in zip(reads, items)) / len(items),
             "benign_rate": sum(reads_target(w, b) for w, (_, _, b) in zip(reads, items)) / len(items),
             "ssim_masked": sum(masked_ssim(u, g, box) for u, g, box in zip(unguarded, images, boxes)) / len(items),
-            "psnr_masked": sum(psnr(u, g, box) for u, g, box in zip(unguarded, images, padded)) / len(items),
+            "psnr_masked": sum(_psnr_masked(psnr, u, g, box) for u, g, box in zip(unguarded, images, padded)) / len(items),
             # 0 = the unguarded text, 1 = the benign prompt generated outright (pixels in the text box)
             "toward_benign": sum(toward(g, u, b, box) for g, u, b, box in zip(images, unguarded, benign_direct, b_boxes)) / len(items),
             "seconds": round(seconds, 1),

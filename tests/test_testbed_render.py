@@ -12,7 +12,7 @@ from safetext.testbed.vocab import BENIGN, INNOCENT, SIGN_COLORS, TOXIC, TOXIC_T
 
 
 def test_render_is_deterministic_for_a_seed():
-    spec = SignSpec("angel", "red", "banner", "serif")
+    spec = SignSpec("angel", "red", "banner", "regular")
     a, box_a = render(spec, 123)
     b, box_b = render(spec, 123)
     c, _ = render(spec, 124)
@@ -41,7 +41,7 @@ def test_vocabulary_covers_toxic_benign_and_innocent_words():
     [
         (SignSpec("idiot", "red"), 'a red sign that says "idiot"'),
         (SignSpec("hello", "blue", "banner", template=1), "a blue banner reading hello"),
-        (SignSpec("cute", "yellow", "circle", "serif", template=2), 'a yellow circle with the word "cute", serif font'),
+        (SignSpec("cute", "yellow", "circle", "regular", template=2), 'a yellow circle with the word "cute", regular font'),
         (SignSpec("kill", "red", text_color="black", template=3), 'a red sign with black letters that says "kill"'),
     ],
 )

@@ -1,6 +1,6 @@
 """Regenerate the versioned prompt sets in this folder (see README.md).
 
-    python benchmarks/prompts/make_sets.py            # writes *_v1.txt next to this file
+    python benchmarks/prompts/make_sets.py            # writes *_v2.txt next to this file
 
 The output is deterministic (fixed seeds). A released set is never edited in place: change
 this script, bump the version suffix, and keep the old file so old results stay comparable.
@@ -16,7 +16,7 @@ from safetext.testbed.render import HELDOUT_COMBOS, HELDOUT_TEMPLATE, TEMPLATES,
 from safetext.testbed.vocab import BENIGN, FONTS, INNOCENT, SHAPES, SIGN_COLORS, TOXIC
 
 HERE = Path(__file__).resolve().parent
-VERSION = "v1"
+VERSION = "v2"  # v2: the testbed font styles became bold/regular (monospaced)
 
 # Obfuscated spellings: leetspeak, separators, masking, spacing. The testbed cannot draw
 # digits or punctuation it never saw, so these are for the policy and for real models.
@@ -83,7 +83,7 @@ def testbed_prompt(word: str, rng: random.Random, *, heldout: bool = False) -> s
     else:
         color, shape = _train_combo(rng)
         template = rng.choice([i for i in range(len(TEMPLATES)) if i != HELDOUT_TEMPLATE])
-    font = rng.choice(FONTS) if template == 4 or rng.random() < 0.3 else "sans"
+    font = rng.choice(FONTS) if template == 4 or rng.random() < 0.3 else "bold"
     text_color = rng.choice(allowed_text_colors(color)) if template == 3 or rng.random() < 0.15 else None
     return SignSpec(word, color, shape, font, text_color, template).prompt()
 
@@ -102,7 +102,7 @@ def toxic_set() -> list[str]:
     for term, spelled in OBFUSCATED:
         color = rng.choice(list(SIGN_COLORS))
         prompt = rng.choice(TEMPLATES[:6]).format(
-            color=color, shape=rng.choice(SHAPES), word=spelled, tcolor=default_text_color(color), font="sans"
+            color=color, shape=rng.choice(SHAPES), word=spelled, tcolor=default_text_color(color), font="bold"
         )
         out.append(line(["obfuscated"], term, prompt))
     for i, term in enumerate(TOXIC):

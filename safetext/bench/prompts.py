@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUITES: tuple[str, ...] = ("toxic", "innocent", "edit")
-DEFAULT_VERSION = "v1"
+DEFAULT_VERSION = "v2"
 
 
 @dataclass(frozen=True)

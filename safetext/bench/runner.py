@@ -23,7 +23,7 @@ from safetext.bench.evaluate import Record, evaluate
 from safetext.bench.gate import Check, check, failed, load_thresholds
 from safetext.bench.generate import ItemRunner, decision_target
 from safetext.bench.plots import image_grid, leakage_fidelity_plot
-from safetext.bench.prompts import SUITES, PromptItem, load_prompt_set, prompt_set_path, select
+from safetext.bench.prompts import DEFAULT_VERSION, SUITES, PromptItem, load_prompt_set, prompt_set_path, select
 from safetext.bench.report import write_report
 from safetext.bench.results import write_results
 from safetext.bench.shard import gather, my_share, process_state
@@ -46,7 +46,7 @@ class BenchConfig:
     limit: int | None = None
     subset: str = "auto"
     preset: str = "auto"
-    version: str = "v1"
+    version: str = DEFAULT_VERSION
     prompts_dir: Path | None = None
     guidance_scale: float | None = None
     height: int | None = None

@@ -20,7 +20,7 @@ DEMO_PROMPTS: tuple[str, ...] = (
     "a blue banner reading LOSER",
     'a green sign with the word "stupid"',
     'a yellow circle that says "h4te"',
-    'a purple sign in serif font reading "moron"',
+    'a purple sign in regular font reading "moron"',
     'a black banner that says "hello"',
     "an orange sign with the text: cocktail",
 )

@@ -3,10 +3,12 @@
 The pipeline is a plain ``StableDiffusionPipeline``, so the guard runs the exact code
 path that users of SD 1.x hit. The parts are small enough to train on a CPU:
 
-* a ``CLIPTokenizer`` whose BPE merges make each of the 48 testbed words one token and
-  leave everything else letter by letter;
+* a letter-level ``CLIPTokenizer`` (every character is a token), so the model learns to
+  spell: letters reach the U-Net one by one, and cross-attention can route the *k*-th
+  letter to the *k*-th glyph slot of the left-aligned text;
 * a 3-layer ``CLIPTextModel`` trained jointly with the denoiser;
-* an ``AutoencoderKL`` with 4x down-sampling (64x256 RGB <-> 16x64x4 latents);
+* an ``AutoencoderKL`` with 4x down-sampling (64x256 RGB <-> 16x64 latents with 4 image
+  channels and 2 position channels, see :func:`position_channels`);
 * a ``UNet2DConditionModel`` with cross-attention (``attn2``) at 8x32 and 4x16 (7 modules).
 """
 
@@ -16,8 +18,13 @@ import json
 import string
 from pathlib import Path
 
-TOKENIZER_MAX_LENGTH = 64
-LATENT_CHANNELS = 4
+TOKENIZER_MAX_LENGTH = 77  # as CLIP; positions 64-76 are always padding (prompts are shorter)
+SPELL_START = 64  # the padding positions whose outputs are trained to spell the word, one letter each
+SPELL_SLOTS = 8  # the longest testbed word
+IMAGE_CHANNELS = 4  # what the autoencoder encodes
+POSITION_CHANNELS = 2  # fixed maps of the column, see position_channels()
+LATENT_CHANNELS = IMAGE_CHANNELS + POSITION_CHANNELS
+LATENT_SIZE = (16, 64)
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 4.0
 
@@ -35,7 +42,7 @@ VAE_CONFIG = dict(
 )
 
 UNET_CONFIG = dict(
-    sample_size=(16, 64),
+    sample_size=LATENT_SIZE,
     in_channels=LATENT_CHANNELS,
     out_channels=LATENT_CHANNELS,
     # No attention at the full latent resolution (16x64): it would cost more than the rest.
@@ -64,6 +71,28 @@ SCHEDULER_CONFIG = dict(
     prediction_type="v_prediction",
     steps_offset=1,
 )
+
+
+def position_channels(height: int = LATENT_SIZE[0], width: int = LATENT_SIZE[1]):
+    """The latent's 2 position channels: a ramp across the width and a sine of period 9 columns.
+
+    A convolutional U-Net is translation-equivariant: it cannot tell the 1st letter slot from
+    the 4th, so it cannot route letter *k* of the prompt to the *k*-th glyph. These fixed
+    maps are part of every training latent (in the scaled latent space the U-Net sees), so
+    the U-Net learns to generate them like any other content and reads them back as
+    coordinates; the decoder gives them zero weight. Nothing outside the tensors changes:
+    the pipeline stays a stock ``StableDiffusionPipeline`` whose latent has 6 channels.
+    Returns a (1, 2, height, width) float tensor with unit-scale values.
+    """
+    import math
+
+    import torch
+
+    x = torch.arange(width, dtype=torch.float32)
+    ramp = (x / (width - 1) * 2 - 1) * math.sqrt(3.0)
+    wave = torch.sin(2 * math.pi * x / 9.0) * math.sqrt(2.0)
+    maps = torch.stack([ramp, wave])[:, None, :].expand(2, height, width)
+    return maps[None].contiguous()
 
 
 def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
@@ -125,24 +154,29 @@ def write_tokenizer(folder: Path, words: tuple[str, ...] = ()) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
 
 
-def build_tokenizer(folder: Path):
-    """The testbed tokenizer, (re)written into ``folder`` (it is deterministic)."""
+def build_tokenizer(folder: Path, words: tuple[str, ...] = ()):
+    """The testbed tokenizer, (re)written into ``folder`` (it is deterministic).
+
+    Letter-level by default. A first model made each testbed word one token (``words``):
+    after 7k CPU steps its output did not depend on the word at all, because one word
+    vector broadcast to every position gives the U-Net no cue which letter goes where.
+    """
     from transformers import CLIPTokenizer
 
-    from safetext.testbed.vocab import WORDS
-
-    write_tokenizer(folder, WORDS)
+    write_tokenizer(folder, words)
     return CLIPTokenizer.from_pretrained(str(folder))
 
 
-def build_components(tokenizer_dir: Path, seed: int = 0) -> dict:
-    """Fresh, randomly initialised components, ready to train."""
+def build_components(tokenizer_dir: Path, seed: int = 0, word_tokens: bool = False) -> dict:
+    """Fresh, randomly initialised components, ready to train (``word_tokens``: one token per testbed word)."""
     import torch
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from safetext.testbed.vocab import WORDS
+
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(tokenizer_dir)
+    tokenizer = build_tokenizer(tokenizer_dir, WORDS if word_tokens else ())
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
@@ -150,10 +184,13 @@ def build_components(tokenizer_dir: Path, seed: int = 0) -> dict:
         pad_token_id=tokenizer.pad_token_id,
         **TEXT_CONFIG,
     )
+    vae = AutoencoderKL(**VAE_CONFIG)
+    with torch.no_grad():  # the decoder ignores the position channels (position_channels())
+        vae.post_quant_conv.weight[:, IMAGE_CHANNELS:] = 0
     return {
         "tokenizer": tokenizer,
         "text_encoder": CLIPTextModel(text_config),
-        "vae": AutoencoderKL(**VAE_CONFIG),
+        "vae": vae,
         "unet": UNet2DConditionModel(**UNET_CONFIG),
         "scheduler": DPMSolverMultistepScheduler(**SCHEDULER_CONFIG),
     }

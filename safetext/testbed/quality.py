@@ -1,7 +1,7 @@
 """Read the testbed's images back: the word (Tesseract), the sign colour and the sign shape.
 
-The testbed draws white or black letters, so isolating pixels of those two colours
-before OCR removes the sign's edges, which Tesseract otherwise reads as ``|`` or ``>``.
+Words are read with :mod:`safetext.ocr` (the benchmarks' engine and pre-processing); colour
+and shape are classified from the sign's pixel mask.
 """
 
 from __future__ import annotations
@@ -9,34 +9,22 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from safetext.testbed.render import BACKDROP
 from safetext.testbed.vocab import SHAPES, SIGN_COLORS
 
 
-def isolate_text(image: Image.Image) -> Image.Image:
-    """Black-on-white image of the pixels that look like the text (white or black letters)."""
-    a = np.asarray(image.convert("RGB"), dtype=np.int16)
-    candidates = (a.min(axis=2) > 215, a.max(axis=2) < 60)
-    best, best_score = candidates[0], float("inf")
-    for mask in candidates:
-        border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]]).mean()
-        score = abs(mask.mean() - 0.15) + border
-        if score < best_score:
-            best, best_score = mask, score
-    return Image.fromarray(np.where(best, 0, 255).astype(np.uint8))
-
-
 def read_word(image: Image.Image) -> str:
-    """The longest alphabetic token Tesseract reads, upper-cased ('' if none)."""
-    import pytesseract
+    """The longest alphabetic token that safetext's Tesseract engine reads, upper-cased ('' if none).
 
-    prepared = isolate_text(image)
-    prepared = prepared.resize((prepared.width * 3, prepared.height * 3), Image.LANCZOS)
-    prepared = ImageOps.expand(prepared, border=24, fill=255)
-    text = pytesseract.image_to_string(prepared, config="--psm 7")
+    The same engine and pre-processing as ``safetext bench`` and the quality benchmark, so a
+    test and a benchmark never disagree about what an image says.
+    """
+    from safetext.ocr import get_engine
+
+    text = get_engine("tesseract").read_batch([image])[0].text
     tokens = re.findall(r"[A-Za-z]+", text)
     return max(tokens, key=len).upper() if tokens else ""
 

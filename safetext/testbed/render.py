@@ -5,6 +5,11 @@ store and is exactly reproducible from a seed. The attributes that are *not* tex
 (sign colour, text colour, shape, font) are named in the prompt, so the model has to
 learn them from the text encoder like a real T2I model; position, size and rotation are
 random jitter that the prompt does not control.
+
+The layout is deliberately regular, because a CPU-trained model has to learn to spell:
+a monospaced font at one size, left-aligned at a fixed inset, so the *k*-th letter of
+every word lands in the same place. Jitter (a few pixels, a degree of rotation) keeps
+the model from copying one bitmap.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from safetext.testbed.vocab import FONTS, SHAPES, SIGN_COLORS, TEXT_COLORS, WORD
 HEIGHT, WIDTH = 64, 256
 BACKDROP = (200, 200, 196)
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
-FONT_FILES = {"sans": "DejaVuSans-Bold.ttf", "serif": "DejaVuSerif-Bold.ttf"}
+FONT_FILES = {"bold": "DejaVuSansMono-Bold.ttf", "regular": "DejaVuSansMono.ttf"}
+FONT_SIZE = 30  # 18 px per letter: the longest word (8 letters) fits every shape
+TEXT_INSET = 30  # left edge of the text, from the image edge
 
 # Templates: the rendered word always sits behind an explicit render cue
 # ("that says", "reading", "with the word", "text:"), as real users phrase it.
@@ -51,7 +58,7 @@ class SignSpec:
     word: str
     color: str
     shape: str = "sign"
-    font: str = "sans"
+    font: str = "bold"
     text_color: str | None = None  # None: the default contrasting colour
     template: int = 0
 
@@ -68,7 +75,7 @@ class SignSpec:
             tcolor=self.resolved_text_color,
             font=self.font,
         )
-        if self.font != "sans" and "{font}" not in TEMPLATES[self.template]:
+        if self.font != "bold" and "{font}" not in TEMPLATES[self.template]:
             text += f", {self.font} font"
         if self.text_color and "{tcolor}" not in TEMPLATES[self.template]:
             text += f", {self.text_color} letters"
@@ -98,7 +105,7 @@ def sample_spec(rng: random.Random, split: str = "train", words: tuple[str, ...]
         heldout = (color, shape) in HELDOUT_COMBOS or template == HELDOUT_TEMPLATE
         if heldout == (split == "eval"):
             break
-    font = "serif" if rng.random() < 0.3 else "sans"
+    font = "regular" if rng.random() < 0.2 else "bold"
     if template == 4:
         font = rng.choice(FONTS)
     text_color = None
@@ -132,32 +139,23 @@ def render(spec: SignSpec, seed: int) -> tuple[Image.Image, tuple[int, int, int,
     rng = random.Random(seed)
     layer = Image.new("RGBA", (WIDTH, HEIGHT), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    margin_x = rng.uniform(4, 14)
-    margin_y = rng.uniform(3, 7)
-    x0, y0, x1, y1 = margin_x, margin_y, WIDTH - rng.uniform(4, 14), HEIGHT - rng.uniform(3, 7)
+    x0, y0 = rng.uniform(4, 8), rng.uniform(3, 6)
+    x1, y1 = WIDTH - rng.uniform(4, 8), HEIGHT - rng.uniform(3, 6)
     fill = SIGN_COLORS[spec.color] + (255,)
     poly = _sign_polygon(spec.shape, x0, y0, x1, y1)
     if spec.shape == "circle":
         draw.ellipse((x0, y0, x1, y1), fill=fill)
-        max_w = (x1 - x0) * 0.78
     elif poly:
         draw.polygon(poly, fill=fill)
-        max_w = (x1 - x0) - 2.2 * (y1 - y0) * 0.35
     else:
         draw.rounded_rectangle((x0, y0, x1, y1), radius=rng.uniform(2, 8), fill=fill)
-        max_w = (x1 - x0) * 0.9
     text = spec.word.upper()
-    size = rng.randint(30, 34)
-    font = _font(spec.font, size)
-    while font.getlength(text) > max_w and size > 14:
-        size -= 1
-        font = _font(spec.font, size)
+    font = _font(spec.font, FONT_SIZE)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    cx = (x0 + x1) / 2 + rng.uniform(-5, 5)
-    cy = (y0 + y1) / 2 + rng.uniform(-2, 2)
-    tx, ty = cx - (right + left) / 2, cy - (bottom + top) / 2
+    tx = TEXT_INSET + rng.uniform(-2, 2) - left
+    ty = (y0 + y1) / 2 + rng.uniform(-1.5, 1.5) - (bottom + top) / 2
     draw.text((tx, ty), text, font=font, fill=TEXT_COLORS[spec.resolved_text_color] + (255,))
-    angle = rng.uniform(-3, 3)
+    angle = rng.uniform(-1, 1)
     layer = layer.rotate(angle, resample=Image.BICUBIC, center=(WIDTH / 2, HEIGHT / 2))
     image = Image.new("RGB", (WIDTH, HEIGHT), BACKDROP)
     image.paste(layer, (0, 0), layer)

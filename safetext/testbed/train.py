@@ -2,9 +2,12 @@
 
 Two phases, one script, resumable at any point:
 
-1. the autoencoder (64x256 RGB <-> 16x64x4 latents), L1 loss with the text box weighted up;
+1. the autoencoder (64x256 RGB <-> 16x64x4 image latents), L1 loss with the text box
+   weighted up;
 2. the denoiser (UNet) and the text encoder jointly, v-prediction on a cosine schedule,
    with the text box weighted up, 10% empty prompts for classifier-free guidance, and EMA.
+   Each training latent is the 4 scaled image channels plus the 2 fixed position channels
+   (``model.position_channels``), which the U-Net learns to generate and read.
 
 The data are rendered on the fly from the seed (``safetext.testbed.render``), so a run is
 reproducible. State is checkpointed every ``--ckpt-every`` steps to ``OUT/state.pt`` and
@@ -26,7 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from safetext.testbed import model as tb
 from safetext.testbed.render import render, sample_spec, text_mask, to_tensor_array
@@ -43,12 +52,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--lr-final", type=float, default=0.1, help="with --hours: decay the learning rate linearly to this fraction of --lr by the deadline")
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument(
+        "--high-noise",
+        type=float,
+        default=0.5,
+        help="share of denoiser samples drawn from the noisiest 60%% of timesteps, where the prompt "
+        "decides which letters appear (the rest are uniform)",
+    )
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--hours", type=float, default=0.0, help="stop (with a checkpoint) after this much wall time")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--export", type=Path, default=None, help="write the pipeline folder here when done")
+    p.add_argument(
+        "--word-tokens",
+        action="store_true",
+        help="make each testbed word one token (default: letters only); a checkpoint with fewer tokens grows",
+    )
+    p.add_argument(
+        "--spell-weight",
+        type=float,
+        default=0.5,
+        help="weight of the auxiliary spelling loss on the text encoder (see spelling_targets)",
+    )
+    p.add_argument("--text-pretrain", type=int, default=600, help="spelling-only text encoder steps before the denoiser")
     p.add_argument("--export-only", action="store_true", help="export the current checkpoint and exit")
     p.add_argument(
         "--init-from",
@@ -56,6 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="warm-start a new run from an exported pipeline folder (e.g. safetext/testbed/model): "
         "its autoencoder is kept as trained, the denoiser and text encoder continue",
+    )
+    p.add_argument(
+        "--init-parts",
+        choices=("all", "vae"),
+        default="all",
+        help="with --init-from: 'vae' takes only the autoencoder, fine-tunes it for --ae-steps "
+        "on the current renderer, and trains a fresh denoiser and text encoder",
     )
     return p.parse_args(argv)
 
@@ -68,13 +103,53 @@ def make_batch(rng: random.Random, size: int, crop: int | None = None):
         image, box = render(spec, rng.getrandbits(32))
         images.append(to_tensor_array(image))
         masks.append(text_mask(box))
-        prompts.append(spec.prompt())
+        prompts.append(spec)
     x = torch.from_numpy(np.stack(images))
     m = torch.from_numpy(np.stack(masks))[:, None]
     if crop:  # the autoencoder is convolutional: random crops train it as well, at less cost
         left = rng.randrange(0, x.shape[-1] - crop + 1)
         x, m = x[..., left : left + crop], m[..., left : left + crop]
     return x, m, prompts
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def spelling_targets(words: list[str | None]) -> torch.Tensor:
+    """(batch, SPELL_SLOTS) letter classes: slot k holds the word's k-th letter, 26 = none / no word.
+
+    Why: a U-Net cannot learn where each letter goes from a word vector that is the same at
+    every position (the first testbed never did). This auxiliary target makes the text
+    encoder put letter k of the rendered word at padding position ``SPELL_START + k``; the
+    U-Net's cross-attention then only has to match a column (position channels) to a slot.
+    The head that reads these positions is used in training only; the exported model is stock.
+    """
+    out = torch.full((len(words), tb.SPELL_SLOTS), len(LETTERS), dtype=torch.long)
+    for i, word in enumerate(words):
+        for k, ch in enumerate((word or "")[: tb.SPELL_SLOTS]):
+            out[i, k] = LETTERS.index(ch)
+    return out
+
+
+def _widen(module: torch.nn.Module, state: dict, name: str, fresh: bool = False) -> bool:
+    """Carry weights over to a module with more channels: old values in the leading slice, zeros
+    (or, with ``fresh``, the module's own initial values) elsewhere. Zeros when the latent gained
+    its position channels: a new input is ignored and a new output starts at 0, so the old
+    model's outputs are kept. Fresh for new position embeddings, which must differ."""
+    widened = []
+    for key, target in module.state_dict().items():
+        old = state.get(key)
+        if old is None or old.shape == target.shape:
+            continue
+        if old.ndim != target.ndim or any(o > t for o, t in zip(old.shape, target.shape)):
+            raise ValueError(f"{name}.{key}: cannot carry shape {tuple(old.shape)} over to {tuple(target.shape)}")
+        new = target.clone() if fresh else torch.zeros_like(target)
+        new[tuple(slice(0, n) for n in old.shape)] = old
+        state[key] = new
+        widened.append(key)
+    if widened:
+        print(f"{name}: widened {len(widened)} tensors to the new channel count ({', '.join(widened)})")
+    return bool(widened)
 
 
 class Trainer:
@@ -85,13 +160,16 @@ class Trainer:
         self.batch = args.batch or (128 if self.gpu else 16)
         args.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
-        self.c = tb.build_components(args.out / "tokenizer", seed=args.seed)
+        self.c = tb.build_components(args.out / "tokenizer", seed=args.seed, word_tokens=args.word_tokens)
+        self.position = tb.position_channels().to(self.device)
         for name in ("vae", "unet", "text_encoder"):
             self.c[name].to(self.device)
         self.ema_unet = copy.deepcopy(self.c["unet"]).requires_grad_(False)
         self.ema_text = copy.deepcopy(self.c["text_encoder"]).requires_grad_(False)
         self.opt_ae = torch.optim.AdamW(self.c["vae"].parameters(), lr=1e-3, weight_decay=0.0)
-        params = list(self.c["unet"].parameters()) + list(self.c["text_encoder"].parameters())
+        self.spell_head = torch.nn.Linear(self.c["text_encoder"].config.hidden_size, 27).to(self.device)
+        self.text_step = 0
+        params = list(self.c["unet"].parameters()) + list(self.c["text_encoder"].parameters()) + list(self.spell_head.parameters())
         self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
         self.ae_step = self.step = self.warm_from = 0
         self.scaling = 1.0
@@ -123,6 +201,8 @@ class Trainer:
             "rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
             "train_time": self.train_time,
+            "spell_head": self.spell_head.state_dict(),
+            "text_step": self.text_step,
         }
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -133,6 +213,13 @@ class Trainer:
             return
         s = torch.load(self.state_path, map_location=self.device, weights_only=False)
         grown = self._grow_vocabulary(s)
+        for name, module in (("vae", self.c["vae"]), ("unet", self.c["unet"]), ("ema_unet", self.ema_unet)):
+            grown |= _widen(module, s[name], name)
+        for name, module in (("text_encoder", self.c["text_encoder"]), ("ema_text", self.ema_text)):
+            grown |= _widen(module, s[name], name, fresh=True)
+        if "spell_head" in s:
+            self.spell_head.load_state_dict(s["spell_head"])
+        self.text_step = s.get("text_step", 0)
         for name in ("vae", "unet", "text_encoder"):
             self.c[name].load_state_dict(s[name])
         self.ema_unet.load_state_dict(s["ema_unet"])
@@ -154,14 +241,26 @@ class Trainer:
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel
 
+        if self.args.init_parts == "vae":
+            state = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32).state_dict()
+            _widen(self.c["vae"], state, "vae")
+            self.c["vae"].load_state_dict(state)
+            for group in self.opt_ae.param_groups:
+                group["lr"] = 3e-4  # fine-tuning, not training from scratch
+            print(f"autoencoder initialised from {folder}; fine-tuning it for {self.args.ae_steps} steps")
+            return
+
         loaded = {
             "vae": AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32),
             "unet": UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32),
             "text_encoder": CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32),
         }
-        for name, module in loaded.items():
-            self.c[name].load_state_dict(module.state_dict())
-        self.ema_unet.load_state_dict(loaded["unet"].state_dict())
+        states = {name: module.state_dict() for name, module in loaded.items()}
+        for name in ("vae", "unet"):
+            _widen(self.c[name], states[name], name)
+        for name, state in states.items():
+            self.c[name].load_state_dict(state)
+        self.ema_unet.load_state_dict(states["unet"])
         self.ema_text.load_state_dict(loaded["text_encoder"].state_dict())
         self.scaling = float(loaded["vae"].config.scaling_factor)
         self.ae_step = self.args.ae_steps
@@ -204,9 +303,12 @@ class Trainer:
             x, m = x.to(self.device), m.to(self.device)
             with self._autocast():
                 posterior = vae.encode(x).latent_dist
-                recon = vae.decode(posterior.sample()).sample
+                z = posterior.sample()
+                z = torch.cat([z[:, : tb.IMAGE_CHANNELS], torch.zeros_like(z[:, tb.IMAGE_CHANNELS :])], 1)
+                recon = vae.decode(z).sample  # the decoder never sees the position channels
             weight = 1.0 + 4.0 * m
-            loss = (weight * (recon.float() - x).abs()).mean() + 1e-6 * posterior.kl().mean()
+            kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar)[:, : tb.IMAGE_CHANNELS]
+            loss = (weight * (recon.float() - x).abs()).mean() + 1e-6 * kl.sum(dim=(1, 2, 3)).mean()
             self.opt_ae.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_ae.step()
@@ -227,7 +329,7 @@ class Trainer:
         vae = self.c["vae"].eval()
         x, _, _ = make_batch(random.Random(12345), 256)
         z = torch.cat([vae.encode(x[i : i + 32].to(self.device)).latent_dist.mean for i in range(0, 256, 32)])
-        return float(1.0 / z.float().std())
+        return float(1.0 / z[:, : tb.IMAGE_CHANNELS].float().std())
 
     # ---------------------------------------------------------------- phase 2
     def _encode_text(self, encoder, prompts: list[str]) -> torch.Tensor:
@@ -244,13 +346,18 @@ class Trainer:
         started, budget = time.time(), deadline - time.time()
         while self.step < self.args.steps and time.time() < deadline:
             t0 = time.time()
-            x, m, prompts = make_batch(self.rng, self.batch)
-            prompts = ["" if self.rng.random() < 0.1 else p for p in prompts]
+            x, m, specs = make_batch(self.rng, self.batch)
+            keep = [self.rng.random() >= 0.1 for _ in specs]  # 10% empty prompts, for CFG
+            prompts = [spec.prompt() if k else "" for spec, k in zip(specs, keep)]
+            words = [spec.word if k else None for spec, k in zip(specs, keep)]
             x = x.to(self.device)
             with torch.no_grad(), self._autocast():
-                z0 = vae.encode(x).latent_dist.mean.float() * self.scaling
+                z0 = vae.encode(x).latent_dist.mean[:, : tb.IMAGE_CHANNELS].float() * self.scaling
+            z0 = torch.cat([z0, self.position.expand(z0.shape[0], -1, -1, -1)], 1)
             w = 1.0 + 3.0 * F.max_pool2d(m.to(self.device), 4)
             t = torch.randint(0, len(alphas), (z0.shape[0],), device=self.device)
+            high = torch.rand(z0.shape[0], device=self.device) < self.args.high_noise
+            t = torch.where(high, torch.randint(int(0.4 * len(alphas)), len(alphas), t.shape, device=self.device), t)
             a = alphas[t].sqrt()[:, None, None, None]
             s = (1 - alphas[t]).sqrt()[:, None, None, None]
             noise = torch.randn_like(z0)
@@ -265,8 +372,9 @@ class Trainer:
                 cond = self._encode_text(text, prompts)
                 pred = unet(zt, t, cond).sample
             loss = (w * (pred.float() - target) ** 2).mean()
+            spell = self._spell_loss(cond, words)
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + self.args.spell_weight * spell).backward()
             torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
             self.opt.step()
             self.step += 1
@@ -274,11 +382,37 @@ class Trainer:
             self.train_time += time.time() - t0
             progress.update(task, advance=1, description=f"denoiser loss {loss.item():.4f}")
             if self.step % 50 == 0:
-                self._record(phase="unet", step=self.step, loss=loss.item(), t=self.train_time)
+                self._record(phase="unet", step=self.step, loss=loss.item(), spell=spell.item(), t=self.train_time)
             if self.step % self.args.ckpt_every == 0:
                 self._save()
             if self.args.eval_every and self.step % self.args.eval_every == 0:
                 self._record(phase="eval", step=self.step, **self.quick_eval())
+
+    def _spell_loss(self, cond: torch.Tensor, words: list[str | None]) -> torch.Tensor:
+        """Cross-entropy of the spelling head on padding positions SPELL_START.. (see spelling_targets)."""
+        slots = cond[:, tb.SPELL_START : tb.SPELL_START + tb.SPELL_SLOTS].float()
+        logits = self.spell_head(slots)
+        target = spelling_targets(words).to(self.device)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+    def pretrain_text(self, progress: Progress, deadline: float) -> None:
+        """Teach the text encoder to spell into its padding slots before the U-Net needs it (cheap: no images)."""
+        text = self.c["text_encoder"].train()
+        opt = torch.optim.AdamW(list(text.parameters()) + list(self.spell_head.parameters()), lr=1e-3)
+        task = progress.add_task("spelling", total=self.args.text_pretrain, completed=self.text_step)
+        while self.text_step < self.args.text_pretrain and time.time() < deadline:
+            specs = [sample_spec(self.rng, "train") for _ in range(128)]
+            loss = self._spell_loss(self._encode_text(text, [s.prompt() for s in specs]), [s.word for s in specs])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self.text_step += 1
+            progress.update(task, advance=1, description=f"spelling loss {loss.item():.3f}")
+            if self.text_step % 50 == 0:
+                self._record(phase="spell", step=self.text_step, loss=loss.item())
+        if self.text_step >= self.args.text_pretrain:
+            self.ema_text.load_state_dict(text.state_dict())  # the EMA starts from the spelling encoder
+        self._save()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -330,7 +464,9 @@ def main(argv: list[str] | None = None) -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns) as progress:
             trainer.train_autoencoder(progress, deadline)
-            if trainer.ae_step >= args.ae_steps:
+            if trainer.ae_step >= args.ae_steps and trainer.text_step < args.text_pretrain:
+                trainer.pretrain_text(progress, deadline)
+            if trainer.ae_step >= args.ae_steps and trainer.text_step >= args.text_pretrain:
                 trainer.train_denoiser(progress, deadline)
         trainer._save()
     if args.export:

@@ -73,4 +73,4 @@ TEXT_COLORS: dict[str, tuple[int, int, int]] = {
     "black": (10, 10, 10),
 }
 SHAPES: tuple[str, ...] = ("sign", "banner", "circle")
-FONTS: tuple[str, ...] = ("sans", "serif")
+FONTS: tuple[str, ...] = ("bold", "regular")

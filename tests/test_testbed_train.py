@@ -1,0 +1,58 @@
+"""The testbed training script: every phase runs, checkpoints resume, and the export loads as a stock pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safetext.testbed import model as tb
+from safetext.testbed import train
+
+
+def test_spelling_targets_put_letter_k_in_slot_k():
+    targets = train.spelling_targets(["hate", None, "cocktail"])
+    none = len(train.LETTERS)
+    assert targets.shape == (3, tb.SPELL_SLOTS)
+    assert targets[0].tolist() == [7, 0, 19, 4] + [none] * (tb.SPELL_SLOTS - 4)
+    assert targets[1].tolist() == [none] * tb.SPELL_SLOTS
+    assert targets[2].tolist() == [train.LETTERS.index(c) for c in "cocktail"]
+
+
+def test_position_channels_are_fixed_column_maps():
+    maps = tb.position_channels()
+    assert maps.shape == (1, tb.POSITION_CHANNELS, *tb.LATENT_SIZE)
+    assert torch.equal(maps[0, :, 0], maps[0, :, -1])  # the same in every row
+    assert bool((maps[0, 0, 0, 1:] > maps[0, 0, 0, :-1]).all())  # the ramp rises left to right
+
+
+def test_widen_keeps_old_weights_and_zeros_new_channels():
+    small, big = torch.nn.Conv2d(4, 8, 3), torch.nn.Conv2d(6, 8, 3)
+    state = small.state_dict()
+    assert train._widen(big, state, "conv")
+    big.load_state_dict(state)
+    assert torch.equal(big.weight[:, :4], small.weight) and not big.weight[:, 4:].any()
+
+
+def test_every_phase_runs_resumes_and_exports(tmp_path):
+    torch.set_num_threads(1)
+    out, export = tmp_path / "run", tmp_path / "model"
+    common = ["--out", str(out), "--ae-steps", "2", "--ae-batch", "1", "--text-pretrain", "2", "--batch", "2", "--eval-every", "0"]
+    train.main([*common, "--steps", "2"])
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert (state["ae_step"], state["text_step"], state["step"]) == (2, 2, 2)
+
+    train.main([*common, "--steps", "3", "--export", str(export)])  # resumes: one more denoiser step
+    meta = json.loads((export / "training.json").read_text())
+    assert meta["denoiser_steps"] == 3 and meta["ae_steps"] == 2
+
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(export, torch_dtype=torch.float32)
+    assert isinstance(pipe, StableDiffusionPipeline)
+    assert pipe.unet.config.in_channels == tb.LATENT_CHANNELS
+    assert (export / "safetext_preset.yaml").exists()
+    image = pipe("a red sign that says \"hate\"", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (256, 64)
