@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_batch(rng: random.Random, size: int, crop: int | None = None):
-    """Render ``size`` random training signs. Returns images [-1,1], text masks and prompts."""
+    """Render ``size`` random training signs. Returns images [-1,1], text masks and their ``SignSpec``s."""
     images, masks, prompts = [], [], []
     for _ in range(size):
         spec = sample_spec(rng, "train")
