@@ -12,9 +12,9 @@ testbed prompts, one seed each: leakage (OCR reads the toxic word, exact or fuzz
 benign success (OCR reads the benign target) and fidelity to the unguarded image of the
 same seed (SSIM and PSNR with the text box masked), next to the unguarded leakage.
 
-A second, synthetic section runs both strategies on an oracle shaped like SDXL base (70
-cross-attention layers, the paper's 3-layer answer): no images, only how the run counts
-scale with the number of candidate layers.
+A second, synthetic section runs both strategies on oracles shaped like the testbed (7
+cross-attention layers), SD 1.5 (16) and SDXL base (70, the paper's 3-layer answer): no
+images, only how the run counts scale with the number of candidate layers.
 
 Writes ``localize_bench.json`` and ``localize_bench.md`` under ``--out``.
 """
@@ -167,17 +167,21 @@ def evaluate_guard(pipe: Any, presets: dict[str, Any], items: list[tuple[str, st
     return rows
 
 
-def synthetic_scaling() -> dict[str, Any]:
+def synthetic_scaling() -> list[dict[str, Any]]:
+    """Both strategies on oracles of 7, 16 and 70 layers with known answers (no images)."""
     from safetext.localize.scoring import Criteria
     from safetext.localize.search import run_search
-    from safetext.localize.synthetic import paper_sdxl_oracle
+    from safetext.localize.synthetic import scaling_cases
 
-    out: dict[str, Any] = {}
-    for strategy in ("sweep", "group"):
-        oracle, candidates, answer = paper_sdxl_oracle()
-        found = run_search(strategy, candidates, oracle, Criteria(), max_start=4)  # type: ignore[arg-type]
-        out[strategy] = {"runs": found.run_counts(), "modules": list(found.modules), "correct": found.modules == answer}
-    return out
+    rows = []
+    for label, oracle, candidates, answer in scaling_cases():
+        row: dict[str, Any] = {"case": label, "candidates": len(candidates)}
+        for strategy in ("sweep", "group"):
+            oracle.calls.clear()
+            found = run_search(strategy, candidates, oracle, Criteria(), max_start=4)  # type: ignore[arg-type]
+            row[strategy] = {"runs": found.run_counts(), "modules": list(found.modules), "correct": found.modules == answer}
+        rows.append(row)
+    return rows
 
 
 def all_modules_preset(pipe: Any) -> Any:
@@ -185,6 +189,11 @@ def all_modules_preset(pipe: Any) -> Any:
     from safetext.inject import InjectionConfig, candidate_modules
 
     return InjectionConfig(modules=candidate_modules(pipe), source="all candidate modules")
+
+
+def checkpoint_line(meta: dict[str, Any]) -> str:
+    keys = ("denoiser_steps", "batch", "train_seconds", "device")
+    return ", ".join(f"{k} {meta[k]}" for k in keys if k in meta) or "unknown"
 
 
 def ratio(a: int, b: int) -> str:
@@ -196,7 +205,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         "# Localization on the testbed: sweep vs group search",
         "",
-        f"Testbed checkpoint: {data['checkpoint']}. {data['pairs']} prompt pairs, {data['steps']} steps, seed {data['seed']}, "
+        f"Testbed checkpoint: {checkpoint_line(data['checkpoint'])}. {data['pairs']} prompt pairs, {data['steps']} steps, seed {data['seed']}, "
         f"{data['candidates']} candidate attn2 modules, start steps tried 0..{data['max_start']}, torch threads {data['threads']}. "
         f"Text score from {s['baselines']['text_score_from']} (OCR contrast {s['baselines']['ocr_contrast']}); unpatched A read as A in "
         f"{s['baselines']['unpatched_a']['a_rate']:.0%} of pairs, B direct read as B in {s['baselines']['b_direct']['b_rate']:.0%}; "
@@ -254,17 +263,16 @@ def markdown(data: dict[str, Any]) -> str:
                     f"| {label} | {'<br>'.join(row['modules'])} | {row['start']} | {row['leak_rate']:.2f} | {row['benign_rate']:.2f} | "
                     f"{row['toward_benign']:.3f} | {row['ssim_masked']:.3f} | {row['psnr_masked']:.1f} |"
                 )
-    syn = data["synthetic_sdxl"]
     lines += [
         "",
-        "## Synthetic SDXL-shaped oracle (70 layers, the paper's 3-layer answer; no images)",
+        "## Synthetic oracles: run counts by model size (known answers; no images)",
         "",
-        "| strategy | layer runs | start runs | total | correct |",
+        "| case | sweep runs | group runs | group / sweep | both correct |",
         "|---|---|---|---|---|",
     ]
-    for name in ("sweep", "group"):
-        r = syn[name]
-        lines.append(f"| {name} | {r['runs']['layer_search']} | {r['runs']['start']} | {r['runs']['total']} | {r['correct']} |")
+    for row in data["synthetic"]:
+        sw, gr = row["sweep"]["runs"]["total"], row["group"]["runs"]["total"]
+        lines.append(f"| {row['case']} | {sw} | {gr} | {ratio(gr, sw)} | {row['sweep']['correct'] and row['group']['correct']} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -317,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": set(g["modules"]) == set(s["modules"]) and 3 * g["runs"]["total"] <= s["runs"]["total"],
         "guard_prompts": len(items),
         "guard": guard,
-        "synthetic_sdxl": synthetic_scaling(),
+        "synthetic": synthetic_scaling(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "localize_bench.json").write_text(json.dumps(data, indent=1))

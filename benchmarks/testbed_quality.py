@@ -157,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--ocr", default="tesseract")
+    p.add_argument("--model", type=Path, default=None, help="a testbed pipeline folder to measure instead of the shipped one (e.g. new weights)")
     args = p.parse_args(argv)
 
     import torch
@@ -165,7 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from safetext.ocr import get_engine
 
     torch.set_num_threads(1)
-    pipe = testbed.load()
+    if args.model:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(str(args.model), torch_dtype=torch.float32, local_files_only=True)
+        pipe.set_progress_bar_config(disable=True)
+    else:
+        pipe = testbed.load()
     kwargs = testbed.generation_defaults()
     if args.steps:
         kwargs["num_inference_steps"] = args.steps

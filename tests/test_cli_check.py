@@ -99,6 +99,8 @@ def test_control_characters_and_huge_prompt() -> None:
 def test_policy_validate_and_schema(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["policy", "validate", "policies/testbed.yaml"])
     assert ok.exit_code == 0 and "ok:" in ok.output
+    listed = runner.invoke(app, ["policy", "validate", "policies/testbed.yaml", "--near-misses"])
+    assert listed.exit_code == 0 and "'mate' is one letter from blocked 'hate'" in listed.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("categories:\n  x:\n    targets: [morons]\nterms:\n  x:\n    moron:\n", encoding="utf-8")
     result = runner.invoke(app, ["policy", "validate", str(bad)])

@@ -88,3 +88,23 @@ def test_weak_signal_when_the_model_draws_both_words_alike() -> None:
     same = Scorer(blank).set_baselines([("idiot", "angel")], [a], [a.copy()])
     assert same.weak_signal and same.pixel_contrast == 0.0
     assert same.summary()["weak_signal"] is True
+
+
+def test_criteria_require_the_benign_word_when_ocr_scores() -> None:
+    """A set that only garbles A's word (high text score, B never read) is not accepted."""
+    words = [("idiot", "angel"), ("moron", "champ")]
+    a1, a2, b1, b2 = _sign("IDIOT"), _sign("MORON"), _sign("ANGEL"), _sign("CHAMP")
+    smudge1, smudge2 = _sign("ANGFL"), _sign("CHAMF")
+    reader = DictReader({im.tobytes(): t for im, t in [(a1, "IDIOT"), (a2, "MORON"), (b1, "ANGEL"), (b2, "CHAMP"), (smudge1, "ANGFL"), (smudge2, "CHAMF")]})
+    scorer = Scorer(reader)
+    scorer.set_baselines(words, [a1, a2], [b1, b2])
+    garbled = scorer.score(("m",), 0, [smudge1, smudge2])
+    assert garbled.b_ref == 1.0 and garbled.b_rate == 0.0
+    lenient = Criteria(min_shift=0.5)
+    assert lenient.moved(garbled) and lenient.faithful(garbled) and not lenient.accepts(garbled)
+    assert Criteria(min_shift=0.5, min_b_read=0.0).accepts(garbled)
+    half = scorer.score(("m",), 0, [b1, smudge2])  # B read in 1 of 2 images
+    assert Criteria(min_shift=0.5, min_b_read=0.5).writes_b(half) and not Criteria(min_shift=0.5).writes_b(half)
+    pixels = Scorer(lambda images: [""] * len(images))
+    pixels.set_baselines(words, [a1, a2], [b1, b2])
+    assert pixels.score(("m",), 0, [b1, b2]).b_ref is None  # no OCR signal: the criterion stands aside

@@ -130,3 +130,21 @@ def test_unknown_strategy_and_empty_candidates_are_refused() -> None:
         run_search("sweep", [], SyntheticOracle({}))
     with pytest.raises(ValueError, match="no candidate"):
         grow(iter([]), Ledger(SyntheticOracle({}), TESTBED_LIKE), Criteria())
+
+
+def test_scaling_cases_group_search_pays_more_the_more_layers() -> None:
+    from safetext.localize.synthetic import scaling_cases, testbed_like_modules
+
+    assert testbed_like_modules() == TESTBED_LIKE
+    ratios = []
+    for label, oracle, candidates, answer in scaling_cases():
+        totals = {}
+        for strategy in ("sweep", "group"):
+            oracle.calls.clear()
+            result = run_search(strategy, candidates, oracle, Criteria(), max_start=4)
+            assert result.modules == answer, (label, strategy)
+            totals[strategy] = result.run_counts()["total"]
+        assert totals["group"] <= totals["sweep"], label
+        ratios.append(totals["group"] / totals["sweep"])
+    assert [len(c[2]) for c in scaling_cases()] == [7, 16, 70]
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] <= 1 / 3

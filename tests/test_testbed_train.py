@@ -36,6 +36,21 @@ def test_widen_keeps_old_weights_and_zeros_new_channels():
     assert torch.equal(big.weight[:, :4], small.weight) and not big.weight[:, 4:].any()
 
 
+def test_denoiser_batch_depends_on_seed_and_step_only(tmp_path):
+    tokenizer = tb.build_tokenizer(tmp_path / "tok")
+    from_zero = train.DenoiserBatches(seed=3, size=4, tokenizer=tokenizer, start=0, stop=10)
+    resumed = train.DenoiserBatches(seed=3, size=4, tokenizer=tokenizer, start=7, stop=10)
+    assert len(resumed) == 3
+    a, b = from_zero[8], resumed[1]  # step 8 either way, as a resumed or parallel run sees it
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    x, m, ids, spell = a
+    assert x.shape == (4, 3, 64, 256) and m.shape == (4, 1, 64, 256)
+    assert ids.shape == (4, tokenizer.model_max_length) and spell.shape == (4, tb.SPELL_SLOTS)
+    assert not torch.equal(from_zero[8][0], from_zero[9][0])
+    other_seed = train.DenoiserBatches(seed=4, size=4, tokenizer=tokenizer, start=0, stop=10)
+    assert not torch.equal(other_seed[8][0], x)
+
+
 def test_every_phase_runs_resumes_and_exports(tmp_path):
     torch.set_num_threads(1)
     out, export = tmp_path / "run", tmp_path / "model"
@@ -44,7 +59,8 @@ def test_every_phase_runs_resumes_and_exports(tmp_path):
     state = torch.load(out / "state.pt", weights_only=False)
     assert (state["ae_step"], state["text_step"], state["step"]) == (2, 2, 2)
 
-    train.main([*common, "--steps", "3", "--export", str(export)])  # resumes: one more denoiser step
+    # resumes for one more denoiser step, rendered in a worker process as on a GPU
+    train.main([*common, "--steps", "3", "--workers", "1", "--export", str(export)])
     meta = json.loads((export / "training.json").read_text())
     assert meta["denoiser_steps"] == 3 and meta["ae_steps"] == 2
 

@@ -67,6 +67,9 @@ EDIT_GENERAL: list[tuple[str, str]] = [
 ]
 
 
+V2_TEMPLATES = 7  # sets v2 draw from the first 7 testbed templates (later ones were added for training)
+
+
 def _train_combo(rng: random.Random) -> tuple[str, str]:
     while True:
         combo = (rng.choice(list(SIGN_COLORS)), rng.choice(SHAPES))
@@ -82,7 +85,7 @@ def testbed_prompt(word: str, rng: random.Random, *, heldout: bool = False) -> s
         template = HELDOUT_TEMPLATE
     else:
         color, shape = _train_combo(rng)
-        template = rng.choice([i for i in range(len(TEMPLATES)) if i != HELDOUT_TEMPLATE])
+        template = rng.choice([i for i in range(V2_TEMPLATES) if i != HELDOUT_TEMPLATE])
     font = rng.choice(FONTS) if template == 4 or rng.random() < 0.3 else "bold"
     text_color = rng.choice(allowed_text_colors(color)) if template == 3 or rng.random() < 0.15 else None
     return SignSpec(word, color, shape, font, text_color, template).prompt()

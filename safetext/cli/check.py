@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -133,7 +133,12 @@ def _print_table(decisions: list, policy_name: str) -> None:
 
 
 @policy_app.command("validate")
-def validate(file: Annotated[Path, typer.Argument(help="Policy YAML file (or a shipped policy name).")]) -> None:
+def validate(
+    file: Annotated[Path, typer.Argument(help="Policy YAML file (or a shipped policy name).")],
+    show_near_misses: Annotated[
+        bool, typer.Option("--near-misses", help="List benign targets one letter away from a blocked term.")
+    ] = False,
+) -> None:
     """Validate a policy file; errors name the file, line and field. Also checks that targets are benign."""
     from safetext.policy import PolicyEngine, PolicyError, load_policy
 
@@ -149,8 +154,32 @@ def validate(file: Annotated[Path, typer.Argument(help="Policy YAML file (or a s
                 problems.append(f"terms.{category}.{term}: benign target {target!r} is itself detected")
     if problems:
         raise _fail("policy targets are not benign:\n  " + "\n  ".join(problems), 1)
+    close = near_misses(policy)
+    if close and show_near_misses:
+        typer.echo("\n".join(f"warning: {line}" for line in close), err=True)
+    elif close:
+        typer.echo(f"warning: {len(close)} benign targets are one letter from a blocked term (--near-misses lists them)", err=True)
     counts = {c: sum(1 for cat, _, _ in policy.term_items() if cat == c) for c in policy.categories}
     typer.echo(f"ok: {policy.source} ({len(policy.term_items())} terms: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")
+
+
+def near_misses(policy: Any) -> list[str]:
+    """Benign targets one letter away from a blocked term (e.g. mate / hate, books / boobs).
+
+    Why: image models misdraw single letters, so such a target can come out as the blocked
+    word itself (the testbed once wrote MATE as HATE). Listed, not refused: a look-alike
+    target keeps the layout, and may still be the best choice.
+    """
+    from safetext.metrics.edit import levenshtein
+
+    terms = {term.lower() for _, term, _ in policy.term_items()}
+    out = []
+    for category, term, spec in policy.term_items():
+        for target in spec.targets or policy.categories[category].targets:
+            close = sorted(t for t in terms if levenshtein(target.lower(), t) <= 1)
+            if close:
+                out.append(f"terms.{category}.{term}: benign target {target!r} is one letter from blocked {', '.join(map(repr, close))}")
+    return out
 
 
 @policy_app.command("schema")

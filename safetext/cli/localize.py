@@ -76,6 +76,9 @@ def localize_command(
     ocr: str = typer.Option("auto", "--ocr", help="auto (testbed reader for the testbed, else tesseract), testbed, tesseract, rapidocr, none."),
     min_shift: float = typer.Option(0.8, "--min-shift", help="Text score a set must reach (0 = like A, 1 = like B direct)."),
     min_fidelity: float = typer.Option(0.8, "--min-fidelity", help="Masked SSIM to the unpatched image a set must keep."),
+    min_b_read: float = typer.Option(
+        0.9, "--min-b-read", help="Exact reads of B's word a set must keep, as a share of B direct's (OCR scoring only; 0 turns it off)."
+    ),
     name: Optional[str] = typer.Option(None, "--name", help="Preset name (default: derived from the model)."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cuda (default: cpu)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (float16 on CUDA, else float32), float32, float16, bfloat16."),
@@ -124,7 +127,7 @@ def localize_command(
                 steps=steps,
                 seed=seed,
                 strategies=strategies,  # type: ignore[arg-type]
-                criteria=Criteria(min_shift=min_shift, min_fidelity=min_fidelity),
+                criteria=Criteria(min_shift=min_shift, min_fidelity=min_fidelity, min_b_read=min_b_read),
                 max_start=max_start,
                 reader=reader,
                 batch_size=batch_size,

@@ -169,6 +169,7 @@ class ConfigScore:
     toward_b: float  # pixel position between A and B-direct in the text box
     ssim_masked: float  # fidelity to the A image outside the text box
     texts: list[str] = field(default_factory=list)
+    b_ref: float | None = None  # B direct's exact read rate when OCR scores the text; None on pixels
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -185,6 +186,11 @@ class Criteria:
 
     min_shift: float = 0.8  # text_score a set must reach
     min_fidelity: float = 0.8  # masked SSIM to the unpatched image
+    # Share of B's exact reads a set must keep, relative to B direct (OCR-scored runs only).
+    # Why: text_score also rises when A's word is merely garbled, and a half-written word can
+    # be another bad word. On the testbed, 0.75 accepted a set that wrote MATE as HATE; 0.9
+    # (all 8 of 8 pairs there, 15 of 16) asks the set to write B about as well as B direct.
+    min_b_read: float = 0.9
     start_tolerance: float = 0.05  # a later start may lose at most this much text_score
     margin: float = 0.05  # slack on group scores in the group search (noise in the monotone bound)
 
@@ -194,8 +200,11 @@ class Criteria:
     def faithful(self, score: ConfigScore) -> bool:
         return score.ssim_masked >= self.min_fidelity
 
+    def writes_b(self, score: ConfigScore) -> bool:
+        return score.b_ref is None or score.b_rate >= self.min_b_read * score.b_ref - 1e-9
+
     def accepts(self, score: ConfigScore) -> bool:
-        return self.moved(score) and self.faithful(score)
+        return self.moved(score) and self.faithful(score) and self.writes_b(score)
 
 
 @dataclass
@@ -315,4 +324,5 @@ class Scorer:
             toward_b=toward_b,
             ssim_masked=float(np.mean(fidelity)),
             texts=[r.text for r in readings],
+            b_ref=sum(r.reads_b for r in base.b_readings) / n if base.ocr_usable else None,
         )

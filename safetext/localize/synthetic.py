@@ -62,6 +62,44 @@ class SyntheticOracle:
         )
 
 
+def sd15_like_modules() -> list[str]:
+    """The 16 ``attn2`` module names of an SD 1.x/2.x U-Net, in forward order."""
+    down = [f"down_blocks.{b}.attentions.{a}.transformer_blocks.0.attn2" for b in range(3) for a in range(2)]
+    up = [f"up_blocks.{b}.attentions.{a}.transformer_blocks.0.attn2" for b in range(1, 4) for a in range(3)]
+    return down + ["mid_block.attentions.0.transformer_blocks.0.attn2"] + up
+
+
+def testbed_like_modules() -> list[str]:
+    """The 7 ``attn2`` module names of the safetext testbed's U-Net, in forward order."""
+    return [
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn2",
+        "down_blocks.2.attentions.0.transformer_blocks.0.attn2",
+        "mid_block.attentions.0.transformer_blocks.0.attn2",
+        "up_blocks.0.attentions.0.transformer_blocks.0.attn2",
+        "up_blocks.0.attentions.1.transformer_blocks.0.attn2",
+        "up_blocks.1.attentions.0.transformer_blocks.0.attn2",
+        "up_blocks.1.attentions.1.transformer_blocks.0.attn2",
+    ]
+
+
+def scaling_cases() -> list[tuple[str, SyntheticOracle, list[str], tuple[str, ...]]]:
+    """Oracles of growing size, each with a known answer: (label, oracle, candidates, answer).
+
+    Why: whether group testing pays depends on how many candidates there are per layer that
+    matters, so the benchmark reports run counts at the testbed's, SD 1.5's and SDXL's scale.
+    """
+    cases = []
+    for label, candidates, answer in (
+        ("testbed-shaped, 7 layers, 2 matter", testbed_like_modules(), (4, 6)),
+        ("SD 1.5-shaped, 16 layers, 2 matter", sd15_like_modules(), (10, 11)),
+    ):
+        chosen = tuple(candidates[i] for i in answer)
+        cases.append((label, SyntheticOracle(answer_effects(candidates, chosen, effect=0.6)), candidates, chosen))
+    oracle, candidates, chosen = paper_sdxl_oracle()
+    cases.append(("SDXL-shaped, 70 layers, the paper's 3", oracle, candidates, chosen))
+    return cases
+
+
 def paper_sdxl_oracle(n_pairs: int = 8) -> tuple[SyntheticOracle, list[str], tuple[str, ...]]:
     """SDXL-shaped oracle whose answer is the paper's three layers; returns (oracle, candidates, answer)."""
     candidates = sdxl_like_modules()

@@ -41,6 +41,11 @@ TEMPLATES: tuple[str, ...] = (
     'a {color} {shape} in {font} font reading "{word}"',
     "a {color} {shape} with the text: {word}",
     'a {shape} in {color} saying "{word}"',
+    # Training templates that name the shape before the colour. Without them every training
+    # prompt put the colour first, and the held-out template above (same order, new verb)
+    # got its colour right 2 times in 18: the model had never seen the order, not the verb.
+    'a {shape} in {color} that says "{word}"',
+    "a {shape} in {color} reading {word}",
 )
 
 # (sign colour, shape) pairs never seen in training: held out for evaluation.

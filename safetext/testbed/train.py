@@ -9,11 +9,12 @@ Two phases, one script, resumable at any point:
    Each training latent is the 4 scaled image channels plus the 2 fixed position channels
    (``model.position_channels``), which the U-Net learns to generate and read.
 
-The data are rendered on the fly from the seed (``safetext.testbed.render``), so a run is
-reproducible. State is checkpointed every ``--ckpt-every`` steps to ``OUT/state.pt`` and
+The data are rendered on the fly (``safetext.testbed.render``); a denoiser batch depends on
+the seed and its step alone, so a run is reproducible and rendering can run in
+``--workers`` processes. State is checkpointed every ``--ckpt-every`` steps to ``OUT/state.pt`` and
 ``--resume`` (the default when that file exists) carries on. ``--export DIR`` writes the
 EMA weights as a ``StableDiffusionPipeline`` folder (fp16 safetensors) plus the guard's
-preset. On a GPU it uses bf16 autocast and takes a larger batch.
+preset. On a GPU it uses bf16 autocast, a larger batch and rendering workers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -64,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hours", type=float, default=0.0, help="stop (with a checkpoint) after this much wall time")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=-1,
+        help="processes rendering denoiser batches (-1: none on CPU, up to 12 on a GPU, where "
+        "rendering would otherwise starve the device)",
+    )
     p.add_argument("--export", type=Path, default=None, help="write the pipeline folder here when done")
     p.add_argument(
         "--word-tokens",
@@ -110,6 +119,31 @@ def make_batch(rng: random.Random, size: int, crop: int | None = None):
         left = rng.randrange(0, x.shape[-1] - crop + 1)
         x, m = x[..., left : left + crop], m[..., left : left + crop]
     return x, m, prompts
+
+
+class DenoiserBatches(torch.utils.data.Dataset):
+    """Item ``k`` is the denoiser batch of step ``k``, rendered from ``(seed, k)`` alone.
+
+    Why: a batch that depends only on its step is the same whichever worker renders it and
+    however often the run is resumed, so rendering can fan out over processes (a GPU step is
+    faster than rendering 128 signs on one core) without losing reproducibility.
+    """
+
+    def __init__(self, seed: int, size: int, tokenizer, start: int, stop: int) -> None:
+        self.seed, self.size, self.tokenizer, self.start, self.stop = seed, size, tokenizer, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, index: int):
+        rng = random.Random(self.seed * 1_000_003 + self.start + index)
+        x, m, specs = make_batch(rng, self.size)
+        keep = [rng.random() >= 0.1 for _ in specs]  # 10% empty prompts, for CFG
+        prompts = [spec.prompt() if k else "" for spec, k in zip(specs, keep)]
+        words = [spec.word if k else None for spec, k in zip(specs, keep)]
+        tok = self.tokenizer
+        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+        return x, m, ids, spelling_targets(words)
 
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -344,13 +378,16 @@ class Trainer:
         task = progress.add_task("denoiser", total=self.args.steps, completed=self.step)
         warmup = 200
         started, budget = time.time(), deadline - time.time()
-        while self.step < self.args.steps and time.time() < deadline:
-            t0 = time.time()
-            x, m, specs = make_batch(self.rng, self.batch)
-            keep = [self.rng.random() >= 0.1 for _ in specs]  # 10% empty prompts, for CFG
-            prompts = [spec.prompt() if k else "" for spec, k in zip(specs, keep)]
-            words = [spec.word if k else None for spec, k in zip(specs, keep)]
-            x = x.to(self.device)
+        workers = self.args.workers if self.args.workers >= 0 else (min(12, max(1, (os.cpu_count() or 2) - 2)) if self.gpu else 0)
+        data = DenoiserBatches(self.args.seed, self.batch, self.c["tokenizer"], self.step, self.args.steps)
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=None, num_workers=workers, pin_memory=self.gpu, prefetch_factor=4 if workers else None
+        )
+        t0 = time.time()
+        for x, m, ids, spell_target in loader:
+            if time.time() >= deadline:
+                break
+            x = x.to(self.device, non_blocking=True)
             with torch.no_grad(), self._autocast():
                 z0 = vae.encode(x).latent_dist.mean[:, : tb.IMAGE_CHANNELS].float() * self.scaling
             z0 = torch.cat([z0, self.position.expand(z0.shape[0], -1, -1, -1)], 1)
@@ -369,18 +406,21 @@ class Trainer:
             for group in self.opt.param_groups:
                 group["lr"] = self.args.lr * min(1.0, (self.step + 1 - self.warm_from) / warmup) * decay
             with self._autocast():
-                cond = self._encode_text(text, prompts)
+                cond = text(ids.to(self.device))[0]
                 pred = unet(zt, t, cond).sample
             loss = (w * (pred.float() - target) ** 2).mean()
-            spell = self._spell_loss(cond, words)
+            spell = self._spell_loss(cond, spell_target)
             self.opt.zero_grad(set_to_none=True)
             (loss + self.args.spell_weight * spell).backward()
             torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
             self.opt.step()
             self.step += 1
             self._update_ema()
-            self.train_time += time.time() - t0
-            progress.update(task, advance=1, description=f"denoiser loss {loss.item():.4f}")
+            now = time.time()
+            self.train_time += now - t0
+            t0 = now
+            if self.step % 10 == 0 or not self.gpu:  # .item() syncs the device: not every step
+                progress.update(task, completed=self.step, description=f"denoiser loss {loss.item():.4f}")
             if self.step % 50 == 0:
                 self._record(phase="unet", step=self.step, loss=loss.item(), spell=spell.item(), t=self.train_time)
             if self.step % self.args.ckpt_every == 0:
@@ -388,11 +428,11 @@ class Trainer:
             if self.args.eval_every and self.step % self.args.eval_every == 0:
                 self._record(phase="eval", step=self.step, **self.quick_eval())
 
-    def _spell_loss(self, cond: torch.Tensor, words: list[str | None]) -> torch.Tensor:
+    def _spell_loss(self, cond: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the spelling head on padding positions SPELL_START.. (see spelling_targets)."""
         slots = cond[:, tb.SPELL_START : tb.SPELL_START + tb.SPELL_SLOTS].float()
         logits = self.spell_head(slots)
-        target = spelling_targets(words).to(self.device)
+        target = target.to(self.device)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
     def pretrain_text(self, progress: Progress, deadline: float) -> None:
@@ -402,7 +442,7 @@ class Trainer:
         task = progress.add_task("spelling", total=self.args.text_pretrain, completed=self.text_step)
         while self.text_step < self.args.text_pretrain and time.time() < deadline:
             specs = [sample_spec(self.rng, "train") for _ in range(128)]
-            loss = self._spell_loss(self._encode_text(text, [s.prompt() for s in specs]), [s.word for s in specs])
+            loss = self._spell_loss(self._encode_text(text, [s.prompt() for s in specs]), spelling_targets([s.word for s in specs]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -418,8 +458,7 @@ class Trainer:
     def _update_ema(self) -> None:
         decay = min(self.args.ema, (1 + self.step) / (10 + self.step))
         for ema, live in ((self.ema_unet, self.c["unet"]), (self.ema_text, self.c["text_encoder"])):
-            for pe, pl in zip(ema.parameters(), live.parameters()):
-                pe.lerp_(pl.detach(), 1 - decay)
+            torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in live.parameters()], 1 - decay)
 
     # ---------------------------------------------------------------- export / eval
     def pipeline(self):
