@@ -123,3 +123,19 @@ def test_console_entry_point_from_another_cwd(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["benign_prompt"] == "a blue banner reading angel"
+
+
+def test_cli_quiets_library_notices_unless_verbose(monkeypatch) -> None:
+    import os
+
+    keys = ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")
+    for key in keys:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")  # a user's own setting wins
+    assert runner.invoke(app, ["check", "a sign that says hello"]).exit_code == 0
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "info"
+    assert os.environ["DIFFUSERS_VERBOSITY"] == "error" and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    for key in keys:
+        monkeypatch.delenv(key, raising=False)
+    assert runner.invoke(app, ["--verbose", "check", "a sign that says hello"]).exit_code == 0
+    assert not any(key in os.environ for key in keys)

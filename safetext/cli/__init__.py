@@ -26,11 +26,28 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _quiet_third_party() -> None:
+    """Keep library notices (transformers' torchvision hints, diffusers' ``torch_dtype``
+    deprecation, weight-loading bars) out of safetext's own output. Why: a newcomer running
+    ``safetext demo`` should see the result table, not warnings they cannot act on.
+    Environment values a user has set win; ``--verbose`` skips all of this."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"diffusers\.")
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the warnings and loading bars of diffusers and transformers."),
 ) -> None:
     """Content-safety middleware for text-to-image diffusion pipelines."""
+    if not verbose:
+        _quiet_third_party()
 
 
 # Each module registers its commands on ``app`` when imported. A module that is not
