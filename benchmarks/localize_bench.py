@@ -284,14 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     from safetext.localize import testbed_pairs
     from safetext.localize.api import default_max_start
 
-    if args.model == "testbed":
-        pipe, folder = testbed.load(), testbed.model_dir()
-    else:
-        from diffusers import StableDiffusionPipeline
-
-        folder = Path(args.model)
-        pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
-        pipe.set_progress_bar_config(disable=True)
+    folder = testbed.model_dir() if args.model == "testbed" else Path(args.model)
+    pipe = testbed.load(folder=folder)
     pairs = testbed_pairs(args.pairs, args.seed)
     strategies = {name: run_strategy(pipe, pairs, name, args) for name in ("sweep", "group")}
     s, g = strategies["sweep"], strategies["group"]

@@ -166,13 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from safetext.ocr import get_engine
 
     torch.set_num_threads(1)
-    if args.model:
-        from diffusers import StableDiffusionPipeline
-
-        pipe = StableDiffusionPipeline.from_pretrained(str(args.model), torch_dtype=torch.float32, local_files_only=True)
-        pipe.set_progress_bar_config(disable=True)
-    else:
-        pipe = testbed.load()
+    pipe = testbed.load(folder=args.model)
     kwargs = testbed.generation_defaults()
     if args.steps:
         kwargs["num_inference_steps"] = args.steps

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from safetext.cli import app
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safetext.policy.schema import Policy
 
 policy_app = typer.Typer(help="Validate policy files and export their JSON Schema.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
@@ -163,7 +166,7 @@ def validate(
     typer.echo(f"ok: {policy.source} ({len(policy.term_items())} terms: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")
 
 
-def near_misses(policy: Any) -> list[str]:
+def near_misses(policy: Policy) -> list[str]:
     """Benign targets one letter away from a blocked term (e.g. mate / hate, books / boobs).
 
     Why: image models misdraw single letters, so such a target can come out as the blocked
@@ -176,7 +179,8 @@ def near_misses(policy: Any) -> list[str]:
     out = []
     for category, term, spec in policy.term_items():
         for target in spec.targets or policy.categories[category].targets:
-            close = sorted(t for t in terms if levenshtein(target.lower(), t) <= 1)
+            low = target.lower()
+            close = sorted(t for t in terms if abs(len(t) - len(low)) <= 1 and levenshtein(low, t) <= 1)
             if close:
                 out.append(f"terms.{category}.{term}: benign target {target!r} is one letter from blocked {', '.join(map(repr, close))}")
     return out

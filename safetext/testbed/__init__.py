@@ -31,8 +31,11 @@ def model_dir() -> Path:
     return MODEL_DIR
 
 
-def load(device: str | None = None, *, progress: bool = False, **kwargs: Any) -> StableDiffusionPipeline:
-    """A ready ``StableDiffusionPipeline`` over the shipped weights, loaded offline in float32.
+def load(
+    device: str | None = None, *, folder: str | Path | None = None, progress: bool = False, **kwargs: Any
+) -> StableDiffusionPipeline:
+    """A ready ``StableDiffusionPipeline`` over the shipped weights (or a testbed export in
+    ``folder``, e.g. freshly trained ones), loaded offline in float32.
 
     The weights are stored in float16 to keep the package small; CPUs run float32 faster.
     """
@@ -40,7 +43,7 @@ def load(device: str | None = None, *, progress: bool = False, **kwargs: Any) ->
     from diffusers import StableDiffusionPipeline
 
     kwargs.setdefault("torch_dtype", torch.float32)
-    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir()), local_files_only=True, **kwargs)
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder or model_dir()), local_files_only=True, **kwargs)
     if device:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=not progress)

@@ -141,9 +141,12 @@ class DenoiserBatches(torch.utils.data.Dataset):
         keep = [rng.random() >= 0.1 for _ in specs]  # 10% empty prompts, for CFG
         prompts = [spec.prompt() if k else "" for spec, k in zip(specs, keep)]
         words = [spec.word if k else None for spec, k in zip(specs, keep)]
-        tok = self.tokenizer
-        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-        return x, m, ids, spelling_targets(words)
+        return x, m, token_ids(self.tokenizer, prompts), spelling_targets(words)
+
+
+def token_ids(tokenizer, prompts: list[str]) -> torch.Tensor:
+    """Prompt token ids padded to the full 77 positions (the spelling slots live in the padding)."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
 
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -367,9 +370,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- phase 2
     def _encode_text(self, encoder, prompts: list[str]) -> torch.Tensor:
-        tok = self.c["tokenizer"]
-        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-        return encoder(ids.to(self.device))[0]
+        return encoder(token_ids(self.c["tokenizer"], prompts).to(self.device))[0]
 
     def train_denoiser(self, progress: Progress, deadline: float) -> None:
         vae, unet, text = self.c["vae"].eval().requires_grad_(False), self.c["unet"].train(), self.c["text_encoder"].train()
