@@ -1,4 +1,4 @@
-"""Localization on the testbed: the exhaustive sweep against the group search.
+"""Localization on the testbed: the exhaustive sweep against the group and attribution searches.
 
     python benchmarks/localize_bench.py                       # 8 pairs, 20 steps, seed 0
     python benchmarks/localize_bench.py --pairs 4 --steps 10 --guard-prompts 8
@@ -12,9 +12,15 @@ testbed prompts, one seed each: leakage (OCR reads the toxic word, exact or fuzz
 benign success (OCR reads the benign target) and fidelity to the unguarded image of the
 same seed (SSIM and PSNR with the text box masked), next to the unguarded leakage.
 
-A second, synthetic section runs both strategies on oracles shaped like the testbed (7
+The attribution strategy's gradient pass is counted in run-equivalents (denoiser
+evaluations, a backward pass as two forwards) and added to its runs; its wall time is in
+its wall time. The goal: a faster strategy costs at most a third of the sweep's runs and
+finds the same module set.
+
+A second, synthetic section runs the strategies on oracles shaped like the testbed (7
 cross-attention layers), SD 1.5 (16) and SDXL base (70, the paper's 3-layer answer): no
-images, only how the run counts scale with the number of candidate layers.
+images, only how the run counts scale with the number of candidate layers (attribution
+there uses the oracle's effects as its scores, so its pass cost is not included).
 
 Writes ``localize_bench.json`` and ``localize_bench.md`` under ``--out``.
 """
@@ -78,8 +84,8 @@ def run_strategy(pipe: Any, pairs: list, strategy: str, args: argparse.Namespace
     seconds = time.perf_counter() - began
     found = result.results[strategy]
     counts = found.run_counts()
-    print(f"{strategy}: {counts['total']} runs ({counts['layer_search']} layer + {counts['start']} start), "
-          f"{result.calls} calls, {seconds:.0f} s -> {list(found.modules)} from step {found.start_step}", flush=True)
+    print(f"{strategy}: {counts['total']} runs ({counts['layer_search']} layer + {counts['start']} start), cost {counts['cost']:g} "
+          f"runs, {result.calls} calls, {seconds:.0f} s -> {list(found.modules)} from step {found.start_step}", flush=True)
     return {
         "strategy": strategy,
         "runs": counts,
@@ -95,6 +101,7 @@ def run_strategy(pipe: Any, pairs: list, strategy: str, args: argparse.Namespace
         "baselines": result.baselines.summary(),
         "singles": {m: s.to_dict() for (mods, start), s in result.evaluated.items() if len(mods) == 1 and start == 0 for m in mods},
         "log": found.to_dict()["log"],
+        "attribution": result.attribution.to_dict() if result.attribution else None,
         "preset": result.preset,
     }
 
@@ -167,8 +174,11 @@ def evaluate_guard(pipe: Any, presets: dict[str, Any], items: list[tuple[str, st
     return rows
 
 
+FASTER = ("group", "attribution")
+
+
 def synthetic_scaling() -> list[dict[str, Any]]:
-    """Both strategies on oracles of 7, 16 and 70 layers with known answers (no images)."""
+    """The strategies on oracles of 7, 16 and 70 layers with known answers (no images)."""
     from safetext.localize.scoring import Criteria
     from safetext.localize.search import run_search
     from safetext.localize.synthetic import scaling_cases
@@ -176,9 +186,16 @@ def synthetic_scaling() -> list[dict[str, Any]]:
     rows = []
     for label, oracle, candidates, answer in scaling_cases():
         row: dict[str, Any] = {"case": label, "candidates": len(candidates)}
-        for strategy in ("sweep", "group"):
+        for strategy in ("sweep", *FASTER):
             oracle.calls.clear()
-            found = run_search(strategy, candidates, oracle, Criteria(), max_start=4)  # type: ignore[arg-type]
+            found = run_search(
+                strategy,  # type: ignore[arg-type]
+                candidates,
+                oracle,
+                Criteria(),
+                max_start=4,
+                attribution=oracle.attribution(candidates),
+            )
             row[strategy] = {"runs": found.run_counts(), "modules": list(found.modules), "correct": found.modules == answer}
         rows.append(row)
     return rows
@@ -196,14 +213,19 @@ def checkpoint_line(meta: dict[str, Any]) -> str:
     return ", ".join(f"{k} {meta[k]}" for k in keys if k in meta) or "unknown"
 
 
-def ratio(a: int, b: int) -> str:
+def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "-"
 
 
+def goal(sweep: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Same module set as the sweep, at most a third of its cost."""
+    return set(other["modules"]) == set(sweep["modules"]) and 3 * other["runs"]["cost"] <= sweep["runs"]["cost"]
+
+
 def markdown(data: dict[str, Any]) -> str:
-    s, g = data["strategies"]["sweep"], data["strategies"]["group"]
+    s = data["strategies"]["sweep"]
     lines = [
-        "# Localization on the testbed: sweep vs group search",
+        "# Localization on the testbed: sweep vs group and attribution search",
         "",
         f"Testbed checkpoint: {checkpoint_line(data['checkpoint'])}. {data['pairs']} prompt pairs, {data['steps']} steps, seed {data['seed']}, "
         f"{data['candidates']} candidate attn2 modules, start steps tried 0..{data['max_start']}, torch threads {data['threads']}. "
@@ -212,24 +234,44 @@ def markdown(data: dict[str, Any]) -> str:
         f"mean |A - B direct| in the text box {s['baselines']['pixel_contrast']}/255"
         + (" (**weak signal**: the model draws the two words almost alike)." if s["baselines"]["weak_signal"] else "."),
         "",
-        "One run = one patched configuration over all pairs. Calls and images include the two baseline runs.",
+        "One run = one patched configuration over all pairs. Calls and images include the two baseline runs. "
+        "Gradient pass: the attribution strategy's one forward-and-backward pass, in run-equivalents (denoiser evaluations, "
+        "a backward counted as two forwards); cost = runs + gradient pass. Wall time includes the baselines.",
         "",
-        "| strategy | layer runs | start runs | total runs | pipeline calls | images | wall s | modules | start step | accepted |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| strategy | layer runs | start runs | total runs | gradient pass (runs) | cost (runs) | pipeline calls | images | wall s | modules | start step | accepted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in (s, g):
+    for r in data["strategies"].values():
+        grad = f"{r['runs']['attribution']:.2f}" if r["strategy"] == "attribution" else "-"
         lines.append(
-            f"| {r['strategy']} | {r['runs']['layer_search']} | {r['runs']['start']} | {r['runs']['total']} | {r['pipeline_calls']} | "
-            f"{r['images']} | {r['seconds']} | {'<br>'.join(r['modules'])} | {r['start_step']} | {r['accepted']} |"
+            f"| {r['strategy']} | {r['runs']['layer_search']} | {r['runs']['start']} | {r['runs']['total']} | {grad} | {r['runs']['cost']:g} | "
+            f"{r['pipeline_calls']} | {r['images']} | {r['seconds']} | {'<br>'.join(r['modules'])} | {r['start_step']} | {r['accepted']} |"
         )
+    lines.append("")
+    for name in FASTER:
+        r = data["strategies"][name]
+        lines.append(
+            f"{name.capitalize()} / sweep: cost {ratio(r['runs']['cost'], s['runs']['cost'])}, "
+            f"wall time {r['seconds'] / max(s['seconds'], 1e-9):.2f}. Same module set: "
+            f"**{'yes' if set(r['modules']) == set(s['modules']) else 'no'}**; same start: "
+            f"**{'yes' if r['start_step'] == s['start_step'] else 'no'}**. Goal (<= 1/3 of the sweep's cost, same set): "
+            f"**{'met' if goal(s, r) else 'not met'}**."
+        )
+        lines.append("")
+    attribution = data["strategies"]["attribution"].get("attribution")
+    if attribution:
+        lines += [
+            f"Attribution scores (steps {', '.join(map(str, attribution['steps']))}; share of the way to B's denoiser output, "
+            f"first order; pass took {attribution['seconds']} s):",
+            "",
+            "| module | attribution | rank |",
+            "|---|---|---|",
+        ]
+        ranked = sorted(attribution["scores"].items(), key=lambda kv: -kv[1])
+        for rank, (module, value) in enumerate(ranked, 1):
+            lines.append(f"| {module} | {value:.4f} | {rank} |")
+        lines.append("")
     lines += [
-        "",
-        f"Group / sweep: layer runs {ratio(g['runs']['layer_search'], s['runs']['layer_search'])}, "
-        f"total runs {ratio(g['runs']['total'], s['runs']['total'])}, wall time {g['seconds'] / max(s['seconds'], 1e-9):.2f}. "
-        f"Same module set: **{'yes' if set(g['modules']) == set(s['modules']) else 'no'}**; same start: "
-        f"**{'yes' if g['start_step'] == s['start_step'] else 'no'}**. Goal (group <= 1/3 of the sweep's runs, same set): "
-        f"**{'met' if data['goal_met'] else 'not met'}**.",
-        "",
         "## Single layers (sweep)",
         "",
         "| module | text score | B read | A read | masked SSIM |",
@@ -267,12 +309,13 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "## Synthetic oracles: run counts by model size (known answers; no images)",
         "",
-        "| case | sweep runs | group runs | group / sweep | both correct |",
-        "|---|---|---|---|---|",
+        "| case | sweep runs | group runs | group / sweep | attribution runs (+ 1 gradient pass) | attribution / sweep | all correct |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in data["synthetic"]:
-        sw, gr = row["sweep"]["runs"]["total"], row["group"]["runs"]["total"]
-        lines.append(f"| {row['case']} | {sw} | {gr} | {ratio(gr, sw)} | {row['sweep']['correct'] and row['group']['correct']} |")
+        sw, gr, at = (row[k]["runs"]["total"] for k in ("sweep", "group", "attribution"))
+        correct = all(row[k]["correct"] for k in ("sweep", *FASTER))
+        lines.append(f"| {row['case']} | {sw} | {gr} | {ratio(gr, sw)} | {at} | {ratio(at, sw)} | {correct} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -287,14 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     folder = testbed.model_dir() if args.model == "testbed" else Path(args.model)
     pipe = testbed.load(folder=folder)
     pairs = testbed_pairs(args.pairs, args.seed)
-    strategies = {name: run_strategy(pipe, pairs, name, args) for name in ("sweep", "group")}
-    s, g = strategies["sweep"], strategies["group"]
+    strategies = {name: run_strategy(pipe, pairs, name, args) for name in ("sweep", *FASTER)}
+    s = strategies["sweep"]
     if args.preset_out is not None:
         s["preset"].to_yaml(args.preset_out)
         print(f"wrote {args.preset_out}")
     presets: dict[str, Any] = {"sweep": s["preset"]}
-    if set(g["modules"]) != set(s["modules"]) or g["start_step"] != s["start_step"]:
-        presets["group"] = g["preset"]
+    for name in FASTER:
+        r = strategies[name]
+        if set(r["modules"]) != set(s["modules"]) or r["start_step"] != s["start_step"]:
+            presets[name] = r["preset"]
     shipped = folder / "safetext_preset.yaml"
     if shipped.is_file():
         from safetext.inject import InjectionConfig
@@ -316,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": len(s["singles"]),
         "max_start": default_max_start(args.steps),
         "strategies": {k: {kk: vv for kk, vv in v.items() if kk != "preset"} for k, v in strategies.items()},
-        "goal_met": set(g["modules"]) == set(s["modules"]) and 3 * g["runs"]["total"] <= s["runs"]["total"],
+        "goal_met": {name: goal(s, strategies[name]) for name in FASTER},
         "guard_prompts": len(items),
         "guard": guard,
         "synthetic": synthetic_scaling(),

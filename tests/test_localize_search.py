@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 
 from safetext.localize.scoring import Criteria
+from safetext.localize import synthetic
 from safetext.localize.search import (
     Ledger,
+    attribution_ranking,
+    certify,
     grow,
+    predicted_size,
     run_search,
     split,
     start_bisect,
@@ -18,10 +22,9 @@ from safetext.localize.synthetic import (
     answer_effects,
     paper_sdxl_oracle,
     sdxl_like_modules,
-    testbed_like_modules,
 )
 
-TESTBED_LIKE = testbed_like_modules()
+TESTBED_LIKE = synthetic.testbed_like_modules()
 SD3_LIKE = [f"transformer_blocks.{i}.attn" for i in range(24)]
 
 
@@ -58,11 +61,13 @@ def test_split_follows_the_module_tree(group: tuple[str, ...], expected: tuple[l
         (SD3_LIKE, [SD3_LIKE[9], SD3_LIKE[10], SD3_LIKE[17]]),
     ],
 )
-def test_both_strategies_find_the_known_answer(candidates: list[str], answer: list[str]) -> None:
+def test_every_strategy_finds_the_known_answer(candidates: list[str], answer: list[str]) -> None:
     effects = answer_effects(candidates, answer, effect={1: 0.9, 2: 0.6, 3: 0.45}[len(answer)])  # all needed
     found = {}
-    for strategy in ("sweep", "group"):
-        result = run_search(strategy, candidates, SyntheticOracle(effects), Criteria(), max_start=4)
+    for strategy in ("sweep", "group", "attribution"):
+        oracle = SyntheticOracle(effects)
+        attribution = oracle.attribution(candidates, noise=0.02, seed=len(answer))  # ranks the answer first
+        result = run_search(strategy, candidates, oracle, Criteria(), max_start=4, attribution=attribution)
         assert result.accepted
         assert set(result.modules) == set(answer)
         assert result.start_step == 2  # the oracle keeps its effect through step 2
@@ -152,3 +157,59 @@ def test_scaling_cases_group_search_pays_more_the_more_layers() -> None:
         ratios.append(totals["group"] / totals["sweep"])
     assert [len(c[2]) for c in scaling_cases()] == [7, 16, 70]
     assert ratios == sorted(ratios, reverse=True) and ratios[-1] <= 1 / 3
+
+
+def _prefix_oracle(candidates: list[str], size: int) -> SyntheticOracle:
+    """The first ``size`` candidates are all needed (0.45 each: 2 give 0.70, 3 give 0.83)."""
+    return SyntheticOracle(answer_effects(candidates, candidates[:size], effect=0.45))
+
+
+@pytest.mark.parametrize("guess", range(1, 8))
+def test_certify_finds_the_shortest_accepted_prefix_from_any_guess(guess: int) -> None:
+    oracle = _prefix_oracle(TESTBED_LIKE, 3)
+    ledger = Ledger(oracle, TESTBED_LIKE)
+    modules, accepted, final = certify(TESTBED_LIKE, guess, ledger, Criteria())
+    assert accepted and modules == tuple(TESTBED_LIKE[:3])
+    assert final.modules == modules
+    runs = ledger.count()
+    # right or one off: the prefix and its neighbour; two off: three runs; far off: bisection
+    assert runs == {1: 3, 2: 2, 3: 2, 4: 3, 5: 5, 6: 5, 7: 6}[guess]
+
+
+def test_certify_scans_down_when_the_guess_loses_fidelity() -> None:
+    oracle = _prefix_oracle(TESTBED_LIKE, 2)
+    oracle.effects = answer_effects(TESTBED_LIKE, TESTBED_LIKE[:2], effect=0.6)
+    strict = Criteria(min_fidelity=0.975)  # 0.01 SSIM per module: at most 2 modules keep fidelity
+    modules, accepted, _ = certify(TESTBED_LIKE, 5, Ledger(oracle, TESTBED_LIKE), strict)
+    assert accepted and modules == tuple(TESTBED_LIKE[:2])
+
+
+def test_certify_falls_back_to_the_best_prefix_tried() -> None:
+    oracle = SyntheticOracle(answer_effects(TESTBED_LIKE, TESTBED_LIKE[:2], effect=0.3))
+    modules, accepted, final = certify(TESTBED_LIKE, 1, Ledger(oracle, TESTBED_LIKE), Criteria())
+    assert not accepted
+    assert set(TESTBED_LIKE[:2]) <= set(modules) and final.text_score == pytest.approx(1 - 0.7 * 0.72)
+
+
+def test_predicted_size_and_ranking() -> None:
+    scores = {"a": 0.05, "b": -0.01, "c": 0.4, "d": 0.05}
+    ranking = attribution_ranking(["a", "b", "c", "d"], scores)
+    assert ranking == ["c", "a", "d", "b"]  # ties keep forward order
+    assert predicted_size(ranking, scores, 0.8) == 1
+    assert predicted_size(ranking, scores, 0.9) == 2
+    assert predicted_size(ranking, scores, 1.0) == 3
+    assert predicted_size(ranking, {k: -1.0 for k in scores}, 0.9) == 1
+    with pytest.raises(ValueError, match="no attribution score"):
+        attribution_ranking(["a", "e"], scores)
+    with pytest.raises(ValueError, match="needs attribution scores"):
+        run_search("attribution", TESTBED_LIKE, SyntheticOracle({}))
+
+
+def test_attribution_strategy_cost_counts_the_gradient_pass() -> None:
+    oracle = _prefix_oracle(TESTBED_LIKE, 3)
+    result = run_search(
+        "attribution", TESTBED_LIKE, oracle, Criteria(), max_start=4, attribution=oracle.attribution(TESTBED_LIKE), attribution_cost=0.5
+    )
+    counts = result.run_counts()
+    assert counts["layers"] == 0 and counts["total"] == len(oracle.calls)
+    assert counts["cost"] == counts["total"] + 0.5 == result.cost

@@ -2,9 +2,10 @@
 
 ``safetext/testbed/preset.yaml`` is what ``benchmarks/localize_bench.py --preset-out``
 found with the sweep (8 pairs, 20 steps, start steps 0-4); the export copies it into the
-model folder as ``safetext_preset.yaml``. Here the group search runs on the same 8 pairs
-and 20 steps, without the start search (about 80 s on one core). Fewer pairs are not
-equivalent: the criteria ask for B's word read exactly in 90% as many pairs as B direct,
+model folder as ``safetext_preset.yaml``. Here the default strategy (``auto``: the
+attribution search on this model) runs on the same 8 pairs and 20 steps, start search
+included: 2 baseline runs, one gradient pass and 3 patched runs (about 40 s on one core).
+Fewer pairs are not equivalent: the criteria ask for B's word read exactly in 90% as many pairs as B direct,
 and which modules achieve that depends on the pairs.
 
 When the testbed is retrained, re-run the bench with ``--preset-out`` to refresh the preset.
@@ -35,7 +36,7 @@ def testbed_pipe():
     return testbed.load()
 
 
-def test_group_search_reproduces_the_shipped_testbed_preset(testbed_pipe) -> None:
+def test_default_search_reproduces_the_shipped_testbed_preset(testbed_pipe) -> None:
     from safetext import testbed
     from safetext.localize import testbed_pairs as make_pairs
     from safetext.localize.api import localize
@@ -47,10 +48,11 @@ def test_group_search_reproduces_the_shipped_testbed_preset(testbed_pipe) -> Non
         make_pairs(PAIRS, SEED),
         steps=STEPS,
         seed=SEED,
-        strategies=("group",),
-        max_start=0,
         reader=testbed_reader,
         call_kwargs={"guidance_scale": testbed.generation_defaults()["guidance_scale"]},
     )
     assert result.chosen.accepted
     assert set(result.chosen.modules) == set(shipped.modules)
+    assert result.chosen.strategy == "attribution"
+    assert result.preset.start == pytest.approx(shipped.start)
+    assert result.chosen.run_counts()["layers"] == 0  # ranked by the gradient pass, not single-layer runs

@@ -16,9 +16,19 @@ from safetext.cli import app
 
 
 class StrategyName(str, Enum):
-    sweep = "sweep"
+    auto = "auto"
+    attribution = "attribution"
     group = "group"
+    sweep = "sweep"
     both = "both"
+    all = "all"
+
+
+#: What each --strategy value runs (``both`` kept for scripts written before ``attribution``).
+STRATEGY_SETS = {
+    StrategyName.both: ("sweep", "group"),
+    StrategyName.all: ("sweep", "group", "attribution"),
+}
 
 
 def _load(model: str, device: str | None, dtype: str) -> Any:
@@ -69,7 +79,12 @@ def localize_command(
     seed: int = typer.Option(0, "--seed", help="Seed for the pairs and the noise (pair i uses seed + i)."),
     out: Path = typer.Option(Path("out/localize/preset.yaml"), "--out", help="Where to write the preset file."),
     report: Optional[Path] = typer.Option(Path("out/localize"), "--report", help="Report folder (tables, plot, grid)."),
-    strategy: StrategyName = typer.Option(StrategyName.group, "--strategy", help="sweep (exhaustive), group (fewer runs) or both."),
+    strategy: StrategyName = typer.Option(
+        StrategyName.auto,
+        "--strategy",
+        help="auto (attribution where the model supports it, else group), attribution (gradient ranking, fewest runs), "
+        "group (group testing), sweep (the paper's exhaustive one), both (sweep+group) or all.",
+    ),
     max_start: Optional[int] = typer.Option(None, "--max-start", min=0, help="Latest start step to try (default: first 20% of the steps)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Pairs per pipeline call."),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="CFG scale (default: the model's)."),
@@ -116,7 +131,7 @@ def localize_command(
     if steps is None:
         steps = 20 if model == "testbed" else int(call_default(pipe, "num_inference_steps") or 30)
     reader = get_reader(("testbed" if model == "testbed" else "tesseract") if ocr == "auto" else ocr)
-    strategies = ("sweep", "group") if strategy is StrategyName.both else (strategy.value,)
+    strategies = STRATEGY_SETS.get(strategy, (strategy.value,))
     preset_name = name or _preset_name(model)
 
     with _StageBar(console, enabled=progress) as bar:
@@ -126,7 +141,7 @@ def localize_command(
                 prompt_pairs,
                 steps=steps,
                 seed=seed,
-                strategies=strategies,  # type: ignore[arg-type]
+                strategies=strategies,
                 criteria=Criteria(min_shift=min_shift, min_fidelity=min_fidelity, min_b_read=min_b_read),
                 max_start=max_start,
                 reader=reader,
@@ -205,11 +220,19 @@ def _print_summary(console: Any, result: Any, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="runs by strategy (one run = one patched configuration over all pairs)")
-    for column in ("strategy", "layer runs", "start runs", "total", "modules", "start step"):
+    for column in ("strategy", "layer runs", "start runs", "gradient pass (runs)", "cost (runs)", "modules", "start step"):
         table.add_column(column)
     for name, res in result.results.items():
         counts = res.run_counts()
-        table.add_row(name, str(counts["layer_search"]), str(counts["start"]), str(counts["total"]), "\n".join(res.modules), str(res.start_step))
+        table.add_row(
+            name,
+            str(counts["layer_search"]),
+            str(counts["start"]),
+            f"{counts['attribution']:.2f}" if name == "attribution" else "-",
+            f"{counts['cost']:g}",
+            "\n".join(res.modules),
+            str(res.start_step),
+        )
     console.print(table)
     if result.baselines.weak_signal:
         console.print(

@@ -2,10 +2,12 @@
 
 Prompt pairs (A, B) differ in one rendered word. Patching B's text keys/values into a set
 of modules while generating A moves the rendered word from A's to B's when those modules
-control the text; OCR and masked SSIM score it (:mod:`~safetext.localize.scoring`). Two
+control the text; OCR and masked SSIM score it (:mod:`~safetext.localize.scoring`). Three
 strategies search the modules (:mod:`~safetext.localize.search`): the paper's exhaustive
-single-layer ``sweep`` and a best-first ``group`` search that reaches the same set with
-fewer runs. The answer is written as a preset file that ``Guard(preset=...)`` loads.
+single-layer ``sweep``, a best-first ``group`` search, and ``attribution``, which ranks
+every module with one gradient pass (:mod:`~safetext.localize.attribution`) and spends
+real runs only on certifying the answer. The answer is written as a preset file that
+``Guard(preset=...)`` loads.
 
 Public API: :func:`localize`, :class:`LocalizeResult`, :func:`write_report`,
 :func:`make_pairs`, :func:`testbed_pairs`, :func:`read_prompt_file`, :class:`PromptPair`,

@@ -22,11 +22,12 @@ from typing import Any
 from PIL import Image
 
 from safetext.inject import InjectionConfig, PresetMatch
-from safetext.inject.sites import AttentionSite, denoiser_of
+from safetext.inject.sites import AttentionSite, attention_sites, denoiser_of
+from safetext.localize.attribution import Attribution, AttributionUnsupported, attribute, attribution_steps, check_supported
 from safetext.localize.pairs import PromptPair
 from safetext.localize.runner import PatchRunner
 from safetext.localize.scoring import Baselines, ConfigScore, Criteria, Scorer, WordReader, no_reader
-from safetext.localize.search import Run, SearchResult, Strategy, run_search
+from safetext.localize.search import STRATEGIES, Run, SearchResult, Strategy, run_search
 
 #: Denoiser config keys copied into the preset's ``match`` (structure, not weights).
 MATCH_KEYS = (
@@ -47,6 +48,7 @@ MATCH_KEYS = (
     "caption_projection_dim",
     "patch_size",
 )
+ATTRIBUTION_POINTS = 5  # steps the attribution pass looks at, spread over the run
 START_FRACTION = 0.2  # the start search covers the first 20% of the steps (the paper's starts: 0-8%)
 
 
@@ -77,6 +79,7 @@ class LocalizeResult:
     max_start: int
     evaluated: dict[tuple[tuple[str, ...], int], ConfigScore]
     samples: dict[tuple[tuple[str, ...], int], list[Image.Image]]  # first pairs' images per configuration
+    attribution: Attribution | None = None
     denoiser_params: int = 0
     calls: int = 0
     images: int = 0
@@ -129,13 +132,30 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+def resolve_strategies(pipe: Any, strategies: Sequence[str]) -> tuple[Strategy, ...]:
+    """``auto`` becomes ``attribution`` where the pipeline supports it, else ``group``; duplicates go."""
+    resolved: list[Strategy] = []
+    for name in strategies:
+        if name == "auto":
+            try:
+                check_supported(attention_sites(pipe))
+                name = "attribution"
+            except AttributionUnsupported:
+                name = "group"
+        if name not in STRATEGIES:
+            raise LocalizeError(f"unknown strategy {name!r}; choose from auto, {', '.join(STRATEGIES)}")
+        if name not in resolved:
+            resolved.append(name)  # type: ignore[arg-type]
+    return tuple(resolved)
+
+
 def localize(
     pipe: Any,
     pairs: Sequence[PromptPair],
     *,
     steps: int,
     seed: int = 0,
-    strategies: Sequence[Strategy] = ("group",),
+    strategies: Sequence[str] = ("auto",),
     criteria: Criteria = Criteria(),
     max_start: int | None = None,
     reader: WordReader = no_reader,
@@ -145,24 +165,46 @@ def localize(
     keep_images: int = 3,
     on_run: Callable[[str, Run], None] | None = None,
     on_stage: Callable[[str, int | None], None] | None = None,
+    attribution_points: int = ATTRIBUTION_POINTS,
 ) -> LocalizeResult:
-    """Localize the text-rendering attention modules of ``pipe`` with activation patching."""
+    """Localize the text-rendering attention modules of ``pipe`` with activation patching.
+
+    ``strategies``: ``auto`` (attribution where supported, else group), ``attribution``,
+    ``group`` and/or ``sweep``. The attribution strategy records the denoiser's inputs at
+    ``attribution_points`` steps of the baseline runs and ranks the modules by gradient.
+    """
     if not strategies:
         raise LocalizeError("give at least one strategy")
     began = time.perf_counter()
-    runner = PatchRunner(pipe, pairs, steps=steps, seed=seed, batch_size=batch_size, call_kwargs=call_kwargs)
-    if not runner.candidates:
+    if not attention_sites(pipe):
         raise LocalizeError(
             f"{type(pipe).__name__} has no text attention module that safetext's injection engine can patch "
             "(it supports U-Net cross-attention (SD 1.x/2.x, SDXL), DeepFloyd IF added-KV attention and SD3 "
             "joint attention; FLUX is not supported yet)"
         )
+    resolved = resolve_strategies(pipe, strategies)
+    if "attribution" in resolved:
+        try:
+            check_supported(attention_sites(pipe))
+        except AttributionUnsupported as exc:
+            raise LocalizeError(str(exc)) from exc
+    record = attribution_steps(steps, attribution_points) if "attribution" in resolved else ()
+    runner = PatchRunner(
+        pipe, pairs, steps=steps, seed=seed, batch_size=batch_size, call_kwargs=call_kwargs, record_steps=record
+    )
     max_start = default_max_start(steps) if max_start is None else min(max_start, steps - 1)
     scorer = Scorer(reader)
     if on_stage:
         on_stage("baselines: prompt A unpatched, prompt B direct", 2)
     words = [(p.word_a, p.word_b) for p in pairs]
     baselines = scorer.set_baselines(words, runner.unpatched(), runner.b_direct())
+    attribution: Attribution | None = None
+    if "attribution" in resolved:
+        if on_stage:
+            on_stage(f"attribution: one gradient pass at steps {', '.join(map(str, record))}", None)
+        attribution = attribute(
+            denoiser_of(pipe)[1], runner.sites, runner.recorded["a"], runner.recorded["b"], run_rows=runner.run_rows
+        )
 
     evaluated: dict[tuple[tuple[str, ...], int], ConfigScore] = {}
     samples: dict[tuple[tuple[str, ...], int], list[Image.Image]] = {}
@@ -176,13 +218,22 @@ def localize(
         return evaluated[key]
 
     results: dict[str, SearchResult] = {}
-    for strategy in strategies:
+    for strategy in resolved:
         if on_stage:  # the sweep's size is known up to its growth steps; the group search's is not
             on_stage(f"{strategy} search", len(runner.candidates) + max_start if strategy == "sweep" else None)
         callback = (lambda run, s=strategy: on_run(s, run)) if on_run else None
-        results[strategy] = run_search(strategy, runner.candidates, evaluate, criteria, max_start=max_start, on_run=callback)
-    chosen = results.get("sweep") or results[strategies[0]]
-    label = "+".join(strategies)
+        results[strategy] = run_search(
+            strategy,
+            runner.candidates,
+            evaluate,
+            criteria,
+            max_start=max_start,
+            on_run=callback,
+            attribution=attribution.scores if attribution else None,
+            attribution_cost=attribution.run_equivalents if attribution else 0.0,
+        )
+    chosen = results.get("sweep") or results[resolved[0]]
+    label = "+".join(resolved)
     scored_by = "OCR" if baselines.ocr_usable else "pixels (OCR could not tell A from B direct)"
     preset = build_preset(
         pipe,
@@ -221,6 +272,7 @@ def localize(
         max_start=max_start,
         evaluated=evaluated,
         samples=samples,
+        attribution=attribution,
         denoiser_params=sum(p.numel() for p in denoiser_of(pipe)[1].parameters()),
         calls=runner.calls,
         images=runner.images,

@@ -13,12 +13,13 @@ from typing import Any
 from safetext.localize.api import LocalizeResult
 from safetext.viz import image_grid
 
-LAYER_COLUMNS = ("index", "module", "kind", "kv_share_pct", "text_score", "b_rate", "a_rate", "ssim_masked", "toward_b", "rank", "chosen")
+LAYER_COLUMNS = ("index", "module", "kind", "kv_share_pct", "attribution", "text_score", "b_rate", "a_rate", "ssim_masked", "toward_b", "rank", "chosen")
 
 
 def layer_rows(result: LocalizeResult) -> list[dict[str, Any]]:
     """One row per candidate module: single-layer scores where measured, rank, and whether chosen."""
     ranking = result.chosen.ranking
+    attribution = result.attribution.scores if result.attribution else {}
     rows: list[dict[str, Any]] = []
     for site in result.sites:
         score = result.single(site.name)
@@ -29,6 +30,7 @@ def layer_rows(result: LocalizeResult) -> list[dict[str, Any]]:
             "kv_params": site.kv_params,
             "kv_share_pct": round(100.0 * site.kv_params / max(result.denoiser_params, 1), 4),
             "measured": score is not None,
+            "attribution": round(attribution[site.name], 6) if site.name in attribution else None,
             "rank": ranking.index(site.name) + 1 if site.name in ranking else None,
             "chosen": site.name in result.chosen.modules,
         }
@@ -67,6 +69,8 @@ def strategy_rows(result: LocalizeResult) -> list[dict[str, Any]]:
                 "layer_runs": counts["layer_search"],
                 "start_runs": counts["start"],
                 "total_runs": counts["total"],
+                "gradient_pass_runs": counts["attribution"] if name == "attribution" else None,
+                "cost_runs": counts["cost"],
                 "images": counts["total"] * len(result.pairs),
                 "modules": ", ".join(res.modules),
                 "start_step": res.start_step,
@@ -79,7 +83,10 @@ def strategy_rows(result: LocalizeResult) -> list[dict[str, Any]]:
 
 
 def plot_layers(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """Bars: text score per layer; markers: B read rate, A read rate, masked SSIM. Chosen layers starred."""
+    """Bars: text score per layer (and attribution, scaled to its maximum); markers: B read, A read, masked SSIM.
+
+    Chosen layers are starred; layers no run measured alone are marked n/m.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +95,25 @@ def plot_layers(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     xs = [r["index"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(rows) + 2), 4.4))
     measured = [r for r in rows if r["measured"]]
-    ax.bar([r["index"] for r in measured], [r["text_score"] for r in measured], color="#4c72b0", alpha=0.8, label="text score (0 = A, 1 = B direct)")
+    attributed = [r for r in rows if r.get("attribution") is not None]
+    top = max((r["attribution"] for r in attributed), default=0.0)
+    width = 0.4 if attributed and measured else 0.8
+    if attributed and top > 0:
+        ax.bar(
+            [r["index"] + (width / 2 if measured else 0) for r in attributed],
+            [r["attribution"] / top for r in attributed],
+            width=width,
+            color="#999999",
+            label="attribution (gradient, / max)",
+        )
+    ax.bar(
+        [r["index"] - (width / 2 if attributed else 0) for r in measured],
+        [r["text_score"] for r in measured],
+        width=width,
+        color="#4c72b0",
+        alpha=0.8,
+        label="text score (0 = A, 1 = B direct)",
+    )
     ax.plot([r["index"] for r in measured], [r["b_rate"] for r in measured], "o", color="#55a868", label="OCR reads B")
     ax.plot([r["index"] for r in measured], [r["a_rate"] for r in measured], "x", color="#c44e52", label="OCR reads A")
     ax.plot([r["index"] for r in measured], [r["ssim_masked"] for r in measured], "s", mfc="none", color="#8172b2", label="masked SSIM")
@@ -99,7 +124,8 @@ def plot_layers(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
             ax.annotate("n/m", (r["index"], 0.02), ha="center", fontsize=7, color="grey", rotation=90)
     ax.set_xticks(xs)
     ax.set_xticklabels([str(x) for x in xs], fontsize=7)
-    ax.set_ylim(min(-0.05, min((r.get("text_score") or 0.0) for r in rows) - 0.05), 1.12)
+    low = min([0.0] + [r.get("text_score") or 0.0 for r in rows] + [r["attribution"] / top for r in attributed if top > 0])
+    ax.set_ylim(min(-0.05, low - 0.05), 1.12)
     ax.set_xlabel("attention layer (forward order; * chosen, n/m not measured)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, frameon=False)
@@ -154,6 +180,7 @@ def write_report(result: LocalizeResult, folder: str | Path, *, model: str = "")
         "baselines": result.baselines.summary(),
         "strategies": {name: res.to_dict() for name, res in result.results.items()},
         "agree": result.agree,
+        "attribution": result.attribution.to_dict() if result.attribution else None,
         "preset": result.preset.model_dump(mode="json", exclude_none=True),
         "pipeline_calls": result.calls,
         "images_generated": result.images,
@@ -196,11 +223,24 @@ def _markdown(result: LocalizeResult, model: str, strategies: list[dict[str, Any
         "",
         "## Runs by strategy",
         "",
-        "One run = one patched configuration over all pairs (pairs x 1 image). Baselines (2 runs) are shared and not counted.",
+        "One run = one patched configuration over all pairs (pairs x 1 image). Baselines (2 runs) are shared and not counted. "
+        "Cost = runs + the attribution strategy's gradient pass in run-equivalents (denoiser evaluations, a backward pass "
+        "counted as two forwards).",
         "",
-        markdown_table(strategies, ("strategy", "layer_runs", "start_runs", "total_runs", "images", "start_step", "accepted", "modules")),
+        markdown_table(
+            strategies,
+            ("strategy", "layer_runs", "start_runs", "total_runs", "gradient_pass_runs", "cost_runs", "images", "start_step", "accepted", "modules"),
+        ),
         "",
     ]
+    if result.attribution is not None:
+        att = result.attribution
+        lines += [
+            f"Attribution pass: steps {', '.join(map(str, att.steps))} of A's trajectory, {att.seconds:.1f} s, "
+            f"{att.run_equivalents:.2f} run-equivalents. Its scores are in the layer table (share of the way to B's "
+            "denoiser output each module covers alone, to first order).",
+            "",
+        ]
     if result.agree is not None:
         lines += [f"Strategies agree on the module set: **{'yes' if result.agree else 'no'}**.", ""]
     lines += [

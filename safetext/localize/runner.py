@@ -11,6 +11,8 @@
   run still come from :class:`~safetext.inject.Injection`, which encodes B itself (one
   text-encoder pass per call, the guard's own cost).
 * **Counted.** ``calls`` and ``images`` count the denoising runs, baselines included.
+* **Recorded.** With ``record_steps``, the two baseline runs also record the denoiser's
+  inputs at those steps, for :mod:`~safetext.localize.attribution` (no extra run).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from PIL import Image
 from safetext.inject import Injection, InjectionConfig, attention_sites, pipeline_lock
 from safetext.inject.encode import call_default
 from safetext.inject.sites import AttentionSite, denoiser_of
+from safetext.localize.attribution import StepInputs, record_inputs
 from safetext.localize.pairs import PromptPair
 
 #: ``__call__`` arguments that change how a prompt is encoded, forwarded to ``encode_prompt``.
@@ -95,6 +98,7 @@ class PatchRunner:
         seed: int = 0,
         batch_size: int = 8,
         call_kwargs: dict[str, Any] | None = None,
+        record_steps: Sequence[int] = (),
     ) -> None:
         if not pairs:
             raise ValueError("no prompt pairs")
@@ -112,10 +116,17 @@ class PatchRunner:
         self.seconds = 0.0
         self._embeds: dict[str, dict[str, torch.Tensor] | None] = {}
         self._baselines: dict[str, list[Image.Image]] = {}
+        self.record_steps = sorted(set(record_steps))
+        self.recorded: dict[str, list[StepInputs]] = {"a": [], "b": []}
 
     @property
     def candidates(self) -> list[str]:
         return [site.name for site in self.sites]
+
+    @property
+    def run_rows(self) -> int:
+        """Denoiser row evaluations of one patched run: pairs x steps x guidance halves."""
+        return len(self.pairs) * self.steps * (2 if uses_cfg(self.pipe, self.kwargs) else 1)
 
     # ------------------------------------------------------------------ pieces
 
@@ -139,7 +150,11 @@ class PatchRunner:
     def _call(self, which: str, config: InjectionConfig | None, rows: range) -> list[Image.Image]:
         call = {**self.kwargs, **self._text_args(which, rows), "generator": self._generators(rows)}
         with torch.no_grad(), pipeline_lock(self.pipe):
-            if config is None:
+            if config is None and self.record_steps:
+                with record_inputs(denoiser_of(self.pipe)[1], self.record_steps, len(rows)) as recorded:
+                    output = self.pipe(**call)
+                self.recorded[which].append(recorded)
+            elif config is None:
                 output = self.pipe(**call)
             else:
                 prompts_a = self._prompts("a")[rows.start : rows.stop]

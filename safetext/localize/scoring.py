@@ -193,6 +193,10 @@ class Criteria:
     min_b_read: float = 0.9
     start_tolerance: float = 0.05  # a later start may lose at most this much text_score
     margin: float = 0.05  # slack on group scores in the group search (noise in the monotone bound)
+    # Attribution search: the first guess is the shortest prefix of its ranking that holds
+    # this share of the positive attribution. Only the first probe depends on it: the
+    # search then walks to the shortest accepted prefix whatever the guess.
+    attribution_mass: float = 0.9
 
     def moved(self, score: ConfigScore) -> bool:
         return score.text_score >= self.min_shift

@@ -1,6 +1,6 @@
-"""Search strategies over the candidate attention modules: the paper's sweep, and group testing.
+"""Search strategies over the candidate attention modules: the paper's sweep, group testing, attribution.
 
-Both strategies see the model only through ``evaluate(modules, start_step) -> ConfigScore``
+All strategies see the model only through ``evaluate(modules, start_step) -> ConfigScore``
 (one pipeline run over all pairs), so they can be tested against a synthetic oracle and
 their run counts compared exactly.
 
@@ -23,18 +23,27 @@ with the hand-picking made a rule.
   (SDXL's 70: about a quarter of the sweep's runs on a synthetic oracle); with a handful
   of candidates of which several matter (the testbed: 3 of 7) it costs about as much as
   the sweep, since certifying a ranking then needs about one test per layer anyway.
+* ``attribution`` takes its ranking from one gradient pass
+  (:mod:`~safetext.localize.attribution`) instead of single-layer runs, predicts the set
+  size as the shortest prefix holding ``Criteria.attribution_mass`` of the positive
+  attribution, and then only *certifies* the boundary with real runs: the predicted prefix,
+  then its neighbours (galloping, then bisection) until a prefix is accepted and the one
+  before it is not. When the prediction is right or one off, that is two runs. It finds
+  the sweep's set when the gradient ranks the layers that matter as the sweep does; the
+  benchmark checks that on the testbed.
 
 **Start step.** For the chosen set, the latest of the first ``max_start`` steps from which
 patching still moves the text as well as from step 0 (within ``start_tolerance``):
-patching later keeps more of the unpatched image. The sweep tries every start; group
-bisects, which assumes later starts never move the text more.
+patching later keeps more of the unpatched image. The sweep tries every start; the other
+strategies try the latest start first and bisect below it when it fails (one run when the
+latest start works), which assumes later starts never move the text more.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,8 +51,8 @@ from safetext.localize.scoring import ConfigScore, Criteria
 
 Evaluate = Callable[[tuple[str, ...], int], ConfigScore]
 Phase = Literal["layers", "grow", "start"]
-Strategy = Literal["sweep", "group"]
-STRATEGIES: tuple[Strategy, ...] = ("sweep", "group")
+Strategy = Literal["sweep", "group", "attribution"]
+STRATEGIES: tuple[Strategy, ...] = ("sweep", "group", "attribution")
 
 
 @dataclass
@@ -96,14 +105,22 @@ class SearchResult:
     final: ConfigScore  # the chosen set at the chosen start
     runs: list[Run] = field(default_factory=list)
     seconds: float = 0.0
+    extra_runs: float = 0.0  # work besides patched runs (the attribution pass), in run-equivalents
 
-    def run_counts(self) -> dict[str, int]:
-        counts = {"layers": 0, "grow": 0, "start": 0}
+    def run_counts(self) -> dict[str, float]:
+        counts: dict[str, float] = {"layers": 0, "grow": 0, "start": 0}
         for run in self.runs:
             counts[run.phase] += 1
         counts["layer_search"] = counts["layers"] + counts["grow"]
         counts["total"] = len(self.runs)
+        counts["attribution"] = round(self.extra_runs, 3)
+        counts["cost"] = round(len(self.runs) + self.extra_runs, 3)
         return counts
+
+    @property
+    def cost(self) -> float:
+        """Patched runs plus other work in run-equivalents: the unit the strategies compare in."""
+        return len(self.runs) + self.extra_runs
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -179,9 +196,15 @@ def start_sweep(modules: tuple[str, ...], ledger: Ledger, criteria: Criteria, ma
 
 
 def start_bisect(modules: tuple[str, ...], ledger: Ledger, criteria: Criteria, max_start: int) -> tuple[int, ConfigScore]:
-    """Binary search for the latest start that keeps the text moved (assumes it is monotone)."""
+    """The latest start that keeps the text moved: ``max_start`` first, else binary search below it.
+
+    Assumes keeping is monotone (a later start never moves the text more).
+    """
     at_zero = ledger(modules, 0, "start")
-    lo, hi = 0, max_start
+    latest = ledger(modules, max_start, "start")
+    if _keeps(latest, at_zero, criteria):
+        return max_start, latest
+    lo, hi = 0, max_start - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if _keeps(ledger(modules, mid, "start"), at_zero, criteria):
@@ -189,6 +212,93 @@ def start_bisect(modules: tuple[str, ...], ledger: Ledger, criteria: Criteria, m
         else:
             hi = mid - 1
     return lo, ledger(modules, lo, "start")
+
+
+def attribution_ranking(candidates: Sequence[str], scores: Mapping[str, float]) -> list[str]:
+    """Candidates by attribution score, highest first (forward order breaks ties)."""
+    missing = [m for m in candidates if m not in scores]
+    if missing:
+        raise ValueError(f"no attribution score for {missing}")
+    return sorted(candidates, key=lambda m: (-round(scores[m], 9), candidates.index(m)))
+
+
+def predicted_size(ranking: Sequence[str], scores: Mapping[str, float], mass: float) -> int:
+    """The shortest prefix of ``ranking`` holding ``mass`` of the positive attribution (1 if none is positive)."""
+    positive = [max(0.0, scores[m]) for m in ranking]
+    total = sum(positive)
+    if total <= 0:
+        return 1
+    running = 0.0
+    for k, value in enumerate(positive, 1):
+        running += value
+        if running >= mass * total - 1e-12:
+            return k
+    return len(ranking)
+
+
+def _gallop() -> Iterator[int]:
+    """Step sizes 1, 1, 2, 4, ...: two single steps first, since a guess is most often one off."""
+    yield 1
+    step = 1
+    while True:
+        yield step
+        step *= 2
+
+
+def certify(ranking: Sequence[str], guess: int, ledger: Ledger, criteria: Criteria) -> tuple[tuple[str, ...], bool, ConfigScore]:
+    """The shortest accepted prefix of ``ranking``, searched outwards from a guessed length.
+
+    Assumes a longer prefix never moves the text less, so the accepted lengths form a range:
+    below it the text does not move enough, above it fidelity is lost. An accepted guess
+    gallops down and bisects; a guess that moves too little gallops up; a
+    guess that moves the text but loses fidelity scans the shorter prefixes in order.
+    """
+    n = len(ranking)
+    if n == 0:
+        raise ValueError("no candidate modules")
+    tried: dict[int, ConfigScore] = {}
+
+    def accepted(k: int) -> bool:
+        tried[k] = ledger(ranking[:k], 0, "grow")
+        return criteria.accepts(tried[k])
+
+    def best() -> tuple[tuple[str, ...], bool, ConfigScore]:
+        score = max(tried.values(), key=lambda s: (criteria.faithful(s), round(s.text_score, 4), -len(s.modules)))
+        return score.modules, False, score
+
+    guess = min(max(guess, 1), n)
+    lo, hi = 0, guess  # lo: longest prefix known too weak (0: none); hi: shortest known accepted
+    if accepted(guess):
+        for step in _gallop():  # down
+            if hi - lo <= 1:
+                break
+            k = max(lo + 1, hi - step)
+            if not accepted(k):
+                lo = k
+                break
+            hi = k
+    elif criteria.moved(tried[guess]) and criteria.writes_b(tried[guess]):  # too many layers for fidelity
+        for k in range(1, guess):
+            if accepted(k):
+                return tried[k].modules, True, tried[k]
+        return best()
+    else:
+        lo = guess
+        for step in _gallop():  # up
+            k = min(n, lo + step)
+            if accepted(k):
+                hi = k
+                break
+            if k == n or not criteria.faithful(tried[k]):
+                return best()
+            lo = k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if accepted(mid):
+            hi = mid
+        else:
+            lo = mid
+    return tried[hi].modules, True, tried[hi]
 
 
 def best_first(candidates: Sequence[str], ledger: Ledger, criteria: Criteria, leaf_size: int = 4) -> Iterator[str]:
@@ -227,14 +337,27 @@ def run_search(
     *,
     max_start: int = 0,
     on_run: Callable[[Run], None] | None = None,
+    attribution: Mapping[str, float] | None = None,
+    attribution_cost: float = 0.0,
 ) -> SearchResult:
-    """Run one strategy: rank layers, grow the smallest accepted prefix, then search the start step."""
+    """Run one strategy: rank layers, find the smallest accepted prefix, then search the start step.
+
+    ``attribution`` (module -> score) is required by, and only used by, the ``attribution``
+    strategy; ``attribution_cost`` is what computing it cost, in run-equivalents.
+    """
     if not candidates:
         raise ValueError("no candidate modules to search")
+    if strategy == "attribution" and attribution is None:
+        raise ValueError("the attribution strategy needs attribution scores")
     began = time.perf_counter()
     ledger = Ledger(evaluate, candidates, on_run)
     ranking: list[str] = []
-    if strategy == "sweep":
+    if strategy == "attribution":
+        assert attribution is not None
+        ranking = attribution_ranking(list(candidates), attribution)
+        guess = predicted_size(ranking, attribution, criteria.attribution_mass)
+        modules, accepted, final = certify(ranking, guess, ledger, criteria)
+    elif strategy == "sweep":
         singles = [ledger((m,), 0, "layers") for m in candidates]
         order = sorted(range(len(candidates)), key=lambda i: rank_key(singles[i], i))
         ranking = [candidates[i] for i in order]
@@ -249,7 +372,8 @@ def run_search(
         layers = recorded()
     else:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-    modules, accepted, final = grow(layers, ledger, criteria)
+    if strategy != "attribution":
+        modules, accepted, final = grow(layers, ledger, criteria)
     start = 0
     if accepted and max_start > 0:
         pick_start = start_sweep if strategy == "sweep" else start_bisect
@@ -263,4 +387,5 @@ def run_search(
         final=final,
         runs=list(ledger.runs),
         seconds=time.perf_counter() - began,
+        extra_runs=attribution_cost if strategy == "attribution" else 0.0,
     )
