@@ -113,6 +113,30 @@ def test_recording_changes_no_image_and_restores_everything() -> None:
     assert [p.requires_grad for p in pipe.unet.parameters()] == flags
 
 
+def test_out_of_memory_splits_the_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetext.localize.attribution as attribution
+
+    pipe, runner = _recorded("sdxl")  # SDXL: added_cond_kwargs must be split along with the rows
+    args = (pipe.unet, attention_sites(pipe), runner.recorded["a"], runner.recorded["b"])
+    whole = attribute(*args, run_rows=runner.run_rows)
+    real = attribution._step
+    seen: list[int] = []
+
+    def one_row_only(denoiser: Any, modules: Any, a: Any, b: Any) -> Any:
+        rows = a[0][0].shape[0]
+        seen.append(rows)
+        if rows > 1:
+            raise torch.OutOfMemoryError("fake")
+        return real(denoiser, modules, a, b)
+
+    monkeypatch.setattr(attribution, "_step", one_row_only)
+    split = attribute(*args, run_rows=runner.run_rows)
+    assert 2 in seen and 1 in seen
+    np.testing.assert_allclose(split.per_step, whole.per_step, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(split.norms, whole.norms, rtol=1e-5)
+    assert split.row_passes == whole.row_passes
+
+
 @pytest.mark.parametrize("kind", ["sd", "sdxl", "if"])
 def test_attribution_strategy_end_to_end(kind: str) -> None:
     pipe = tiny(kind)
@@ -140,3 +164,31 @@ def test_joint_attention_is_refused_and_auto_falls_back_to_group() -> None:
         localize(pipe, make_pairs(1), steps=1, strategies=("attribution",), call_kwargs=_extras("sd3"))
     with pytest.raises(LocalizeError, match="unknown strategy"):
         resolve_strategies(pipe, ["fastest"])
+
+
+def test_a_denoiser_call_count_other_than_the_steps_is_refused() -> None:
+    runner = PatchRunner(tiny("sd"), make_pairs(1, seed=0), steps=2, record_steps=[0])
+    runner.steps = 3  # as if the pipeline ran its denoiser twice in some step
+    with pytest.raises(RuntimeError, match="one call per step"):
+        runner.unpatched()
+
+
+def test_cli_default_strategy_is_attribution(tmp_path: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from safetext.cli import app
+
+    res = CliRunner().invoke(
+        app,
+        ["localize", "--model", "tiny:sd", "--pairs", "1", "--steps", "2", "--ocr", "none", "--no-progress",
+         "--out", str(tmp_path / "p.yaml"), "--report", str(tmp_path / "r"), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert set(summary["runs"]) == {"attribution"}
+    assert summary["runs"]["attribution"]["layers"] == 0 and summary["runs"]["attribution"]["attribution"] > 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert set(report["attribution"]["scores"]) == set(candidate_modules(tiny("sd")))
+    assert "attribution" in (tmp_path / "r" / "layers.md").read_text()

@@ -219,9 +219,11 @@ class _StageBar:
 def _print_summary(console: Any, result: Any, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title="runs by strategy (one run = one patched configuration over all pairs)")
-    for column in ("strategy", "layer runs", "start runs", "gradient pass (runs)", "cost (runs)", "modules", "start step"):
-        table.add_column(column)
+    table = Table(
+        title="runs by strategy (a run = one patched configuration over all pairs; gradient pass and cost in runs)"
+    )
+    for column in ("strategy", "layer", "start", "gradient", "cost", "modules", "start step"):
+        table.add_column(column, no_wrap=True)
     for name, res in result.results.items():
         counts = res.run_counts()
         table.add_row(
@@ -230,7 +232,7 @@ def _print_summary(console: Any, result: Any, summary: dict[str, Any]) -> None:
             str(counts["start"]),
             f"{counts['attribution']:.2f}" if name == "attribution" else "-",
             f"{counts['cost']:g}",
-            "\n".join(res.modules),
+            str(len(res.modules)),
             str(res.start_step),
         )
     console.print(table)
@@ -244,5 +246,7 @@ def _print_summary(console: Any, result: Any, summary: dict[str, Any]) -> None:
     if result.agree is False:
         console.print("[yellow]the strategies disagree; the preset follows the sweep[/yellow]")
     typer.echo(f"preset: {summary['preset']} ({len(summary['modules'])} modules, start {summary['start']})")
+    for module in summary["modules"]:
+        typer.echo(f"  {module}")
     if summary["report"]:
         typer.echo(f"report: {summary['report']}")

@@ -84,26 +84,34 @@ def _cond_half(value: Any, rows: int) -> Any:
     return value
 
 
+@dataclass
+class Recording:
+    """What :func:`record_inputs` saw during one pipeline call."""
+
+    inputs: StepInputs = field(default_factory=dict)
+    calls: int = 0  # denoiser calls: one per step in the supported pipelines
+
+
 @contextmanager
-def record_inputs(denoiser: torch.nn.Module, steps: Sequence[int], rows: int) -> Iterator[StepInputs]:
+def record_inputs(denoiser: torch.nn.Module, steps: Sequence[int], rows: int) -> Iterator[Recording]:
     """Record the denoiser's inputs (conditional rows only) at ``steps`` of the coming pipeline call.
 
     A forward pre-hook, removed on exit; it reads the inputs and changes nothing. Each
-    denoiser call is one step (the supported pipelines batch both guidance halves).
+    denoiser call counts as one step (the supported pipelines batch both guidance halves);
+    the caller checks ``calls`` against the step count.
     """
     wanted = set(steps)
-    recorded: StepInputs = {}
-    calls = [0]
+    recording = Recording()
 
     def hook(_module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        step = calls[0]
-        calls[0] += 1
+        step = recording.calls
+        recording.calls += 1
         if step in wanted:
-            recorded[step] = (tuple(_cond_half(a, rows) for a in args), _cond_half(dict(kwargs), rows))
+            recording.inputs[step] = (tuple(_cond_half(a, rows) for a in args), _cond_half(dict(kwargs), rows))
 
     handle = denoiser.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        yield recorded
+        yield recording
     finally:
         handle.remove()
 
@@ -179,7 +187,6 @@ class Attribution:
     row_passes: float  # denoiser row evaluations, a backward counted as two
     run_rows: float  # row evaluations of one patched run (all pairs, steps and guidance halves)
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scores(self) -> dict[str, float]:
@@ -220,6 +227,58 @@ def _with_latent(args_a: tuple[Any, ...], kwargs_a: dict[str, Any], args_b: tupl
     return tuple(args_a[:2]) + tuple(args_b[2:]), kwargs
 
 
+Inputs = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def _step(denoiser: torch.nn.Module, modules: dict[str, torch.nn.Module], a: Inputs, b: Inputs) -> tuple[np.ndarray, float, int]:
+    """One recorded step: (gradient . d per module, |d|^2, rows), summed over the rows."""
+    with torch.no_grad(), _processors(modules, lambda _n, inner: _RecordText(inner)) as seen:
+        out_b = _denoise(denoiser, *b)
+    benign = {name: proc.text.detach() for name, proc in seen.items() if proc.text is not None}
+    if len(benign) != len(modules):
+        raise RuntimeError("attribution: some text attention modules did not run")
+    alpha = torch.zeros(len(modules), device=out_b.device, requires_grad=True)
+    index = {name: i for i, name in enumerate(modules)}
+
+    def interpolate(name: str, inner: Any) -> _InterpolateText:
+        return _InterpolateText(inner, alpha[index[name]], benign[name])
+
+    with torch.enable_grad(), _processors(modules, interpolate):
+        out = _denoise(denoiser, *a)
+        direction = (out_b - out).detach()
+        (out * direction).sum().backward()
+    assert alpha.grad is not None
+    return alpha.grad.detach().cpu().double().numpy(), float((direction.double() ** 2).sum()), int(out.shape[0])
+
+
+def _take(value: Any, start: int, stop: int, rows: int) -> Any:
+    """Rows ``start:stop`` of every tensor whose first dimension is the batch (``rows``)."""
+    if isinstance(value, torch.Tensor):
+        return value[start:stop] if value.dim() > 0 and value.shape[0] == rows else value
+    if isinstance(value, dict):
+        return {k: _take(v, start, stop, rows) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_take(v, start, stop, rows) for v in value)
+    return value
+
+
+def _split_on_oom(denoiser: torch.nn.Module, modules: dict[str, torch.nn.Module], a: Inputs, b: Inputs) -> tuple[np.ndarray, float, int]:
+    """:func:`_step`, halving the rows on out-of-memory (a backward pass needs far more memory than a run)."""
+    try:
+        return _step(denoiser, modules, a, b)
+    except torch.OutOfMemoryError:
+        rows = int(a[0][0].shape[0]) if a[0] else int(a[1]["sample"].shape[0])
+        if rows < 2:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = rows // 2
+        parts = [
+            _split_on_oom(denoiser, modules, _take(a, lo, hi, rows), _take(b, lo, hi, rows)) for lo, hi in ((0, half), (half, rows))
+        ]
+        return parts[0][0] + parts[1][0], parts[0][1] + parts[1][1], parts[0][2] + parts[1][2]
+
+
 def attribute(
     denoiser: torch.nn.Module,
     sites: Sequence[AttentionSite],
@@ -246,23 +305,10 @@ def attribute(
             for j, step in enumerate(steps):
                 args_a, kwargs_a = chunk_a[step]
                 args_b, kwargs_b = _with_latent(args_a, kwargs_a, *chunk_b[step])
-                with torch.no_grad(), _processors(modules, lambda _n, inner: _RecordText(inner)) as seen:
-                    out_b = _denoise(denoiser, args_b, kwargs_b)
-                benign = {name: proc.text.detach() for name, proc in seen.items()}
-                alpha = torch.zeros(len(names), device=out_b.device, requires_grad=True)
-                index = {name: i for i, name in enumerate(names)}
-
-                def interpolate(name: str, inner: Any) -> _InterpolateText:
-                    return _InterpolateText(inner, alpha[index[name]], benign[name])
-
-                with torch.enable_grad(), _processors(modules, interpolate):
-                    out = _denoise(denoiser, args_a, kwargs_a)
-                    direction = (out_b - out).detach()
-                    (out * direction).sum().backward()
-                assert alpha.grad is not None
-                per_step[:, j] += alpha.grad.detach().cpu().double().numpy()
-                norms[j] += float((direction.double() ** 2).sum())
-                row_passes += 4 * out.shape[0]
+                grad, norm, rows = _split_on_oom(denoiser, modules, (args_a, kwargs_a), (args_b, kwargs_b))
+                per_step[:, j] += grad
+                norms[j] += norm
+                row_passes += 4 * rows
     return Attribution(
         modules=names,
         steps=steps,

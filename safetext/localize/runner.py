@@ -151,9 +151,14 @@ class PatchRunner:
         call = {**self.kwargs, **self._text_args(which, rows), "generator": self._generators(rows)}
         with torch.no_grad(), pipeline_lock(self.pipe):
             if config is None and self.record_steps:
-                with record_inputs(denoiser_of(self.pipe)[1], self.record_steps, len(rows)) as recorded:
+                with record_inputs(denoiser_of(self.pipe)[1], self.record_steps, len(rows)) as recording:
                     output = self.pipe(**call)
-                self.recorded[which].append(recorded)
+                if recording.calls != self.steps:
+                    raise RuntimeError(
+                        f"{type(self.pipe).__name__} called its denoiser {recording.calls} times for {self.steps} steps; "
+                        "attribution needs one call per step (use the group or sweep strategy)"
+                    )
+                self.recorded[which].append(recording.inputs)
             elif config is None:
                 output = self.pipe(**call)
             else:

@@ -8,6 +8,9 @@ components instead.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,26 @@ _COMPONENT_MARKERS = (
 
 class PipelineLoadError(RuntimeError):
     """A model folder is missing, incomplete or cannot be loaded."""
+
+
+@contextmanager
+def loading_bars() -> Iterator[None]:
+    """diffusers' "Loading pipeline components" bar off while ``HF_HUB_DISABLE_PROGRESS_BARS`` is set.
+
+    Why: the hub and transformers honour that variable, diffusers' loading bar does not, so
+    ``safetext``'s quiet CLI (which sets it) still printed one bar per load.
+    """
+    from diffusers.utils import logging as diffusers_logging
+
+    quiet = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() in ("1", "true", "yes", "on")
+    was = diffusers_logging.is_progress_bar_enabled()
+    if quiet:
+        diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was:
+            diffusers_logging.enable_progress_bar()
 
 
 def missing_components(path: Path) -> list[str]:
@@ -66,7 +89,7 @@ def load_pipeline(
     if str(path_or_name) == "testbed":
         from safetext import testbed  # lazy: the lead's module, heavy imports
 
-        pipe = testbed.load(device=str(device) if device is not None else None, torch_dtype=dtype)
+        pipe = testbed.load(device=str(device) if device is not None else None, dtype=dtype)
     else:
         path = Path(path_or_name).expanduser()
         if not path.is_dir():
@@ -85,7 +108,8 @@ def load_pipeline(
         if dtype is not None:
             kwargs["dtype"] = dtype
         try:
-            pipe = DiffusionPipeline.from_pretrained(str(path), **kwargs)
+            with loading_bars():
+                pipe = DiffusionPipeline.from_pretrained(str(path), **kwargs)
         except Exception as exc:  # noqa: BLE001 - re-raised with the folder named
             raise PipelineLoadError(f"could not load the pipeline in {path}: {exc}") from exc
         if device is not None:

@@ -42,8 +42,13 @@ def load(
     import torch
     from diffusers import StableDiffusionPipeline
 
-    kwargs.setdefault("torch_dtype", torch.float32)
-    pipe = StableDiffusionPipeline.from_pretrained(str(folder or model_dir()), local_files_only=True, **kwargs)
+    from safetext.pipelines.load import loading_bars
+
+    if "torch_dtype" in kwargs:  # diffusers' old name for it
+        kwargs["dtype"] = kwargs.pop("torch_dtype")
+    kwargs.setdefault("dtype", torch.float32)
+    with loading_bars():
+        pipe = StableDiffusionPipeline.from_pretrained(str(folder or model_dir()), local_files_only=True, **kwargs)
     if device:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=not progress)
