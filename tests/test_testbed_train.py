@@ -21,6 +21,22 @@ def test_spelling_targets_put_letter_k_in_slot_k():
     assert targets[2].tolist() == [train.LETTERS.index(c) for c in "cocktail"]
 
 
+def test_edge_columns_cover_where_the_shapes_differ():
+    """The weighted columns hold every pixel where a sign and a banner differ (the notches)."""
+    import numpy as np
+
+    from safetext.testbed.quality import _ideal
+    from safetext.testbed.render import HEIGHT, WIDTH
+
+    edges = train.edge_columns(WIDTH // 4, 4).flatten()
+    assert edges.shape == (WIDTH // 4,) and edges[0] == edges[-1] == 1 and edges[WIDTH // 8] == 0
+    covered = np.repeat(edges.numpy() > 0, 4)
+    box = (8, 6, WIDTH - 8, HEIGHT - 6)  # the largest sign the renderer draws
+    shapes = [_ideal(shape, (WIDTH, HEIGHT), box) for shape in ("sign", "banner")]
+    differ = np.nonzero((shapes[0] ^ shapes[1]).any(axis=0))[0]
+    assert len(differ) > 0 and covered[differ].all()
+
+
 def test_position_channels_are_fixed_column_maps():
     maps = tb.position_channels()
     assert maps.shape == (1, tb.POSITION_CHANNELS, *tb.LATENT_SIZE)
