@@ -158,12 +158,12 @@ def test_joint_attention_is_refused_and_auto_falls_back_to_group() -> None:
     pipe = tiny("sd3")
     with pytest.raises(AttributionUnsupported, match="joint"):
         check_supported(attention_sites(pipe))
-    assert resolve_strategies(pipe, ["auto"]) == ("group",)
-    assert resolve_strategies(tiny("sd"), ["auto", "sweep", "attribution"]) == ("attribution", "sweep")
+    assert resolve_strategies(attention_sites(pipe), ["auto"]) == ("group",)
+    assert resolve_strategies(attention_sites(tiny("sd")), ["auto", "sweep", "attribution"]) == ("attribution", "sweep")
     with pytest.raises(LocalizeError, match="use the group or sweep strategy"):
         localize(pipe, make_pairs(1), steps=1, strategies=("attribution",), call_kwargs=_extras("sd3"))
     with pytest.raises(LocalizeError, match="unknown strategy"):
-        resolve_strategies(pipe, ["fastest"])
+        resolve_strategies(attention_sites(pipe), ["fastest"])
 
 
 def test_a_denoiser_call_count_other_than_the_steps_is_refused() -> None:

@@ -28,9 +28,9 @@ def test_edge_columns_cover_where_the_shapes_differ():
     from safetext.testbed.quality import _ideal
     from safetext.testbed.render import HEIGHT, WIDTH
 
-    edges = train.edge_columns(WIDTH // 4, 4).flatten()
-    assert edges.shape == (WIDTH // 4,) and edges[0] == edges[-1] == 1 and edges[WIDTH // 8] == 0
-    covered = np.repeat(edges.numpy() > 0, 4)
+    edges = train.edge_columns(WIDTH // train.LATENT_SCALE, train.LATENT_SCALE).flatten()
+    assert edges.shape == (WIDTH // train.LATENT_SCALE,) and edges[0] == edges[-1] == 1 and edges[len(edges) // 2] == 0
+    covered = np.repeat(edges.numpy() > 0, train.LATENT_SCALE)
     box = (8, 6, WIDTH - 8, HEIGHT - 6)  # the largest sign the renderer draws
     shapes = [_ideal(shape, (WIDTH, HEIGHT), box) for shape in ("sign", "banner")]
     differ = np.nonzero((shapes[0] ^ shapes[1]).any(axis=0))[0]

@@ -132,16 +132,22 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
-def resolve_strategies(pipe: Any, strategies: Sequence[str]) -> tuple[Strategy, ...]:
-    """``auto`` becomes ``attribution`` where the pipeline supports it, else ``group``; duplicates go."""
+def resolve_strategies(sites: Sequence[AttentionSite], strategies: Sequence[str]) -> tuple[Strategy, ...]:
+    """Validate the requested strategies; ``auto`` becomes ``attribution`` where ``sites`` allow it, else ``group``.
+
+    Duplicates go. Asking for ``attribution`` on a pipeline it cannot handle is an error.
+    """
+    try:
+        check_supported(sites)
+        supported, why = True, ""
+    except AttributionUnsupported as exc:
+        supported, why = False, str(exc)
     resolved: list[Strategy] = []
     for name in strategies:
         if name == "auto":
-            try:
-                check_supported(attention_sites(pipe))
-                name = "attribution"
-            except AttributionUnsupported:
-                name = "group"
+            name = "attribution" if supported else "group"
+        elif name == "attribution" and not supported:
+            raise LocalizeError(why)
         if name not in STRATEGIES:
             raise LocalizeError(f"unknown strategy {name!r}; choose from auto, {', '.join(STRATEGIES)}")
         if name not in resolved:
@@ -176,18 +182,14 @@ def localize(
     if not strategies:
         raise LocalizeError("give at least one strategy")
     began = time.perf_counter()
-    if not attention_sites(pipe):
+    sites = attention_sites(pipe)
+    if not sites:
         raise LocalizeError(
             f"{type(pipe).__name__} has no text attention module that safetext's injection engine can patch "
             "(it supports U-Net cross-attention (SD 1.x/2.x, SDXL), DeepFloyd IF added-KV attention and SD3 "
             "joint attention; FLUX is not supported yet)"
         )
-    resolved = resolve_strategies(pipe, strategies)
-    if "attribution" in resolved:
-        try:
-            check_supported(attention_sites(pipe))
-        except AttributionUnsupported as exc:
-            raise LocalizeError(str(exc)) from exc
+    resolved = resolve_strategies(sites, strategies)
     record = attribution_steps(steps, attribution_points) if "attribution" in resolved else ()
     runner = PatchRunner(
         pipe, pairs, steps=steps, seed=seed, batch_size=batch_size, call_kwargs=call_kwargs, record_steps=record

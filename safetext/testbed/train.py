@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="extra loss weight on the sign's two ends (the outer EDGE_PX pixels of each side), where "
-        "the shapes differ: a banner's notches, a circle's curve, a sign's corners",
+        "a banner's notches are (default 0: off)",
     )
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=1000)
@@ -151,15 +151,18 @@ class DenoiserBatches(torch.utils.data.Dataset):
         return x, m, token_ids(self.tokenizer, prompts), spelling_targets(words)
 
 
+LATENT_SCALE = 4  # image pixels per latent column/row (the autoencoder's down-sampling)
 EDGE_PX = 28  # the banner notch is 35% of the sign's height (~19 px) deep, plus the jitter of the sign's ends
 
 
 def edge_columns(width: int, scale: int) -> torch.Tensor:
     """(1, 1, 1, width) mask: 1 in the latent columns within ``EDGE_PX`` image pixels of either side.
 
-    Why: a sign, a banner and a circle differ only at their ends. A white banner's notches
-    differ from a white sign by 55/255 against the backdrop, so the plain loss barely notices a
-    wrong shape there; weighting the ends up makes the shape matter as much as the colour.
+    Why: a banner differs from a sign only at its ends (the notches), and a white banner's
+    notches differ from a white sign's corners by about 55/255 per channel against the
+    backdrop, so the plain loss barely notices that shape error. Weighting the ends up was
+    meant to make it count; in the one run tried (model card, "tried and not shipped") it
+    did not fix white banners, so the default stays 0.
     """
     cols = torch.arange(width) * scale
     return ((cols < EDGE_PX) | (cols >= width * scale - EDGE_PX)).float().view(1, 1, 1, width)
@@ -220,7 +223,7 @@ class Trainer:
         torch.manual_seed(args.seed)
         self.c = tb.build_components(args.out / "tokenizer", seed=args.seed, word_tokens=args.word_tokens)
         self.position = tb.position_channels().to(self.device)
-        self.edges = edge_columns(self.position.shape[-1], 4).to(self.device)
+        self.edges = edge_columns(self.position.shape[-1], LATENT_SCALE).to(self.device)
         for name in ("vae", "unet", "text_encoder"):
             self.c[name].to(self.device)
         self.ema_unet = copy.deepcopy(self.c["unet"]).requires_grad_(False)
@@ -414,7 +417,7 @@ class Trainer:
             with torch.no_grad(), self._autocast():
                 z0 = vae.encode(x).latent_dist.mean[:, : tb.IMAGE_CHANNELS].float() * self.scaling
             z0 = torch.cat([z0, self.position.expand(z0.shape[0], -1, -1, -1)], 1)
-            w = 1.0 + 3.0 * F.max_pool2d(m.to(self.device), 4) + self.args.edge_weight * self.edges
+            w = 1.0 + 3.0 * F.max_pool2d(m.to(self.device), LATENT_SCALE) + self.args.edge_weight * self.edges
             t = torch.randint(0, len(alphas), (z0.shape[0],), device=self.device)
             high = torch.rand(z0.shape[0], device=self.device) < self.args.high_noise
             t = torch.where(high, torch.randint(int(0.4 * len(alphas)), len(alphas), t.shape, device=self.device), t)
