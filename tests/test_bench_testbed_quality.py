@@ -63,3 +63,20 @@ def test_score_and_summary_on_renders(tq, tmp_path: Path) -> None:  # type: igno
     assert "word read exactly" in md and "sign colour" in md
     tq.sample_grid(images, samples, tmp_path / "g.png")
     assert (tmp_path / "g.png").exists()
+
+
+def test_entanglement_probe_on_the_shipped_weights() -> None:
+    """benchmarks/testbed_entanglement.py: a prompt against itself scores 0, a changed first
+    attribute scores more, and the rows cover every colour."""
+    path = PATH.with_name("testbed_entanglement.py")
+    spec = importlib.util.spec_from_file_location("testbed_entanglement", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from safetext.testbed import load
+
+    result = module.measure(load(), n=16)
+    rows = result["per_color"]
+    assert set(rows) == set(SIGN_COLORS)
+    assert rows["red"]["banner_after_color_vs_red"] == 0.0  # the same prompt on both sides
+    assert result["training_pairs"] > 0 and rows["blue"]["banner_after_color_vs_red"] > 0

@@ -59,9 +59,10 @@ def test_denoiser_batch_depends_on_seed_and_step_only(tmp_path):
     assert len(resumed) == 3
     a, b = from_zero[8], resumed[1]  # step 8 either way, as a resumed or parallel run sees it
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    x, m, ids, spell = a
+    x, m, ids, spell, pair_ids, spans = a
     assert x.shape == (4, 3, 64, 256) and m.shape == (4, 1, 64, 256)
     assert ids.shape == (4, tokenizer.model_max_length) and spell.shape == (4, tb.SPELL_SLOTS)
+    assert pair_ids.shape == ids.shape and spans.shape == (4, 3)
     assert not torch.equal(from_zero[8][0], from_zero[9][0])
     other_seed = train.DenoiserBatches(seed=4, size=4, tokenizer=tokenizer, start=0, stop=10)
     assert not torch.equal(other_seed[8][0], x)
@@ -76,7 +77,9 @@ def test_every_phase_runs_resumes_and_exports(tmp_path):
     assert (state["ae_step"], state["text_step"], state["step"]) == (2, 2, 2)
 
     # resumes for one more denoiser step, rendered in a worker process as on a GPU
-    train.main([*common, "--steps", "3", "--workers", "1", "--export", str(export)])
+    train.main([*common, "--steps", "3", "--workers", "1", "--invariance-weight", "0.1", "--export", str(export)])
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any(row.get("invariance", 0) > 0 for row in rows if row["phase"] == "unet")
     meta = json.loads((export / "training.json").read_text())
     assert meta["denoiser_steps"] == 3 and meta["ae_steps"] == 2
 
@@ -88,3 +91,64 @@ def test_every_phase_runs_resumes_and_exports(tmp_path):
     assert (export / "safetext_preset.yaml").exists()
     image = pipe("a red sign that says \"hate\"", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (256, 64)
+
+
+def _training_specs(n: int = 400):
+    import random
+
+    from safetext.testbed.render import sample_spec
+
+    rng = random.Random(5)
+    return [sample_spec(rng, "train") for _ in range(n)], rng
+
+
+def test_attribute_span_points_at_the_attribute_word(tmp_path):
+    """For every training template, the span covers exactly the tokens of the named word."""
+    from safetext.testbed.render import SHAPE_WORDS, TEMPLATES, SignSpec
+
+    tokenizer = tb.build_tokenizer(tmp_path / "tok")
+    for template in range(len(TEMPLATES)):
+        spec = SignSpec("cocktail", "yellow", "banner", template=template)
+        ids = tokenizer(spec.prompt()).input_ids
+        for attribute, word in (("color", spec.color), ("shape", SHAPE_WORDS[spec.shape])):
+            start, length = train.attribute_span(tokenizer, spec, attribute)
+            assert ids[start : start + length] == tokenizer(word, add_special_tokens=False).input_ids
+
+
+def test_attribute_partner_changes_the_first_attribute_and_never_makes_a_heldout_pair():
+    from safetext.testbed.render import HELDOUT_COMBOS, TEMPLATES
+
+    specs, rng = _training_specs()
+    seen = set()
+    for spec in specs:
+        partner, attribute = train.attribute_partner(spec, rng)
+        shape_first = TEMPLATES[spec.template].index("{shape}") < TEMPLATES[spec.template].index("{color}")
+        assert attribute == ("color" if shape_first else "shape")
+        assert getattr(partner, attribute) == getattr(spec, attribute)  # the second attribute is kept
+        first = "shape" if shape_first else "color"
+        assert getattr(partner, first) != getattr(spec, first)
+        assert (partner.word, partner.template, partner.font) == (spec.word, spec.template, spec.font)
+        assert (partner.color, partner.shape) not in HELDOUT_COMBOS
+        seen.add(attribute)
+    assert seen == {"color", "shape"}
+
+
+def test_invariance_loss_compares_the_spans_and_ignores_dropped_prompts():
+    torch.manual_seed(0)
+    cond = torch.randn(3, 77, 16)
+    partner = cond.clone()
+    partner[0, 12:16] = cond[0, 10:14]  # the same states, two positions later
+    spans = torch.tensor([[10, 12, 4], [5, 5, 3], [20, 30, 0]])
+    partner[2] = torch.randn(77, 16)  # dropped for CFG: must not count
+    assert train.invariance_loss(cond, partner, spans).item() == pytest.approx(0.0, abs=1e-7)
+
+    partner[1, 6] += 3.0  # inside the second span
+    loss = train.invariance_loss(cond, partner, spans)
+    assert loss.item() > 0
+    assert train.invariance_loss(10 * cond, 10 * partner, spans).item() == pytest.approx(loss.item(), rel=1e-5)
+    partner[1, 9] += 100.0  # outside every span
+    assert train.invariance_loss(cond, partner, spans).item() == pytest.approx(loss.item(), rel=1e-5)
+
+    cond.requires_grad_(True)
+    train.invariance_loss(cond, partner, spans).backward()
+    assert cond.grad[1, 6].abs().sum() > 0 and cond.grad[1, 9].abs().sum() == 0
