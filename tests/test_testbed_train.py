@@ -85,7 +85,7 @@ def test_every_phase_runs_resumes_and_exports(tmp_path):
 
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(export, torch_dtype=torch.float32)
+    pipe = DiffusionPipeline.from_pretrained(export, dtype=torch.float32)
     assert isinstance(pipe, StableDiffusionPipeline)
     assert pipe.unet.config.in_channels == tb.LATENT_CHANNELS
     assert (export / "safetext_preset.yaml").exists()
