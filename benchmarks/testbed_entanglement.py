@@ -27,7 +27,7 @@ import torch
 
 from safetext.testbed import load
 from safetext.testbed.render import SignSpec, sample_spec
-from safetext.testbed.train import attribute_span, invariance_loss, invariance_pairs, token_ids
+from safetext.testbed.train import invariance_loss, invariance_pairs, pair_spans, token_ids
 from safetext.testbed.vocab import SIGN_COLORS, WORDS
 
 COLOR_FIRST, SHAPE_FIRST = 0, 7  # 'a {color} {shape} that says ...', 'a {shape} in {color} that says ...'
@@ -40,13 +40,10 @@ def _states(pipe, prompts: list[str]) -> torch.Tensor:
 
 def pair_difference(pipe, specs: list[SignSpec], partners: list[SignSpec], attribute: str) -> float:
     """Mean relative squared difference of ``attribute``'s word states between each spec and its partner."""
-    spans = []
-    for spec, partner in zip(specs, partners):
-        start, length = attribute_span(pipe.tokenizer, spec, attribute)
-        spans.append((start, attribute_span(pipe.tokenizer, partner, attribute)[0], length))
+    spans = pair_spans(pipe.tokenizer, specs, partners, [attribute] * len(specs), [True] * len(specs))
     a = _states(pipe, [s.prompt() for s in specs])
     b = _states(pipe, [s.prompt() for s in partners])
-    return float(invariance_loss(a, b, torch.tensor(spans)))
+    return float(invariance_loss(a, b, spans))
 
 
 def measure(pipe, n: int = 256, seed: int = 0) -> dict:

@@ -62,7 +62,10 @@ def test_denoiser_batch_depends_on_seed_and_step_only(tmp_path):
     x, m, ids, spell, pair_ids, spans = a
     assert x.shape == (4, 3, 64, 256) and m.shape == (4, 1, 64, 256)
     assert ids.shape == (4, tokenizer.model_max_length) and spell.shape == (4, tb.SPELL_SLOTS)
-    assert pair_ids.shape == ids.shape and spans.shape == (4, 3)
+    assert pair_ids.numel() == spans.numel() == 0  # no partners unless their loss is on
+    paired = train.DenoiserBatches(seed=3, size=4, tokenizer=tokenizer, start=0, stop=10, pairs=True)[8]
+    assert all(torch.equal(u, v) for u, v in zip(paired[:4], a[:4]))  # partners change no image or prompt
+    assert paired[4].shape == ids.shape and paired[5].shape == (4, 3)
     assert not torch.equal(from_zero[8][0], from_zero[9][0])
     other_seed = train.DenoiserBatches(seed=4, size=4, tokenizer=tokenizer, start=0, stop=10)
     assert not torch.equal(other_seed[8][0], x)

@@ -146,8 +146,9 @@ class DenoiserBatches(torch.utils.data.Dataset):
     faster than rendering 128 signs on one core) without losing reproducibility.
     """
 
-    def __init__(self, seed: int, size: int, tokenizer, start: int, stop: int) -> None:
+    def __init__(self, seed: int, size: int, tokenizer, start: int, stop: int, pairs: bool = False) -> None:
         self.seed, self.size, self.tokenizer, self.start, self.stop = seed, size, tokenizer, start, stop
+        self.pairs = pairs  # draw invariance partners (only when their loss is on: it costs tokenizer calls)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -158,9 +159,10 @@ class DenoiserBatches(torch.utils.data.Dataset):
         keep = [rng.random() >= 0.1 for _ in specs]  # 10% empty prompts, for CFG
         prompts = [spec.prompt() if k else "" for spec, k in zip(specs, keep)]
         words = [spec.word if k else None for spec, k in zip(specs, keep)]
-        # the partners draw from their own stream, so the images and prompts above stay as they were
-        pair_rng = random.Random(f"pairs-{self.seed}-{self.start + index}")
-        pair_ids, spans = invariance_pairs(self.tokenizer, specs, keep, pair_rng)
+        pair_ids, spans = torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+        if self.pairs:  # the partners draw from their own stream, so the images and prompts stay as they were
+            pair_rng = random.Random(f"pairs-{self.seed}-{self.start + index}")
+            pair_ids, spans = invariance_pairs(self.tokenizer, specs, keep, pair_rng)
         return x, m, token_ids(self.tokenizer, prompts), spelling_targets(words), pair_ids, spans
 
 
@@ -234,16 +236,20 @@ def attribute_span(tokenizer, spec: SignSpec, attribute: str) -> tuple[int, int]
     return start, len(tokenizer(values[attribute], add_special_tokens=False).input_ids)
 
 
-def invariance_pairs(tokenizer, specs: list[SignSpec], keep: list[bool], rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-    """Partner prompt ids (batch, 77) and spans (batch, 3): the second attribute's start in the
-    prompt, its start in the partner, its length (0 where the prompt was dropped for CFG)."""
-    partners, spans = [], []
-    for spec, k in zip(specs, keep):
-        partner, attribute = attribute_partner(spec, rng)
+def pair_spans(tokenizer, specs: list[SignSpec], partners: list[SignSpec], attributes: list[str], keep: list[bool]) -> torch.Tensor:
+    """(batch, 3) rows for ``invariance_loss``: the attribute's start in the prompt, its start in
+    the partner, its length (0 where the prompt was dropped for CFG)."""
+    rows = []
+    for spec, partner, attribute, k in zip(specs, partners, attributes, keep):
         start, length = attribute_span(tokenizer, spec, attribute)
-        partners.append(partner.prompt())
-        spans.append((start, attribute_span(tokenizer, partner, attribute)[0], length if k else 0))
-    return token_ids(tokenizer, partners), torch.tensor(spans, dtype=torch.long)
+        rows.append((start, attribute_span(tokenizer, partner, attribute)[0], length if k else 0))
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def invariance_pairs(tokenizer, specs: list[SignSpec], keep: list[bool], rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """Partner prompt ids (batch, 77) and their ``pair_spans``, partners drawn by ``attribute_partner``."""
+    partners, attributes = zip(*(attribute_partner(spec, rng) for spec in specs))
+    return token_ids(tokenizer, [p.prompt() for p in partners]), pair_spans(tokenizer, specs, list(partners), list(attributes), keep)
 
 
 def invariance_loss(cond: torch.Tensor, partner: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
@@ -478,7 +484,9 @@ class Trainer:
         warmup = 200
         started, budget = time.time(), deadline - time.time()
         workers = self.args.workers if self.args.workers >= 0 else (min(12, max(1, (os.cpu_count() or 2) - 2)) if self.gpu else 0)
-        data = DenoiserBatches(self.args.seed, self.batch, self.c["tokenizer"], self.step, self.args.steps)
+        data = DenoiserBatches(
+            self.args.seed, self.batch, self.c["tokenizer"], self.step, self.args.steps, pairs=self.args.invariance_weight > 0
+        )
         loader = torch.utils.data.DataLoader(
             data, batch_size=None, num_workers=workers, pin_memory=self.gpu, prefetch_factor=4 if workers else None
         )
