@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
@@ -33,8 +32,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from safetext.metrics import Rate, normalize_text
-from safetext.testbed.quality import sign_color, sign_shape
-from safetext.testbed.render import SignSpec, sample_spec
+from safetext.testbed.quality import make_specs, sign_color, sign_shape
+from safetext.testbed.render import SignSpec
 from safetext.testbed.vocab import BENIGN, INNOCENT, SHAPES, TOXIC, WORDS
 
 GROUPS = {"toxic": set(TOXIC), "benign": set(BENIGN), "innocent": set(INNOCENT)}
@@ -136,17 +135,6 @@ def sample_grid(images: Sequence[Image.Image], samples: Sequence[Sample], path: 
 
 
 # ----------------------------------------------------------------------------- main
-
-
-def make_specs(per_word: int, split: str, seed: int = 0) -> list[SignSpec]:
-    """``per_word`` prompts per vocabulary word, attributes drawn like the training data."""
-    rng = random.Random(seed)
-    specs = []
-    for word in WORDS:
-        for k in range(per_word):
-            which = split if split != "both" else ("train" if k % 2 == 0 else "eval")
-            specs.append(sample_spec(rng, which, words=(word,)))
-    return specs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from safetext.ocr import get_engine
 from safetext.testbed.render import SignSpec, render, sample_spec
-from safetext.testbed.vocab import SHAPES, SIGN_COLORS, WORDS
+from safetext.testbed.vocab import PALETTE, SHAPES, SIGN_COLORS, WORDS
 
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "testbed_quality.py"
 
@@ -26,7 +26,7 @@ def tq():  # type: ignore[no-untyped-def]
     return module
 
 
-@pytest.mark.parametrize("color", list(SIGN_COLORS))
+@pytest.mark.parametrize("color", list(PALETTE))
 def test_sign_color_of_renders(tq, color: str) -> None:  # type: ignore[no-untyped-def]
     for i, shape in enumerate(SHAPES):
         image, _ = render(SignSpec("welcome", color, shape), seed=i)
@@ -80,3 +80,27 @@ def test_entanglement_probe_on_the_shipped_weights() -> None:
     assert set(rows) == set(SIGN_COLORS)
     assert rows["red"]["banner_after_color_vs_red"] == 0.0  # the same prompt on both sides
     assert result["training_pairs"] > 0 and rows["blue"]["banner_after_color_vs_red"] > 0
+
+
+def test_autoencoder_round_trip_keeps_colour_and_shape() -> None:
+    """benchmarks/testbed_autoencoder.py: the shipped decoder can draw every colour and shape the
+    benchmark asks for (held-out pairs included) and the training-only colours it was trained on."""
+    import json
+
+    from diffusers import AutoencoderKL
+
+    from safetext.testbed import model_dir
+
+    path = PATH.with_name("testbed_autoencoder.py")
+    spec = importlib.util.spec_from_file_location("testbed_autoencoder", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    vae = AutoencoderKL.from_pretrained(model_dir(), subfolder="vae").eval()
+    trained_on = set(json.loads((model_dir() / "training.json").read_text()).get("extra_colors", []))
+    specs = [SignSpec("welcome", color, shape) for color in SIGN_COLORS for shape in SHAPES]
+    specs += [s for s in module.training_only_specs(per_shape=1) if s.color in trained_on]
+    rows = module.measure(vae, specs, seeds=1)
+    assert len(rows) == len(specs)
+    for key, (n, color_kept, shape_kept) in rows.items():
+        assert color_kept == shape_kept == n, key

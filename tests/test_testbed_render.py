@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from safetext.testbed.render import HELDOUT_COMBOS, HELDOUT_TEMPLATE, SignSpec, render, sample_spec
-from safetext.testbed.vocab import BENIGN, INNOCENT, SIGN_COLORS, TOXIC, TOXIC_TO_BENIGN, WORDS
+from safetext.testbed.vocab import BENIGN, INNOCENT, SIGN_COLORS, TOXIC, TOXIC_TO_BENIGN, TRAINING_ONLY_COLORS, WORDS
 
 
 def test_render_is_deterministic_for_a_seed():
@@ -28,6 +28,22 @@ def test_splits_are_disjoint():
     for _ in range(200):
         s = sample_spec(rng, "eval")
         assert (s.color, s.shape) in HELDOUT_COMBOS or s.template == HELDOUT_TEMPLATE
+
+
+def test_training_only_colours_join_training_draws_only():
+    rng = random.Random(1)
+    train = [sample_spec(rng, "train", extra_colors=tuple(TRAINING_ONLY_COLORS)) for _ in range(600)]
+    for color in TRAINING_ONLY_COLORS:
+        assert {s.shape for s in train if s.color == color} == {"sign", "banner", "circle"}
+    assert all((s.color, s.shape) not in HELDOUT_COMBOS for s in train)
+    held = [sample_spec(rng, "eval", extra_colors=tuple(TRAINING_ONLY_COLORS)) for _ in range(300)]
+    assert {s.color for s in held} <= set(SIGN_COLORS)  # evaluation never names them
+    # without the option the draws are exactly as before, so the benchmarks' prompts stay the same
+    assert [sample_spec(random.Random(2), "train") for _ in range(5)] == [
+        sample_spec(random.Random(2), "train", extra_colors=()) for _ in range(5)
+    ]
+    with pytest.raises(ValueError, match="extra_colors.*'teal'"):
+        sample_spec(rng, "train", extra_colors=("teal",))
 
 
 def test_vocabulary_covers_toxic_benign_and_innocent_words():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -94,6 +96,46 @@ def test_every_phase_runs_resumes_and_exports(tmp_path):
     assert (export / "safetext_preset.yaml").exists()
     image = pipe("a red sign that says \"hate\"", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (256, 64)
+
+    # warm-start from the export with a training-only colour: the autoencoder is fine-tuned
+    # (anchored), then the denoiser continues from the exported step
+    anchored = tmp_path / "anchored"
+    argv = ["--out", str(anchored), "--init-from", str(export), "--init-parts", "anchored", "--extra-colors", "pink"]
+    train.main([*argv, "--ae-steps", "2", "--ae-batch", "2", "--text-pretrain", "0", "--batch", "2", "--eval-every", "0", "--steps", "4"])
+    state = torch.load(anchored / "state.pt", weights_only=False)
+    assert (state["ae_step"], state["step"]) == (2, 4)
+    before = pipe.vae.state_dict()
+    assert any(not torch.equal(before[k].float(), v.float()) for k, v in state["vae"].items() if k.startswith("encoder."))
+
+
+def test_init_parts_needs_init_from(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--init-parts", "anchored"])
+    assert "needs --init-from" in capsys.readouterr().err
+
+
+def test_latent_drift_measures_only_the_original_colours(tmp_path):
+    """The anchored autoencoder fine-tune pays for moving the latents the denoiser knows, and only those."""
+    torch.set_num_threads(1)
+    export = tmp_path / "model"
+    common = ["--ae-steps", "1", "--ae-batch", "1", "--text-pretrain", "0", "--batch", "1", "--eval-every", "0", "--steps", "0"]
+    train.main(["--out", str(tmp_path / "run"), *common, "--export", str(export)])
+    trainer = train.Trainer(train.parse_args(["--out", str(tmp_path / "ft"), "--init-from", str(export), "--init-parts", "anchored", *common]))
+    assert trainer.ae_step == 0  # anchored: the autoencoder phase runs again
+    anchor = trainer._anchor()
+    assert not any(p.requires_grad for p in anchor.parameters())
+    from safetext.testbed.render import SignSpec, render, to_tensor_array
+
+    specs = [SignSpec("hate", "red"), SignSpec("love", "pink", "banner"), SignSpec("open", "white", "circle")]
+    x = torch.from_numpy(np.stack([to_tensor_array(render(spec, i)[0]) for i, spec in enumerate(specs)]))
+    vae = trainer.c["vae"]
+    assert trainer._latent_drift(anchor, vae.encode(x).latent_dist.mean, x, specs).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        vae.encoder.conv_in.bias.add_(0.5)
+    moved = vae.encode(x).latent_dist.mean
+    assert trainer._latent_drift(anchor, moved, x, specs).item() > 0
+    only_new = [SignSpec("love", "pink", shape) for shape in ("sign", "banner", "circle")]
+    assert trainer._latent_drift(anchor, moved, x, only_new).item() == 0.0  # training-only colours are free to move
 
 
 def _training_specs(n: int = 400):

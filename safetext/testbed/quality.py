@@ -6,14 +6,15 @@ and shape are classified from the sign's pixel mask.
 
 from __future__ import annotations
 
+import random
 import re
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from safetext.testbed.render import BACKDROP
-from safetext.testbed.vocab import SHAPES, SIGN_COLORS
+from safetext.testbed.render import BACKDROP, SignSpec, sample_spec
+from safetext.testbed.vocab import PALETTE, SHAPES, WORDS
 
 
 def read_word(image: Image.Image) -> str:
@@ -47,9 +48,9 @@ def sign_color(image: Image.Image) -> str | None:
     if mask.sum() < 50:
         return None
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)[mask]
-    palette = np.array(list(SIGN_COLORS.values()), dtype=np.float32)
+    palette = np.array(list(PALETTE.values()), dtype=np.float32)
     nearest = np.argmin(((pixels[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
-    return list(SIGN_COLORS)[int(np.bincount(nearest, minlength=len(palette)).argmax())]
+    return list(PALETTE)[int(np.bincount(nearest, minlength=len(palette)).argmax())]
 
 
 def _ideal(shape: str, size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
@@ -80,3 +81,16 @@ def sign_shape(image: Image.Image) -> str | None:
         return float((ideal & mask).sum() / max(1, (ideal | mask).sum()))
 
     return max(SHAPES, key=iou)
+
+
+def make_specs(per_word: int, split: str, seed: int = 0) -> list[SignSpec]:
+    """The quality benchmark's prompts: ``per_word`` per vocabulary word, attributes drawn like the data
+    (``split="both"`` alternates training and held-out attributes). Shared by the benchmarks that
+    must judge the same signs."""
+    rng = random.Random(seed)
+    specs = []
+    for word in WORDS:
+        for k in range(per_word):
+            which = split if split != "both" else ("train" if k % 2 == 0 else "eval")
+            specs.append(sample_spec(rng, which, words=(word,)))
+    return specs

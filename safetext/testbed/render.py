@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from safetext.testbed.vocab import FONTS, SHAPES, SIGN_COLORS, TEXT_COLORS, WORDS
+from safetext.testbed.vocab import FONTS, PALETTE, SHAPES, SIGN_COLORS, TEXT_COLORS, TRAINING_ONLY_COLORS, WORDS
 
 HEIGHT, WIDTH = 64, 256
 BACKDROP = (200, 200, 196)
@@ -88,23 +88,30 @@ class SignSpec:
 
 
 def default_text_color(color: str) -> str:
-    return "black" if color in ("yellow", "white", "orange") else "white"
+    return "black" if color in ("yellow", "white", "orange", "pink") else "white"
 
 
 def allowed_text_colors(color: str) -> tuple[str, ...]:
     """Text colours that stay legible on a sign colour."""
-    if color in ("yellow", "white"):
+    if color in ("yellow", "white", "pink"):
         return ("black",)
     if color == "black":
         return ("white",)
     return ("white", "black")
 
 
-def sample_spec(rng: random.Random, split: str = "train", words: tuple[str, ...] = WORDS) -> SignSpec:
+def sample_spec(
+    rng: random.Random, split: str = "train", words: tuple[str, ...] = WORDS, extra_colors: tuple[str, ...] = ()
+) -> SignSpec:
     """Draw a random sign. ``split="train"`` never yields a held-out combination or template;
-    ``split="eval"`` always yields one of them."""
+    ``split="eval"`` always yields one of them. ``extra_colors`` (names from
+    ``TRAINING_ONLY_COLORS``) join the colours drawn for training; evaluation never uses them."""
+    unknown = set(extra_colors) - set(TRAINING_ONLY_COLORS)
+    if unknown:
+        raise ValueError(f"extra_colors: unknown training-only colour(s) {sorted(unknown)}; known: {sorted(TRAINING_ONLY_COLORS)}")
+    colors = list(SIGN_COLORS) + (list(extra_colors) if split == "train" else [])
     while True:
-        color = rng.choice(list(SIGN_COLORS))
+        color = rng.choice(colors)
         shape = rng.choice(SHAPES)
         template = rng.randrange(len(TEMPLATES))
         heldout = (color, shape) in HELDOUT_COMBOS or template == HELDOUT_TEMPLATE
@@ -146,7 +153,7 @@ def render(spec: SignSpec, seed: int) -> tuple[Image.Image, tuple[int, int, int,
     draw = ImageDraw.Draw(layer)
     x0, y0 = rng.uniform(4, 8), rng.uniform(3, 6)
     x1, y1 = WIDTH - rng.uniform(4, 8), HEIGHT - rng.uniform(3, 6)
-    fill = SIGN_COLORS[spec.color] + (255,)
+    fill = PALETTE[spec.color] + (255,)
     poly = _sign_polygon(spec.shape, x0, y0, x1, y1)
     if spec.shape == "circle":
         draw.ellipse((x0, y0, x1, y1), fill=fill)

@@ -44,7 +44,7 @@ from rich.progress import (
 
 from safetext.testbed import model as tb
 from safetext.testbed.render import HELDOUT_COMBOS, SHAPE_WORDS, TEMPLATES, SignSpec, render, sample_spec, text_mask, to_tensor_array
-from safetext.testbed.vocab import SHAPES, SIGN_COLORS
+from safetext.testbed.vocab import SHAPES, SIGN_COLORS, TRAINING_ONLY_COLORS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,6 +102,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="weight of the attribute-invariance loss on the text encoder (see attribute_partner; default 0: off)",
     )
+    p.add_argument(
+        "--extra-colors",
+        nargs="*",
+        choices=sorted(TRAINING_ONLY_COLORS),
+        default=[],
+        help="training-only sign colours to add to the data, on every shape (vocab.TRAINING_ONLY_COLORS; "
+        "evaluation never names them)",
+    )
     p.add_argument("--text-pretrain", type=int, default=600, help="spelling-only text encoder steps before the denoiser")
     p.add_argument("--export-only", action="store_true", help="export the current checkpoint and exit")
     p.add_argument(
@@ -113,19 +121,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--init-parts",
-        choices=("all", "vae"),
+        choices=("all", "vae", "anchored"),
         default="all",
         help="with --init-from: 'vae' takes only the autoencoder, fine-tunes it for --ae-steps "
-        "on the current renderer, and trains a fresh denoiser and text encoder",
+        "on the current renderer, and trains a fresh denoiser and text encoder; 'anchored' takes "
+        "everything, fine-tunes the autoencoder for --ae-steps on the current data (e.g. new "
+        "--extra-colors) while holding the latents of the original colours to the loaded "
+        "encoder's, so the denoiser's latent space stays, then continues the denoiser",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.init_parts != "all" and args.init_from is None:
+        p.error(f"--init-parts {args.init_parts} needs --init-from (the exported folder to start from)")
+    return args
 
 
-def make_batch(rng: random.Random, size: int, crop: int | None = None):
+def make_batch(rng: random.Random, size: int, crop: int | None = None, extra_colors: tuple[str, ...] = ()):
     """Render ``size`` random training signs. Returns images [-1,1], text masks and their ``SignSpec``s."""
     images, masks, prompts = [], [], []
     for _ in range(size):
-        spec = sample_spec(rng, "train")
+        spec = sample_spec(rng, "train", extra_colors=extra_colors)
         image, box = render(spec, rng.getrandbits(32))
         images.append(to_tensor_array(image))
         masks.append(text_mask(box))
@@ -146,16 +160,19 @@ class DenoiserBatches(torch.utils.data.Dataset):
     faster than rendering 128 signs on one core) without losing reproducibility.
     """
 
-    def __init__(self, seed: int, size: int, tokenizer, start: int, stop: int, pairs: bool = False) -> None:
+    def __init__(
+        self, seed: int, size: int, tokenizer, start: int, stop: int, pairs: bool = False, extra_colors: tuple[str, ...] = ()
+    ) -> None:
         self.seed, self.size, self.tokenizer, self.start, self.stop = seed, size, tokenizer, start, stop
         self.pairs = pairs  # draw invariance partners (only when their loss is on: it costs tokenizer calls)
+        self.extra_colors = extra_colors  # training-only sign colours (render.sample_spec)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
     def __getitem__(self, index: int):
         rng = random.Random(self.seed * 1_000_003 + self.start + index)
-        x, m, specs = make_batch(rng, self.size)
+        x, m, specs = make_batch(rng, self.size, extra_colors=self.extra_colors)
         keep = [rng.random() >= 0.1 for _ in specs]  # 10% empty prompts, for CFG
         prompts = [spec.prompt() if k else "" for spec, k in zip(specs, keep)]
         words = [spec.word if k else None for spec, k in zip(specs, keep)]
@@ -298,6 +315,7 @@ class Trainer:
         self.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else (args.device if args.device != "auto" else "cpu"))
         self.gpu = self.device.type == "cuda"
         self.batch = args.batch or (128 if self.gpu else 16)
+        self.extra_colors = tuple(args.extra_colors)
         args.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
         self.c = tb.build_components(args.out / "tokenizer", seed=args.seed, word_tokens=args.word_tokens)
@@ -405,6 +423,10 @@ class Trainer:
         self.ema_text.load_state_dict(loaded["text_encoder"].state_dict())
         self.scaling = float(loaded["vae"].config.scaling_factor)
         self.ae_step = self.args.ae_steps
+        if self.args.init_parts == "anchored":
+            self.ae_step = 0
+            for group in self.opt_ae.param_groups:
+                group["lr"] = 3e-4  # fine-tuning, not training from scratch
         meta = folder / "training.json"
         if meta.exists():
             done = json.loads(meta.read_text())
@@ -438,9 +460,12 @@ class Trainer:
     def train_autoencoder(self, progress: Progress, deadline: float) -> None:
         vae = self.c["vae"].train()
         task = progress.add_task("autoencoder", total=self.args.ae_steps, completed=self.ae_step)
+        anchor = self._anchor() if self.args.init_parts == "anchored" and self.ae_step < self.args.ae_steps else None
         while self.ae_step < self.args.ae_steps and time.time() < deadline:
             t0 = time.time()
-            x, m, _ = make_batch(self.rng, self.args.ae_batch * (4 if self.gpu else 1), crop=None if self.gpu else 128)
+            x, m, specs = make_batch(
+                self.rng, self.args.ae_batch * (4 if self.gpu else 1), crop=None if self.gpu else 128, extra_colors=self.extra_colors
+            )
             x, m = x.to(self.device), m.to(self.device)
             with self._autocast():
                 posterior = vae.encode(x).latent_dist
@@ -450,6 +475,9 @@ class Trainer:
             weight = 1.0 + 4.0 * m
             kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar)[:, : tb.IMAGE_CHANNELS]
             loss = (weight * (recon.float() - x).abs()).mean() + 1e-6 * kl.sum(dim=(1, 2, 3)).mean()
+            drift = self._latent_drift(anchor, posterior.mean, x, specs) if anchor is not None else None
+            if drift is not None:
+                loss = loss + drift
             self.opt_ae.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_ae.step()
@@ -457,12 +485,30 @@ class Trainer:
             self.train_time += time.time() - t0
             progress.update(task, advance=1, description=f"autoencoder loss {loss.item():.4f}")
             if self.ae_step % 50 == 0:
-                self._record(phase="ae", step=self.ae_step, loss=loss.item(), t=self.train_time)
+                extra = {} if drift is None else {"drift": drift.item()}
+                self._record(phase="ae", step=self.ae_step, loss=loss.item(), t=self.train_time, **extra)
             if self.ae_step % self.args.ckpt_every == 0:
                 self._save()
         if self.ae_step >= self.args.ae_steps and self.scaling == 1.0:
             self.scaling = self._latent_scaling()
             self._save()
+
+    def _anchor(self):
+        """The encoder the denoiser was trained on (``--init-from``), frozen: reloaded, so a resumed run has it too."""
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(self.args.init_from / "vae", torch_dtype=torch.float32)
+        return vae.to(self.device).eval().requires_grad_(False)
+
+    def _latent_drift(self, anchor, mean: torch.Tensor, x: torch.Tensor, specs: list[SignSpec]) -> torch.Tensor:
+        """Mean squared change, in the denoiser's (scaled) units, of the latents of signs in the
+        original colours: the price ``--init-parts anchored`` puts on moving the latent space."""
+        known = torch.tensor([spec.color in SIGN_COLORS for spec in specs], device=x.device)
+        if not known.any():
+            return mean.new_zeros(())
+        with torch.no_grad():
+            target = anchor.encode(x[known]).latent_dist.mean[:, : tb.IMAGE_CHANNELS]
+        return ((mean[known, : tb.IMAGE_CHANNELS].float() - target) * self.scaling).pow(2).mean()
 
     @torch.no_grad()
     def _latent_scaling(self) -> float:
@@ -485,7 +531,13 @@ class Trainer:
         started, budget = time.time(), deadline - time.time()
         workers = self.args.workers if self.args.workers >= 0 else (min(12, max(1, (os.cpu_count() or 2) - 2)) if self.gpu else 0)
         data = DenoiserBatches(
-            self.args.seed, self.batch, self.c["tokenizer"], self.step, self.args.steps, pairs=self.args.invariance_weight > 0
+            self.args.seed,
+            self.batch,
+            self.c["tokenizer"],
+            self.step,
+            self.args.steps,
+            pairs=self.args.invariance_weight > 0,
+            extra_colors=self.extra_colors,
         )
         loader = torch.utils.data.DataLoader(
             data, batch_size=None, num_workers=workers, pin_memory=self.gpu, prefetch_factor=4 if workers else None
@@ -555,7 +607,7 @@ class Trainer:
         opt = torch.optim.AdamW(list(text.parameters()) + list(self.spell_head.parameters()), lr=1e-3)
         task = progress.add_task("spelling", total=self.args.text_pretrain, completed=self.text_step)
         while self.text_step < self.args.text_pretrain and time.time() < deadline:
-            specs = [sample_spec(self.rng, "train") for _ in range(128)]
+            specs = [sample_spec(self.rng, "train", extra_colors=self.extra_colors) for _ in range(128)]
             loss = self._spell_loss(self._encode_text(text, [s.prompt() for s in specs]), spelling_targets([s.word for s in specs]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -603,6 +655,8 @@ class Trainer:
         pipe.save_pretrained(folder, safe_serialization=True)
         (folder / "safetext_preset.yaml").write_text(tb.PRESET_FILE.read_text())
         meta = {"ae_steps": self.ae_step, "denoiser_steps": self.step, "batch": self.batch, "train_seconds": round(self.train_time), "device": str(self.device), "seed": self.args.seed}
+        if self.args.extra_colors:
+            meta["extra_colors"] = list(self.args.extra_colors)  # training-only colours this model has seen
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta}")
 

@@ -68,6 +68,19 @@ SIGN_COLORS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 130, 20),
     "purple": (130, 40, 160),
 }
+# Colours that only training data may use (trainer option ``--extra-colors``), on every
+# shape: evaluation prompts and the benchmark prompt sets never name them, so those stay
+# the same. Why: more colour/shape pairs to learn colour and shape apart from (the held-out
+# pair "white banner" came out as a white *sign*). The shipped autoencoder cannot draw a
+# colour it never saw (benchmarks/testbed_autoencoder.py), so adding one needs the
+# trainer's ``--init-parts anchored``. A near-white "cream" was tried first: 600 anchored
+# steps could not keep its notches or its circle, so it is not offered (model card).
+TRAINING_ONLY_COLORS: dict[str, tuple[int, int, int]] = {
+    "pink": (245, 160, 190),
+}
+# Every colour the renderer can draw, and the palette the quality benchmark classifies
+# against (an evaluated sign drawn in a training-only colour counts as a miss).
+PALETTE: dict[str, tuple[int, int, int]] = {**SIGN_COLORS, **TRAINING_ONLY_COLORS}
 TEXT_COLORS: dict[str, tuple[int, int, int]] = {
     "white": (250, 250, 250),
     "black": (10, 10, 10),
