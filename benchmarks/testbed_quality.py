@@ -8,8 +8,9 @@ Metrics, on noise seeds the model never trained with (from --seed-base up):
 * word accuracy: Tesseract (safetext.ocr) reads exactly the requested word, per word group
   (toxic / benign / innocent) with Wilson 95% intervals; the toxic words must be drawn, or the
   bench's leakage numbers mean nothing;
-* sign colour accuracy: the most common nearest-palette colour (``SIGN_COLORS``) of the sign
-  pixels (those unlike the backdrop) equals the requested colour;
+* sign colour accuracy: the most common nearest-palette colour of the sign pixels (those
+  unlike the backdrop) equals the requested colour; the palette (``PALETTE``) holds the
+  training-only colours too, so a sign drawn in one of them is a miss;
 * shape accuracy: the sign's pixel mask best matches (IoU) the ideal rounded rectangle,
   notched banner or ellipse drawn in its bounding box;
 * seconds per image on one CPU core (``torch.set_num_threads(1)``), batch size 1.
