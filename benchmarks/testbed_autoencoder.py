@@ -21,17 +21,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from safetext.testbed.model import image_channels_only
 from safetext.testbed.quality import make_specs, sign_color, sign_shape
 from safetext.testbed.render import HELDOUT_COMBOS, SignSpec, render, to_tensor_array
 from safetext.testbed.vocab import SHAPES, TRAINING_ONLY_COLORS, WORDS
 
 
 @torch.no_grad()
-def round_trip(vae, images: list[Image.Image], image_channels: int = 4) -> list[Image.Image]:
+def round_trip(vae, images: list[Image.Image]) -> list[Image.Image]:
     """Encode (posterior mean) and decode, with the position channels zeroed as in training."""
     x = torch.from_numpy(np.stack([to_tensor_array(im) for im in images]))
-    z = vae.encode(x).latent_dist.mean
-    z = torch.cat([z[:, :image_channels], torch.zeros_like(z[:, image_channels:])], 1)
+    z = image_channels_only(vae.encode(x).latent_dist.mean)
     y = ((vae.decode(z).sample.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return [Image.fromarray(a) for a in y.permute(0, 2, 3, 1).numpy()]
 

@@ -95,6 +95,13 @@ def position_channels(height: int = LATENT_SIZE[0], width: int = LATENT_SIZE[1])
     return maps[None].contiguous()
 
 
+def image_channels_only(z):
+    """``z`` with its position channels zeroed: what the decoder is trained on (it gives them zero weight)."""
+    import torch
+
+    return torch.cat([z[:, :IMAGE_CHANNELS], torch.zeros_like(z[:, IMAGE_CHANNELS:])], 1)
+
+
 def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     """CLIP's BPE on one lower-cased word: merge the lowest-ranked adjacent pair until none applies."""
     symbols = list(word[:-1]) + [word[-1] + "</w>"]

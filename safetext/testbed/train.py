@@ -470,7 +470,7 @@ class Trainer:
             with self._autocast():
                 posterior = vae.encode(x).latent_dist
                 z = posterior.sample()
-                z = torch.cat([z[:, : tb.IMAGE_CHANNELS], torch.zeros_like(z[:, tb.IMAGE_CHANNELS :])], 1)
+                z = tb.image_channels_only(z)
                 recon = vae.decode(z).sample  # the decoder never sees the position channels
             weight = 1.0 + 4.0 * m
             kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar)[:, : tb.IMAGE_CHANNELS]
