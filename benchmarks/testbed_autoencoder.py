@@ -4,9 +4,10 @@
     python benchmarks/testbed_autoencoder.py --model DIR      # another testbed folder
 
 The denoiser can only draw what the decoder can decode. This renders the quality benchmark's
-exact signs (``safetext.testbed.quality.make_specs``: the same prompts, ground-truth images instead of
-generated ones), and signs in the training-only colours, encodes and decodes each, and
-classifies colour and shape as the quality benchmark does. A pair that fails here fails in generation however good the denoiser is.
+exact signs (``safetext.testbed.quality.make_specs``: the same prompts, ground-truth images
+instead of generated ones) and signs in the training-only colours, encodes and decodes
+each, and classifies colour and shape as the quality benchmark does. A pair that fails
+here fails in generation however good the denoiser is.
 No denoiser, no OCR: seconds on one core.
 """
 
@@ -37,7 +38,8 @@ def round_trip(vae, images: list[Image.Image]) -> list[Image.Image]:
 
 
 def training_only_specs(per_shape: int = 8) -> list[SignSpec]:
-    """Signs in the training-only colours (``TRAINING_ONLY_COLORS``), every shape: the benchmark never asks for them."""
+    """Signs in the training-only colours (``TRAINING_ONLY_COLORS``), every shape; the quality
+    benchmark never asks for them."""
     return [
         SignSpec(WORDS[(7 * i) % len(WORDS)], color, shape)
         for color in TRAINING_ONLY_COLORS

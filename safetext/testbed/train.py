@@ -655,8 +655,8 @@ class Trainer:
         pipe.save_pretrained(folder, safe_serialization=True)
         (folder / "safetext_preset.yaml").write_text(tb.PRESET_FILE.read_text())
         meta = {"ae_steps": self.ae_step, "denoiser_steps": self.step, "batch": self.batch, "train_seconds": round(self.train_time), "device": str(self.device), "seed": self.args.seed}
-        if self.args.extra_colors:
-            meta["extra_colors"] = list(self.args.extra_colors)  # training-only colours this model has seen
+        if self.extra_colors:
+            meta["extra_colors"] = list(self.extra_colors)  # training-only colours this model has seen
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta}")
 
