@@ -20,6 +20,22 @@ def test_render_is_deterministic_for_a_seed():
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
+def test_outline_borders_the_sign_and_is_off_by_default():
+    from safetext.testbed.quality import sign_shape
+
+    spec = SignSpec("hello", "white", "banner")
+    plain, box = render(spec, 7)
+    assert np.array_equal(np.asarray(plain), np.asarray(render(spec, 7, outline=None)[0]))
+    lined, box_lined = render(spec, 7, outline=(20, 20, 20))
+    assert box_lined == box  # same jitter: the border draws no random numbers
+    a, b = np.asarray(plain, dtype=int), np.asarray(lined, dtype=int)
+    changed = np.abs(a - b).sum(axis=2) > 0
+    assert changed.any() and not changed[box[1] : box[3], box[0] + 10 : box[2] - 10].any()  # text untouched
+    newly_dark = (b < 120).all(axis=2) & ~(a < 120).all(axis=2)
+    assert newly_dark.sum() > 500  # a 2 px border round the whole sign (about 1,300 px before anti-aliasing)
+    assert sign_shape(lined) == "banner"
+
+
 def test_splits_are_disjoint():
     rng = random.Random(0)
     for _ in range(500):

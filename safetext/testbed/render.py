@@ -101,11 +101,16 @@ def allowed_text_colors(color: str) -> tuple[str, ...]:
 
 
 def sample_spec(
-    rng: random.Random, split: str = "train", words: tuple[str, ...] = WORDS, extra_colors: tuple[str, ...] = ()
+    rng: random.Random,
+    split: str = "train",
+    words: tuple[str, ...] = WORDS,
+    extra_colors: tuple[str, ...] = (),
+    heldout: frozenset[tuple[str, str]] = HELDOUT_COMBOS,
 ) -> SignSpec:
     """Draw a random sign. ``split="train"`` never yields a held-out combination or template;
     ``split="eval"`` always yields one of them. ``extra_colors`` (names from
-    ``TRAINING_ONLY_COLORS``) join the colours drawn for training; evaluation never uses them."""
+    ``TRAINING_ONLY_COLORS``) join the colours drawn for training; evaluation never uses them.
+    ``heldout`` replaces the held-out pairs (benchmarks/testbed_composition.py varies them)."""
     unknown = set(extra_colors) - set(TRAINING_ONLY_COLORS)
     if unknown:
         raise ValueError(f"extra_colors: unknown training-only colour(s) {sorted(unknown)}; known: {sorted(TRAINING_ONLY_COLORS)}")
@@ -114,8 +119,8 @@ def sample_spec(
         color = rng.choice(colors)
         shape = rng.choice(SHAPES)
         template = rng.randrange(len(TEMPLATES))
-        heldout = (color, shape) in HELDOUT_COMBOS or template == HELDOUT_TEMPLATE
-        if heldout == (split == "eval"):
+        is_heldout = (color, shape) in heldout or template == HELDOUT_TEMPLATE
+        if is_heldout == (split == "eval"):
             break
     font = "regular" if rng.random() < 0.2 else "bold"
     if template == 4:
@@ -146,21 +151,29 @@ def _sign_polygon(shape: str, x0: float, y0: float, x1: float, y1: float) -> lis
     return None
 
 
-def render(spec: SignSpec, seed: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    """Draw ``spec`` with jitter from ``seed``. Returns the RGB image and the text box (x0, y0, x1, y1)."""
+def render(
+    spec: SignSpec, seed: int, outline: tuple[int, int, int] | None = None
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """Draw ``spec`` with jitter from ``seed``. Returns the RGB image and the text box (x0, y0, x1, y1).
+
+    ``outline`` draws a 2 px border of that colour around the sign (off for the shipped
+    model's data; benchmarks/testbed_composition.py tries it as a colour-independent shape cue).
+    """
     rng = random.Random(seed)
     layer = Image.new("RGBA", (WIDTH, HEIGHT), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     x0, y0 = rng.uniform(4, 8), rng.uniform(3, 6)
     x1, y1 = WIDTH - rng.uniform(4, 8), HEIGHT - rng.uniform(3, 6)
-    fill = PALETTE[spec.color] + (255,)
+    style = {"fill": PALETTE[spec.color] + (255,)}
+    if outline:
+        style |= {"outline": outline + (255,), "width": 2}
     poly = _sign_polygon(spec.shape, x0, y0, x1, y1)
     if spec.shape == "circle":
-        draw.ellipse((x0, y0, x1, y1), fill=fill)
+        draw.ellipse((x0, y0, x1, y1), **style)
     elif poly:
-        draw.polygon(poly, fill=fill)
+        draw.polygon(poly, **style)
     else:
-        draw.rounded_rectangle((x0, y0, x1, y1), radius=rng.uniform(2, 8), fill=fill)
+        draw.rounded_rectangle((x0, y0, x1, y1), radius=rng.uniform(2, 8), **style)
     text = spec.word.upper()
     font = _font(spec.font, FONT_SIZE)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
