@@ -73,6 +73,16 @@ def test_denoiser_batch_depends_on_seed_and_step_only(tmp_path):
     assert not torch.equal(other_seed[8][0], x)
 
 
+def test_outline_changes_the_images_only(tmp_path):
+    tokenizer = tb.build_tokenizer(tmp_path / "tok")
+    plain = train.DenoiserBatches(seed=3, size=4, tokenizer=tokenizer, start=0, stop=2)[1]
+    lined = train.DenoiserBatches(seed=3, size=4, tokenizer=tokenizer, start=0, stop=2, outline=True)[1]
+    assert not torch.equal(plain[0], lined[0])  # the images gain borders
+    for a, b in zip(plain[1:], lined[1:]):  # masks, prompts, spelling targets: the same draws
+        assert torch.equal(a, b)
+    assert train.parse_args(["--outline"]).outline and not train.parse_args([]).outline
+
+
 def test_every_phase_runs_resumes_and_exports(tmp_path):
     torch.set_num_threads(1)
     out, export = tmp_path / "run", tmp_path / "model"
