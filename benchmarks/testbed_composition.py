@@ -176,7 +176,8 @@ def generate(text, unet, vae, tok, prompts: list[str], seed: int) -> list[Image.
     for t in sched.timesteps:
         eu, ec = unet(torch.cat([z, z]), t, torch.cat([uncond, cond])).sample.chunk(2)
         z = sched.step(eu + tb.DEFAULT_GUIDANCE * (ec - eu), t, z).prev_sample
-    x = vae.decode(tb.image_channels_only(torch.cat([z / vae.config.scaling_factor, torch.zeros_like(z[:, :2])], 1))).sample
+    # the decoder's input: image channels, and the position channels it gives zero weight to as zeros
+    x = vae.decode(torch.cat([z / vae.config.scaling_factor, torch.zeros_like(z[:, : tb.POSITION_CHANNELS])], 1)).sample
     y = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return [Image.fromarray(a) for a in y]
 
