@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
+from _bench_scripts import load_benchmark
 
 from safetext.testbed.render import HELDOUT_COMBOS, sample_spec
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "testbed_composition.py"
 
 
 @pytest.fixture(scope="module")
 def tc():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("testbed_composition", PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbed_composition"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("testbed_composition")
 
 
 def test_swapped_heldout_pair_is_never_trained(tc) -> None:  # type: ignore[no-untyped-def]

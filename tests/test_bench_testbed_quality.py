@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
+from _bench_scripts import load_benchmark
 
 from safetext.ocr import get_engine
 from safetext.testbed.render import SignSpec, render, sample_spec
 from safetext.testbed.vocab import PALETTE, SHAPES, SIGN_COLORS, WORDS
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "testbed_quality.py"
-
 
 @pytest.fixture(scope="module")
 def tq():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("testbed_quality", PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbed_quality"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("testbed_quality")
 
 
 @pytest.mark.parametrize("color", list(PALETTE))
@@ -68,11 +60,7 @@ def test_score_and_summary_on_renders(tq, tmp_path: Path) -> None:  # type: igno
 def test_entanglement_probe_on_the_shipped_weights() -> None:
     """benchmarks/testbed_entanglement.py: a prompt against itself scores 0, a changed first
     attribute scores more, and the rows cover every colour."""
-    path = PATH.with_name("testbed_entanglement.py")
-    spec = importlib.util.spec_from_file_location("testbed_entanglement", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("testbed_entanglement")
     from safetext.testbed import load
 
     result = module.measure(load(), n=16)
@@ -91,11 +79,7 @@ def test_autoencoder_round_trip_keeps_colour_and_shape() -> None:
 
     from safetext.testbed import model_dir
 
-    path = PATH.with_name("testbed_autoencoder.py")
-    spec = importlib.util.spec_from_file_location("testbed_autoencoder", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("testbed_autoencoder")
     vae = AutoencoderKL.from_pretrained(model_dir(), subfolder="vae").eval()
     trained_on = set(json.loads((model_dir() / "training.json").read_text()).get("extra_colors", []))
     specs = [SignSpec("welcome", color, shape) for color in SIGN_COLORS for shape in SHAPES]
