@@ -50,14 +50,19 @@ import safetext.testbed.render as render_mod
 from safetext.testbed import MODEL_DIR
 from safetext.testbed import model as tb
 from safetext.testbed.quality import sign_color, sign_shape
-from safetext.testbed.render import SignSpec, render, sample_spec, to_tensor_array
+from safetext.testbed.render import (
+    OUTLINE,
+    SignSpec,
+    render,
+    sample_spec,
+    to_tensor_array,
+)
 from safetext.testbed.vocab import PALETTE
 
 MAX_TOKENS = 64  # the longest training prompt is about 60 letters
 CONTROL_PAIRS = (("white", "sign"), ("white", "circle"), ("yellow", "banner"), ("red", "banner"))  # trained by default
 EVAL_TEMPLATES = (0, 1, 2, 5, 7, 8)  # training templates without a named font or text colour
 EVAL_WORDS = ("hello", "idiot", "sale")
-OUTLINE = (20, 20, 20)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -26,6 +26,9 @@ from safetext.testbed.vocab import FONTS, PALETTE, SHAPES, SIGN_COLORS, TEXT_COL
 
 HEIGHT, WIDTH = 64, 256
 BACKDROP = (200, 200, 196)
+# The optional sign border (``render(outline=...)``, trainer ``--outline``): a shape cue of the same
+# contrast whatever the sign's colour (benchmarks/testbed_composition.py).
+OUTLINE = (20, 20, 20)
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
 FONT_FILES = {"bold": "DejaVuSansMono-Bold.ttf", "regular": "DejaVuSansMono.ttf"}
 FONT_SIZE = 30  # 18 px per letter: the longest word (8 letters) fits every shape

@@ -43,7 +43,7 @@ from rich.progress import (
 )
 
 from safetext.testbed import model as tb
-from safetext.testbed.render import HELDOUT_COMBOS, SHAPE_WORDS, TEMPLATES, SignSpec, render, sample_spec, text_mask, to_tensor_array
+from safetext.testbed.render import HELDOUT_COMBOS, OUTLINE, SHAPE_WORDS, TEMPLATES, SignSpec, render, sample_spec, text_mask, to_tensor_array
 from safetext.testbed.vocab import SHAPES, SIGN_COLORS, TRAINING_ONLY_COLORS
 
 
@@ -159,12 +159,6 @@ def make_batch(
         left = rng.randrange(0, x.shape[-1] - crop + 1)
         x, m = x[..., left : left + crop], m[..., left : left + crop]
     return x, m, prompts
-
-
-# The border ``--outline`` draws round every sign: a shape cue of the same contrast whatever the
-# sign's colour. benchmarks/testbed_composition.py: without it a model trained from scratch drew
-# the held-out white banner as a white sign 16 times in 16; with it, as a white banner 15 in 16.
-OUTLINE = (20, 20, 20)
 
 
 class DenoiserBatches(torch.utils.data.Dataset):
