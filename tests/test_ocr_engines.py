@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -49,6 +50,17 @@ def test_tesseract_reads_testbed_renders() -> None:
     reads = get_engine("tesseract").read_batch(images)
     correct = sum(r.text.strip().upper() == s.word.upper() for r, s in zip(reads, specs))
     assert correct >= 11, [(s.word, r.text) for s, r in zip(specs, reads)]
+
+
+def test_tesseract_reads_bordered_testbed_renders() -> None:
+    """Signs with a dark border (the trainer's --outline): the ring is not read as glyphs."""
+    render = pytest.importorskip("safetext.testbed.render")
+    rng = random.Random(3)
+    specs = [dataclasses.replace(render.sample_spec(rng, "train"), shape="circle") for _ in range(8)]
+    images = [render.render(s, 200 + i, render.OUTLINE)[0] for i, s in enumerate(specs)]
+    reads = get_engine("tesseract").read_batch(images)
+    correct = sum(r.text.strip().upper() == s.word.upper() for r, s in zip(reads, specs))
+    assert correct >= 7, [(s.word, r.text) for s, r in zip(specs, reads)]
 
 
 def test_blank_image_reads_nothing(tesseract: OCREngine) -> None:

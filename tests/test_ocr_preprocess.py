@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from safetext.ocr.preprocess import PreprocessConfig, Prepared, otsu_threshold, prepare, scale_for, text_ink
+from safetext.ocr.preprocess import PreprocessConfig, Prepared, frame_margin, otsu_threshold, prepare, scale_for, text_ink
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 BACKDROP = (200, 200, 196)
@@ -18,6 +18,15 @@ def sign(word: str, sign_rgb: tuple[int, int, int], text_rgb: tuple[int, int, in
     d = ImageDraw.Draw(im)
     d.rounded_rectangle((8, 5, 248, 59), radius=5, fill=sign_rgb)
     d.text((128, 32), word, font=ImageFont.truetype(FONT, size), fill=text_rgb, anchor="mm")
+    return im
+
+
+def ringed(word: str, sign_rgb: tuple[int, int, int], text_rgb: tuple[int, int, int]) -> Image.Image:
+    """A word on a round sign with a thin dark border, as the testbed's --outline draws."""
+    im = Image.new("RGB", (256, 64), BACKDROP)
+    d = ImageDraw.Draw(im)
+    d.ellipse((30, 6, 226, 58), fill=sign_rgb, outline=(20, 20, 20), width=2)
+    d.text((128, 32), word, font=ImageFont.truetype(FONT, 22), fill=text_rgb, anchor="mm")
     return im
 
 
@@ -71,3 +80,31 @@ def test_prepare_variants_are_dark_text_on_light() -> None:
 def test_box_maps_back_to_input_pixels() -> None:
     prep = Prepared(Image.new("L", (10, 10)), "gray", scale=2.0, pad=12)
     assert prep.to_source((12 + 20, 12 + 10, 12 + 60, 12 + 30)) == (10, 5, 30, 15)
+
+
+@pytest.mark.parametrize(
+    ("sign_rgb", "text_rgb"),
+    [
+        ((30, 150, 50), (250, 250, 250)),  # white on green: without the frame rule the ring out-inks the letters
+        ((240, 240, 240), (10, 10, 10)),  # black on white: ring and letters share the dark class
+    ],
+)
+def test_sign_border_is_not_text(sign_rgb: tuple[int, int, int], text_rgb: tuple[int, int, int]) -> None:
+    im = ringed("SHIT", sign_rgb, text_rgb)
+    frame = frame_margin(im, 3)
+    assert frame is not None
+    mask, letter_h = text_ink(np.asarray(im.convert("L")), frame)
+    ys, xs = np.nonzero(mask)
+    assert letter_h is not None and 12 <= letter_h <= 24  # the cap height of a 22 px font, not the ring's 52
+    assert 70 < xs.min() and xs.max() < 186 and 15 < ys.min() and ys.max() < 49  # the word, none of the ring
+    # the binary page Tesseract reads has the word's ink only
+    binary = np.asarray(prepare(im)[0].image) == 0
+    assert binary.any() and not binary[:, : binary.shape[1] // 5].any()
+
+
+def test_plain_page_has_no_frame() -> None:
+    im = Image.new("RGB", (256, 64), "white")
+    ImageDraw.Draw(im).text((128, 32), "HELLO", font=ImageFont.truetype(FONT, 28), fill="black", anchor="mm")
+    assert frame_margin(im, 3) is None  # text on a page: the letters touch the backdrop and stay text
+    assert frame_margin(sign("HELLO", (200, 30, 30), (250, 250, 250)), 3) is not None
+    assert frame_margin(im, 0) is None

@@ -9,8 +9,10 @@ levels, so Otsu is applied to the whole image and again inside each of its two c
 for each threshold and polarity, components that touch the image border (backdrop) or cover
 half the image (the sign itself) are dropped, as are specks much shorter than the letters;
 the choice that keeps the most ink is the text. This handles the cases that defeat plain
-Otsu, where the letters share a class with the backdrop or with the sign. Noisy images get
-a 3x3 median first (estimated noise above ``noise_threshold``).
+Otsu, where the letters share a class with the backdrop or with the sign. A sign with a
+border (a ring round a round sign) adds a fourth level: ink that hugs the backdrop round a
+sign is its frame, not text, and is dropped (``frame_margin``). Noisy images get a 3x3 median
+first (estimated noise above ``noise_threshold``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class PreprocessConfig:
     pad: int = 12
     denoise: bool = True  # 3x3 median before upscaling when the image is noisy (diffusion outputs)
     noise_threshold: float = 2.0  # grey levels; clean renders measure 1-2 (anti-aliasing), and a median thins thin strokes
+    frame_px: int = 3  # ink within this many input pixels of the backdrop round a sign is the sign's frame (0: off)
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,9 @@ def _candidate_thresholds(gray: np.ndarray) -> list[int]:
     return out
 
 
-def _interior_components(cls: np.ndarray, min_area: int) -> tuple[np.ndarray, list[int]]:
-    """Components of ``cls`` that neither touch the border (backdrop) nor cover half the image (the sign)."""
+def _interior_components(cls: np.ndarray, min_area: int, frame: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+    """Components of ``cls`` that neither touch the border (backdrop) nor cover half the image (the sign),
+    nor lie mostly on ``frame`` (the band round a sign where its border is)."""
     h, w = cls.shape
     labels, _ = ndimage.label(cls)
     keep: list[int] = []
@@ -103,7 +107,9 @@ def _interior_components(cls: np.ndarray, min_area: int) -> tuple[np.ndarray, li
         ch, cw = ys.stop - ys.start, xs.stop - xs.start
         if ys.start == 0 or xs.start == 0 or ys.stop == h or xs.stop == w or ch * cw > 0.5 * h * w:
             continue
-        if int(np.count_nonzero(labels[sl] == idx)) < min_area:
+        own = labels[sl] == idx
+        area = int(np.count_nonzero(own))
+        if area < min_area or (frame is not None and np.count_nonzero(own & frame[sl]) > 0.5 * area):
             continue
         keep.append(idx)
         heights.append(ch)
@@ -114,10 +120,30 @@ def _interior_components(cls: np.ndarray, min_area: int) -> tuple[np.ndarray, li
     return mask, heights
 
 
-def text_ink(gray: np.ndarray) -> tuple[np.ndarray, float | None]:
+def frame_margin(image: Image.Image, px: int, tol: int = 30, min_sign: float = 0.25) -> np.ndarray | None:
+    """The band within ``px`` pixels of the backdrop, where a sign's border lies; None without a sign.
+
+    The backdrop is what connects to the image border in the border's median colour (RGB, so a
+    yellow sign as grey as the backdrop still differs). Text on a plain page is all backdrop and
+    letters, so with less than ``min_sign`` of the image off the backdrop there is no sign and no frame."""
+    if px <= 0:
+        return None
+    a = np.asarray(image.convert("RGB"), dtype=np.int16)
+    edge = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    similar = np.abs(a - np.median(edge, axis=0)).max(axis=2) <= tol
+    labels, _ = ndimage.label(similar)
+    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    backdrop = np.isin(labels, touching[touching > 0])
+    if (~backdrop).mean() < min_sign:
+        return None
+    return ndimage.binary_dilation(backdrop, structure=np.ones((3, 3), dtype=bool), iterations=px) & ~backdrop
+
+
+def text_ink(gray: np.ndarray, frame: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
     """The text pixels of a grey image and the median letter height (None when no text-like ink).
 
-    Every candidate threshold and polarity is tried; the one that keeps the most interior ink wins."""
+    Every candidate threshold and polarity is tried; the one that keeps the most interior ink wins.
+    ``frame`` (as from :func:`frame_margin`, same size) marks where a sign's border may be."""
     h, w = gray.shape
     if float(gray.max()) - float(gray.min()) < 16:
         return np.zeros_like(gray, dtype=bool), None
@@ -125,7 +151,7 @@ def text_ink(gray: np.ndarray) -> tuple[np.ndarray, float | None]:
     best: tuple[int, np.ndarray, list[int]] = (0, np.zeros_like(gray, dtype=bool), [])
     for t in _candidate_thresholds(gray):
         for cls in (gray <= t, gray > t):
-            mask, heights = _interior_components(cls, min_area)
+            mask, heights = _interior_components(cls, min_area, frame)
             ink = int(mask.sum())
             if ink > best[0]:
                 best = (ink, mask, heights)
@@ -133,10 +159,10 @@ def text_ink(gray: np.ndarray) -> tuple[np.ndarray, float | None]:
     return mask, (float(np.median(heights)) if heights else None)
 
 
-def scale_for(image: Image.Image, cfg: PreprocessConfig) -> float:
+def scale_for(image: Image.Image, cfg: PreprocessConfig, frame: np.ndarray | None = None) -> float:
     """Upscale factor that brings letters to ``cfg.min_text_px`` (never downscales)."""
     gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    _, letter_h = text_ink(gray)
+    _, letter_h = text_ink(gray, frame)
     if letter_h is None:  # no text found: assume a line of text fills about 60% of the height
         letter_h = 0.6 * image.height
     return float(min(max(cfg.min_text_px / max(letter_h, 1.0), 1.0), cfg.max_scale))
@@ -148,15 +174,16 @@ def _pad(image: Image.Image, pad: int, fill: int) -> Image.Image:
     return out
 
 
-def binarize(gray: Image.Image) -> Image.Image:
+def binarize(gray: Image.Image, frame: np.ndarray | None = None) -> Image.Image:
     """Dark text on white, whatever the input polarity."""
-    mask, _ = text_ink(np.asarray(gray, dtype=np.uint8))
+    mask, _ = text_ink(np.asarray(gray, dtype=np.uint8), frame)
     return Image.fromarray(np.where(mask, 0, 255).astype(np.uint8), mode="L")
 
 
 def prepare(image: Image.Image, cfg: PreprocessConfig = PreprocessConfig()) -> list[Prepared]:
     """The variants to read for one image, most reliable first (binary, then grey), upscaled and padded."""
-    scale = scale_for(image, cfg)
+    frame = frame_margin(image, cfg.frame_px)
+    scale = scale_for(image, cfg, frame)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     gray = image.convert("L")
     if cfg.denoise and noise_sigma(np.asarray(gray)) > cfg.noise_threshold:
@@ -164,7 +191,8 @@ def prepare(image: Image.Image, cfg: PreprocessConfig = PreprocessConfig()) -> l
     gray = gray.resize(size, Image.LANCZOS) if scale != 1.0 else gray
     out: list[Prepared] = []
     if cfg.binarize in ("auto", "always"):
-        out.append(Prepared(_pad(binarize(gray), cfg.pad, 255), "binary", scale, cfg.pad))
+        big_frame = None if frame is None else np.asarray(Image.fromarray(frame).resize(size, Image.NEAREST))
+        out.append(Prepared(_pad(binarize(gray, big_frame), cfg.pad, 255), "binary", scale, cfg.pad))
     if cfg.binarize in ("auto", "never"):
         g = np.asarray(gray)
         border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
