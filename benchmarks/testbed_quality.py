@@ -13,6 +13,9 @@ Metrics, on noise seeds the model never trained with (from --seed-base up):
   training-only colours too, so a sign drawn in one of them is a miss;
 * shape accuracy: the sign's pixel mask best matches (IoU) the ideal rounded rectangle,
   notched banner or ellipse drawn in its bounding box;
+* for models trained with ``--outline`` (most images have a dark border), a diagnostic row:
+  the shape the border encloses (``border_shape``), which tells "drew a banner's outline but
+  painted its notches" from "drew a sign"; the headline shape stays the fill-based one;
 * seconds per image on one CPU core (``torch.set_num_threads(1)``), batch size 1.
 
 Writes ``testbed_quality.json``, ``testbed_quality.md`` and ``testbed_quality.png`` (samples)
@@ -33,7 +36,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from safetext.metrics import Rate, normalize_text
-from safetext.testbed.quality import make_specs, sign_color, sign_shape
+from safetext.testbed.quality import border_shape, make_specs, sign_color, sign_shape
 from safetext.testbed.render import SignSpec
 from safetext.testbed.vocab import BENIGN, INNOCENT, SHAPES, TOXIC, WORDS
 
@@ -56,6 +59,7 @@ class Sample:
     word_ok: bool
     color_read: str | None
     shape_read: str | None
+    border_shape_read: str | None = None  # the shape a dark border encloses; None without a border
 
 
 def score(specs: Sequence[SignSpec], seeds: Sequence[int], images: Sequence[Image.Image], seconds: Sequence[float], ocr: object) -> list[Sample]:
@@ -65,7 +69,7 @@ def score(specs: Sequence[SignSpec], seeds: Sequence[int], images: Sequence[Imag
         text = normalize_text(read.text).replace(" ", "")
         out.append(
             Sample(spec.word, spec.color, spec.shape, spec.font, spec.prompt(), seed, secs, read.text,
-                   text == spec.word, sign_color(image), sign_shape(image))
+                   text == spec.word, sign_color(image), sign_shape(image), border_shape(image))
         )
     return out
 
@@ -83,6 +87,8 @@ def summarize(samples: Sequence[Sample]) -> dict[str, object]:
         "color_accuracy": rate([s.color_read == s.color for s in samples]),
         "shape_accuracy": rate([s.shape_read == s.shape for s in samples]),
         "shape_accuracy_by_shape": {sh: rate([s.shape_read == sh for s in samples if s.shape == sh]) for sh in SHAPES},
+        "bordered_images": sum(s.border_shape_read is not None for s in samples),
+        "shape_by_border_accuracy": rate([s.border_shape_read == s.shape for s in samples]),
         "seconds_per_image": {"mean": statistics.fmean(secs) if secs else None, "median": statistics.median(secs) if secs else None},
         "per_word": per_word,
     }
@@ -109,6 +115,10 @@ def markdown(summary: dict[str, object], meta: dict[str, object]) -> str:
     lines += [
         f"| sign colour | {_pct(s['color_accuracy'])} |",  # type: ignore[arg-type]
         f"| sign shape | {_pct(s['shape_accuracy'])} |",  # type: ignore[arg-type]
+    ]
+    if 2 * s["bordered_images"] > s["n_images"]:  # type: ignore[operator]
+        lines.append(f"| - diagnostic: the shape its dark border encloses ({s['bordered_images']} bordered) | {_pct(s['shape_by_border_accuracy'])} |")  # type: ignore[arg-type]
+    lines += [
         f"| seconds per image (1 core) | mean {s['seconds_per_image']['mean']:.2f}, median {s['seconds_per_image']['median']:.2f} |",  # type: ignore[index]
         "",
         "Words read in under half of their images:",

@@ -9,7 +9,7 @@ import pytest
 from _bench_scripts import load_benchmark
 
 from safetext.ocr import get_engine
-from safetext.testbed.render import SignSpec, render, sample_spec
+from safetext.testbed.render import OUTLINE, SignSpec, render, sample_spec
 from safetext.testbed.vocab import PALETTE, SHAPES, SIGN_COLORS, WORDS
 
 
@@ -33,6 +33,18 @@ def test_sign_shape_of_renders(tq) -> None:  # type: ignore[no-untyped-def]
     assert correct >= 28, [(s.shape, g) for s, g in zip(specs, got) if s.shape != g]
 
 
+def test_border_shape_of_bordered_renders(tq) -> None:  # type: ignore[no-untyped-def]
+    """The diagnostic for --outline models: the shape a sign's dark border encloses."""
+    from safetext.testbed.quality import border_shape
+
+    rng = random.Random(4)
+    specs = [sample_spec(rng, "train") for _ in range(30)]
+    got = [border_shape(render(s, i, OUTLINE)[0]) for i, s in enumerate(specs)]
+    assert sum(g == s.shape for g, s in zip(got, specs)) >= 27, [(s.shape, g) for s, g in zip(specs, got) if s.shape != g]
+    light = [s for s in specs if s.color != "black"]
+    assert all(border_shape(render(s, 0)[0]) is None for s in light)  # no border drawn, none found
+
+
 def test_blank_image_has_no_sign(tq) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 
@@ -53,6 +65,13 @@ def test_score_and_summary_on_renders(tq, tmp_path: Path) -> None:  # type: igno
     assert summary["seconds_per_image"]["mean"] == 0.5
     md = tq.markdown(summary, {"per_word": 1, "split": "both", "steps": 20, "guidance_scale": 4.0, "seed_base": 0, "command": "x"})
     assert "word read exactly" in md and "sign colour" in md
+    assert "border encloses" not in md  # unbordered renders: no diagnostic row
+    bordered = [render(s, 500 + i, OUTLINE)[0] for i, s in enumerate(specs)]
+    summary = tq.summarize(tq.score(specs, list(range(12)), bordered, [0.5] * 12, get_engine("tesseract")))
+    assert summary["bordered_images"] == 12 and summary["shape_by_border_accuracy"]["value"] >= 11 / 12
+    assert summary["word_accuracy"]["value"] >= 11 / 12  # the OCR drops the border (safetext.ocr.preprocess.frame_margin)
+    md = tq.markdown(summary, {"per_word": 1, "split": "both", "steps": 20, "guidance_scale": 4.0, "seed_base": 0, "command": "x"})
+    assert "border encloses" in md
     tq.sample_grid(images, samples, tmp_path / "g.png")
     assert (tmp_path / "g.png").exists()
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from safetext.testbed.render import BACKDROP, SignSpec, sample_spec
+from safetext.testbed.render import BACKDROP, OUTLINE, SignSpec, sample_spec
 from safetext.testbed.vocab import PALETTE, SHAPES, WORDS
 
 
@@ -79,6 +79,31 @@ def sign_shape(image: Image.Image) -> str | None:
     def iou(shape: str) -> float:
         ideal = _ideal(shape, image.size, box)
         return float((ideal & mask).sum() / max(1, (ideal | mask).sum()))
+
+    return max(SHAPES, key=iou)
+
+
+def border_shape(image: Image.Image, tol: int = 90, min_box: float = 0.3) -> str | None:
+    """The shape the sign's dark border (``OUTLINE``, the trainer's ``--outline``) encloses; None
+    without one. A diagnostic beside :func:`sign_shape`: a model can draw a banner's outline yet
+    paint its notches in the sign's colour, which the fill-based shape reads as a sign."""
+    a = np.asarray(image.convert("RGB"), dtype=np.int16)
+    dark = np.abs(a - np.array(OUTLINE)).max(axis=2) < tol
+    labels, n = ndimage.label(ndimage.binary_closing(dark, iterations=2), structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return None
+    slices = ndimage.find_objects(labels)
+    areas = [(sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start) for sl in slices]
+    biggest = int(np.argmax(areas))
+    if areas[biggest] < min_box * dark.size:  # letters only: no border
+        return None
+    ys, xs = slices[biggest]
+    box = (xs.start, ys.start, xs.stop - 1, ys.stop - 1)
+    region = ndimage.binary_fill_holes(labels == biggest + 1)
+
+    def iou(shape: str) -> float:
+        ideal = _ideal(shape, image.size, box)
+        return float((ideal & region).sum() / max(1, (ideal | region).sum()))
 
     return max(SHAPES, key=iou)
 
