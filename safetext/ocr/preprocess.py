@@ -121,7 +121,7 @@ def _interior_components(cls: np.ndarray, min_area: int, frame: np.ndarray | Non
 
 
 def frame_margin(image: Image.Image, px: int, tol: int = 30, min_sign: float = 0.25) -> np.ndarray | None:
-    """The band within ``px`` pixels of the backdrop, where a sign's border lies; None without a sign.
+    """The band within ``px`` pixels of the backdrop's edge, where a sign's border lies; None without a sign.
 
     The backdrop is what connects to the image border in the border's median colour (RGB, so a
     yellow sign as grey as the backdrop still differs). Text on a plain page is all backdrop and
@@ -136,7 +136,8 @@ def frame_margin(image: Image.Image, px: int, tol: int = 30, min_sign: float = 0
     backdrop = np.isin(labels, touching[touching > 0])
     if (~backdrop).mean() < min_sign:
         return None
-    return ndimage.binary_dilation(backdrop, structure=np.ones((3, 3), dtype=bool), iterations=px) & ~backdrop
+    grow = np.ones((3, 3), dtype=bool)  # both sides of the edge: a generated sign's rim blurs into the backdrop
+    return ndimage.binary_dilation(backdrop, structure=grow, iterations=px) & ndimage.binary_dilation(~backdrop, structure=grow, iterations=px)
 
 
 def text_ink(gray: np.ndarray, frame: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
