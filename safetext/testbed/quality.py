@@ -74,11 +74,16 @@ def sign_shape(image: Image.Image) -> str | None:
     if mask.sum() < 50:
         return None
     ys, xs = np.nonzero(mask)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    return _best_shape(mask, (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())))
+
+
+def _best_shape(region: np.ndarray, box: tuple[int, int, int, int]) -> str:
+    """The shape whose ideal mask in ``box`` overlaps ``region`` best (IoU)."""
+    size = (region.shape[1], region.shape[0])
 
     def iou(shape: str) -> float:
-        ideal = _ideal(shape, image.size, box)
-        return float((ideal & mask).sum() / max(1, (ideal | mask).sum()))
+        ideal = _ideal(shape, size, box)
+        return float((ideal & region).sum() / max(1, (ideal | region).sum()))
 
     return max(SHAPES, key=iou)
 
@@ -98,14 +103,7 @@ def border_shape(image: Image.Image, tol: int = 90, min_box: float = 0.3) -> str
     if areas[biggest] < min_box * dark.size:  # letters only: no border
         return None
     ys, xs = slices[biggest]
-    box = (xs.start, ys.start, xs.stop - 1, ys.stop - 1)
-    region = ndimage.binary_fill_holes(labels == biggest + 1)
-
-    def iou(shape: str) -> float:
-        ideal = _ideal(shape, image.size, box)
-        return float((ideal & region).sum() / max(1, (ideal | region).sum()))
-
-    return max(SHAPES, key=iou)
+    return _best_shape(ndimage.binary_fill_holes(labels == biggest + 1), (xs.start, ys.start, xs.stop - 1, ys.stop - 1))
 
 
 def make_specs(per_word: int, split: str, seed: int = 0) -> list[SignSpec]:
