@@ -111,9 +111,16 @@ def test_every_phase_runs_resumes_and_exports(tmp_path):
     # (anchored), then the denoiser continues from the exported step
     anchored = tmp_path / "anchored"
     argv = ["--out", str(anchored), "--init-from", str(export), "--init-parts", "anchored", "--extra-colors", "pink"]
-    train.main([*argv, "--ae-steps", "2", "--ae-batch", "2", "--text-pretrain", "0", "--batch", "2", "--eval-every", "0", "--steps", "4"])
+    again = tmp_path / "model2"
+    train.main([*argv, "--ae-steps", "2", "--ae-batch", "2", "--text-pretrain", "0", "--batch", "2", "--eval-every", "0", "--steps", "4", "--export", str(again)])
     state = torch.load(anchored / "state.pt", weights_only=False)
     assert (state["ae_step"], state["step"]) == (2, 4)
+    # the export keeps its lineage: the parent as a stage, then this run (1 denoiser step, 2 autoencoder steps)
+    meta = json.loads((again / "training.json").read_text())
+    assert meta["denoiser_steps"] == 4 and meta["ae_steps"] == 2 + 2
+    first, this = meta["history"]
+    assert first["stage"] == str(export) and first["denoiser_steps"] == 3
+    assert this["denoiser_steps"] == 1 and this["autoencoder_steps"] == 2 and this["recipe"]["extra_colors"] == ["pink"]
     before = pipe.vae.state_dict()
     assert any(not torch.equal(before[k].float(), v.float()) for k, v in state["vae"].items() if k.startswith("encoder."))
 

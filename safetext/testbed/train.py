@@ -353,6 +353,7 @@ class Trainer:
         self.rng = random.Random(args.seed)
         self.log = (args.out / "log.jsonl").open("a")
         self.train_time = 0.0
+        self.parent: dict | None = None  # the --init-from folder's training.json, for the export's history
         if args.init_from and not self.state_path.exists():
             self._init_from(args.init_from)
         self._load()
@@ -380,6 +381,7 @@ class Trainer:
             "train_time": self.train_time,
             "spell_head": self.spell_head.state_dict(),
             "text_step": self.text_step,
+            "parent": self.parent,
         }
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -404,6 +406,7 @@ class Trainer:
         self.opt_ae.load_state_dict(s["opt_ae"])
         self.ae_step, self.step, self.scaling = s["ae_step"], s["step"], s["scaling"]
         self.warm_from = s.get("warm_from", 0)
+        self.parent = s.get("parent", self.parent)
         if grown:  # new token rows: start the optimiser afresh, with a new warm-up
             self.warm_from = self.step
         else:
@@ -418,6 +421,9 @@ class Trainer:
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel
 
+        meta = folder / "training.json"
+        done = json.loads(meta.read_text()) if meta.exists() else {}
+        self.parent = {**done, "folder": str(folder), "init_parts": self.args.init_parts}
         if self.args.init_parts == "vae":
             state = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32).state_dict()
             _widen(self.c["vae"], state, "vae")
@@ -445,9 +451,7 @@ class Trainer:
             self.ae_step = 0
             for group in self.opt_ae.param_groups:
                 group["lr"] = 3e-4  # fine-tuning, not training from scratch
-        meta = folder / "training.json"
-        if meta.exists():
-            done = json.loads(meta.read_text())
+        if done:
             self.step = self.warm_from = int(done.get("denoiser_steps", 0))
             self.train_time = float(done.get("train_seconds", 0))
         print(f"initialised from {folder} (denoiser step {self.step})")
@@ -679,8 +683,36 @@ class Trainer:
             meta["extra_colors"] = list(self.extra_colors)  # training-only colours this model has seen
         if self.args.outline:
             meta["outline"] = list(OUTLINE)
+        if self.parent is not None:
+            self._add_lineage(meta)
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta}")
+
+
+    def _add_lineage(self, meta: dict) -> None:
+        """A warm-started export keeps its parent's history, with this run appended as a stage,
+        so training.json never forgets how the weights were made (nor claims autoencoder steps
+        this run did not take)."""
+        p, parts = self.parent or {}, self.args.init_parts
+        own_ae = 0 if parts == "all" else self.ae_step
+        meta["ae_steps"] = int(p.get("ae_steps", 0)) + own_ae
+        recipe = ("lr", "lr_final", "spell_weight", "invariance_weight", "edge_weight", "high_noise", "outline", "extra_colors")
+        stage = {
+            "stage": f"--init-from {p['folder']} --init-parts {parts}",
+            "recipe": {k: getattr(self.args, k) for k in recipe},
+            "device": str(self.device),
+            "autoencoder_steps": own_ae,
+            "denoiser_steps": self.step - self.warm_from,
+            "batch": self.batch,
+            "train_seconds": round(self.train_time - float(p.get("train_seconds", 0) if parts != "vae" else 0)),
+        }
+        if parts == "vae":  # a fresh denoiser: only the autoencoder's past carries over
+            meta["autoencoder_from"] = p["folder"]
+            meta["history"] = [stage]
+            return
+        keys = ("denoiser_steps", "batch", "train_seconds", "device")
+        earlier = p.get("history") or [{"stage": p["folder"], **{k: p[k] for k in keys if k in p}}]
+        meta["history"] = [*earlier, stage]
 
 
 def main(argv: list[str] | None = None) -> None:
