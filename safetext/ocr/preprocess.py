@@ -57,6 +57,11 @@ class Prepared:
         return (int((x0 - p) / s), int((y0 - p) / s), int(np.ceil((x1 - p) / s)), int(np.ceil((y1 - p) / s)))
 
 
+def _edges(a: np.ndarray) -> np.ndarray:
+    """The image's outermost pixels (rows and columns), where the backdrop shows."""
+    return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+
+
 def otsu_threshold(gray: np.ndarray) -> int:
     """Otsu's threshold on an 8-bit image: pixels <= t form the dark class."""
     hist = np.bincount(np.clip(gray, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
@@ -129,10 +134,9 @@ def frame_margin(image: Image.Image, px: int, tol: int = 30, min_sign: float = 0
     if px <= 0:
         return None
     a = np.asarray(image.convert("RGB"), dtype=np.int16)
-    edge = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    similar = np.abs(a - np.median(edge, axis=0)).max(axis=2) <= tol
+    similar = np.abs(a - np.median(_edges(a), axis=0)).max(axis=2) <= tol
     labels, _ = ndimage.label(similar)
-    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    touching = np.unique(_edges(labels))
     backdrop = np.isin(labels, touching[touching > 0])
     if (~backdrop).mean() < min_sign:
         return None
@@ -196,6 +200,5 @@ def prepare(image: Image.Image, cfg: PreprocessConfig = PreprocessConfig()) -> l
         out.append(Prepared(_pad(binarize(gray, big_frame), cfg.pad, 255), "binary", scale, cfg.pad))
     if cfg.binarize in ("auto", "never"):
         g = np.asarray(gray)
-        border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-        out.append(Prepared(_pad(gray, cfg.pad, int(np.median(border))), "gray", scale, cfg.pad))
+        out.append(Prepared(_pad(gray, cfg.pad, int(np.median(_edges(g)))), "gray", scale, cfg.pad))
     return out

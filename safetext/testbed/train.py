@@ -688,12 +688,13 @@ class Trainer:
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta}")
 
-
     def _add_lineage(self, meta: dict) -> None:
         """A warm-started export keeps its parent's history, with this run appended as a stage,
         so training.json never forgets how the weights were made (nor claims autoencoder steps
         this run did not take)."""
-        p, parts = self.parent or {}, self.args.init_parts
+        p, parts = self.parent, self.args.init_parts
+        assert p is not None
+        fresh = parts == "vae"  # a fresh denoiser: only the autoencoder's past carries over
         own_ae = 0 if parts == "all" else self.ae_step
         meta["ae_steps"] = int(p.get("ae_steps", 0)) + own_ae
         recipe = ("lr", "lr_final", "spell_weight", "invariance_weight", "edge_weight", "high_noise", "outline", "extra_colors")
@@ -702,11 +703,12 @@ class Trainer:
             "recipe": {k: getattr(self.args, k) for k in recipe},
             "device": str(self.device),
             "autoencoder_steps": own_ae,
-            "denoiser_steps": self.step - self.warm_from,
+            # against the parent's counters, not warm_from (a grown vocabulary moves that)
+            "denoiser_steps": self.step - (0 if fresh else int(p.get("denoiser_steps", 0))),
             "batch": self.batch,
-            "train_seconds": round(self.train_time - float(p.get("train_seconds", 0) if parts != "vae" else 0)),
+            "train_seconds": round(self.train_time - (0 if fresh else float(p.get("train_seconds", 0)))),
         }
-        if parts == "vae":  # a fresh denoiser: only the autoencoder's past carries over
+        if fresh:
             meta["autoencoder_from"] = p["folder"]
             meta["history"] = [stage]
             return
