@@ -97,6 +97,9 @@ def test_every_phase_runs_resumes_and_exports(tmp_path):
     assert any(row.get("invariance", 0) > 0 for row in rows if row["phase"] == "unet")
     meta = json.loads((export / "training.json").read_text())
     assert meta["denoiser_steps"] == 3 and meta["ae_steps"] == 2
+    # the resume changed the recipe: each run segment keeps its own options
+    spans = [(seg["from_step"], seg["to_step"], seg["recipe"]["invariance_weight"]) for seg in meta["segments"]]
+    assert spans == [(0, 2, 0.0), (2, 3, 0.1)]
 
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
 

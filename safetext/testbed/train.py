@@ -354,6 +354,7 @@ class Trainer:
         self.log = (args.out / "log.jsonl").open("a")
         self.train_time = 0.0
         self.parent: dict | None = None  # the --init-from folder's training.json, for the export's history
+        self.segments: list[dict] = []  # one per (re)start of the denoiser phase: a resume may change the recipe
         if args.init_from and not self.state_path.exists():
             self._init_from(args.init_from)
         self._load()
@@ -382,6 +383,7 @@ class Trainer:
             "spell_head": self.spell_head.state_dict(),
             "text_step": self.text_step,
             "parent": self.parent,
+            "segments": self.segments,
         }
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -407,12 +409,13 @@ class Trainer:
         self.ae_step, self.step, self.scaling = s["ae_step"], s["step"], s["scaling"]
         self.warm_from = s.get("warm_from", 0)
         self.parent = s.get("parent", self.parent)
+        self.segments = s.get("segments", [])
         if grown:  # new token rows: start the optimiser afresh, with a new warm-up
             self.warm_from = self.step
         else:
             self.opt.load_state_dict(s["opt"])
         self.rng.setstate(s["rng"])
-        torch.set_rng_state(s["torch_rng"])
+        torch.set_rng_state(s["torch_rng"].cpu())  # map_location moved it to the device
         self.train_time = s.get("train_time", 0.0)
         print(f"resumed from {self.state_path}: autoencoder step {self.ae_step}, denoiser step {self.step}")
 
@@ -567,6 +570,7 @@ class Trainer:
             data, batch_size=None, num_workers=workers, pin_memory=self.gpu, prefetch_factor=4 if workers else None
         )
         t0, first = time.time(), self.step + 1
+        self.segments.append({"from_step": self.step, "to_step": self.step, "recipe": self._recipe(), "batch": self.batch, "device": str(self.device)})
         for x, m, ids, spell_target, pair_ids, spans in loader:
             if time.time() >= deadline:
                 break
@@ -605,6 +609,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
             self.opt.step()
             self.step += 1
+            self.segments[-1]["to_step"] = self.step
             self._update_ema()
             now = time.time()
             self.train_time += now - t0
@@ -685,8 +690,19 @@ class Trainer:
             meta["outline"] = list(OUTLINE)
         if self.parent is not None:
             self._add_lineage(meta)
+        elif len(self._segments()) > 1:
+            meta["segments"] = self._segments()
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta}")
+
+    def _segments(self) -> list[dict]:
+        """The denoiser runs that took steps (a resume that hit its deadline at once took none)."""
+        return [seg for seg in self.segments if seg["to_step"] > seg["from_step"]]
+
+    def _recipe(self) -> dict:
+        """The options that shape what the denoiser learns (recorded per run segment and stage)."""
+        keys = ("lr", "lr_final", "spell_weight", "invariance_weight", "edge_weight", "high_noise", "outline", "extra_colors")
+        return {k: getattr(self.args, k) for k in keys}
 
     def _add_lineage(self, meta: dict) -> None:
         """A warm-started export keeps its parent's history, with this run appended as a stage,
@@ -697,10 +713,9 @@ class Trainer:
         fresh = parts == "vae"  # a fresh denoiser: only the autoencoder's past carries over
         own_ae = 0 if parts == "all" else self.ae_step
         meta["ae_steps"] = int(p.get("ae_steps", 0)) + own_ae
-        recipe = ("lr", "lr_final", "spell_weight", "invariance_weight", "edge_weight", "high_noise", "outline", "extra_colors")
         stage = {
             "stage": f"--init-from {p['folder']} --init-parts {parts}",
-            "recipe": {k: getattr(self.args, k) for k in recipe},
+            "recipe": self._recipe(),
             "device": str(self.device),
             "autoencoder_steps": own_ae,
             # against the parent's counters, not warm_from (a grown vocabulary moves that)
@@ -708,6 +723,8 @@ class Trainer:
             "batch": self.batch,
             "train_seconds": round(self.train_time - (0 if fresh else float(p.get("train_seconds", 0)))),
         }
+        if len(self._segments()) > 1:  # resumed, maybe with other options: "recipe" is only the last run's
+            stage["segments"] = self._segments()
         if fresh:
             meta["autoencoder_from"] = p["folder"]
             meta["history"] = [stage]
