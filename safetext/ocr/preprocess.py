@@ -100,7 +100,9 @@ def _candidate_thresholds(gray: np.ndarray) -> list[int]:
 
 def _interior_components(cls: np.ndarray, min_area: int, frame: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """Components of ``cls`` that neither touch the border (backdrop) nor cover half the image (the sign),
-    nor lie mostly on ``frame`` (the band round a sign where its border is)."""
+    nor lie mostly on ``frame`` (the band round a sign where its border is), nor are a thin curve
+    spanning the sign (a rim drawn a little inside the band: over 3x as wide as tall and under a
+    fifth of its box inked; a glyph, a run of touching glyphs or a straight dash is denser)."""
     h, w = cls.shape
     labels, _ = ndimage.label(cls)
     keep: list[int] = []
@@ -115,6 +117,8 @@ def _interior_components(cls: np.ndarray, min_area: int, frame: np.ndarray | Non
         own = labels[sl] == idx
         area = int(np.count_nonzero(own))
         if area < min_area or (frame is not None and np.count_nonzero(own & frame[sl]) > 0.5 * area):
+            continue
+        if cw > 3 * ch and area < 0.2 * ch * cw:
             continue
         keep.append(idx)
         heights.append(ch)
