@@ -101,8 +101,9 @@ def _candidate_thresholds(gray: np.ndarray) -> list[int]:
 def _interior_components(cls: np.ndarray, min_area: int, frame: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """Components of ``cls`` that neither touch the border (backdrop) nor cover half the image (the sign),
     nor lie mostly on ``frame`` (the band round a sign where its border is), nor are a thin curve
-    spanning the sign (a rim drawn a little inside the band: over 3x as wide as tall and under a
-    fifth of its box inked; a glyph, a run of touching glyphs or a straight dash is denser)."""
+    that reaches the band and spans the sign (a rim drawn partly inside the band: over 3x as wide
+    as tall and under a fifth of its box inked; a glyph, a run of touching glyphs or a straight
+    dash is denser, and text away from a sign's edge never reaches the band)."""
     h, w = cls.shape
     labels, _ = ndimage.label(cls)
     keep: list[int] = []
@@ -116,9 +117,10 @@ def _interior_components(cls: np.ndarray, min_area: int, frame: np.ndarray | Non
             continue
         own = labels[sl] == idx
         area = int(np.count_nonzero(own))
-        if area < min_area or (frame is not None and np.count_nonzero(own & frame[sl]) > 0.5 * area):
+        on_frame = 0 if frame is None else np.count_nonzero(own & frame[sl])
+        if area < min_area or on_frame > 0.5 * area:
             continue
-        if cw > 3 * ch and area < 0.2 * ch * cw:
+        if on_frame and cw > 3 * ch and area < 0.2 * ch * cw:
             continue
         keep.append(idx)
         heights.append(ch)
