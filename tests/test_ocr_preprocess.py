@@ -114,8 +114,8 @@ def test_rim_inside_the_frame_band_is_not_text() -> None:
     """A generated sign's dark rim can sit a few pixels inside its edge, mostly out of
     ``frame_margin``'s band (the retrained testbed's yellow circles: 'LOVE' read as 'foe ~', the
     rim's top arc as a line over the word). A thin curve that reaches the band and spans the sign
-    is no glyph, so it is dropped. (Short pieces of a rim, at a circle's ends, can stay: Tesseract reads them as '(' or
-    '<', which the word readers skip.)"""
+    is no glyph, so it is dropped. (Short pieces of a rim, at a circle's ends, can stay:
+    Tesseract reads them as '(' or '<', which the word readers skip.)"""
     im = Image.new("RGB", (256, 64), BACKDROP)
     d = ImageDraw.Draw(im)
     d.ellipse((20, 4, 236, 60), fill=(240, 210, 40))
@@ -124,7 +124,7 @@ def test_rim_inside_the_frame_band_is_not_text() -> None:
     frame = frame_margin(im, 3)
     assert frame is not None and not frame[10:12, 128].any() and frame[32, 22:24].all()
     mask, letter_h = text_ink(np.asarray(im.convert("L")), frame)
-    ys, xs = np.nonzero(mask)
+    _, xs = np.nonzero(mask)
     assert letter_h is not None and letter_h <= 24
     assert 90 < xs.min() and xs.max() < 166  # the word, none of the rim
     binary = np.asarray(prepare(im)[0].image) == 0

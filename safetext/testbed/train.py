@@ -688,23 +688,20 @@ class Trainer:
             meta["extra_colors"] = list(self.extra_colors)  # training-only colours this model has seen
         if self.args.outline:
             meta["outline"] = list(OUTLINE)
+        segments = [seg for seg in self.segments if seg["to_step"] > seg["from_step"]]  # a resume past its deadline took none
         if self.parent is not None:
-            self._add_lineage(meta)
-        elif len(self._segments()) > 1:
-            meta["segments"] = self._segments()
+            self._add_lineage(meta, segments)
+        elif len(segments) > 1:
+            meta["segments"] = segments
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta}")
-
-    def _segments(self) -> list[dict]:
-        """The denoiser runs that took steps (a resume that hit its deadline at once took none)."""
-        return [seg for seg in self.segments if seg["to_step"] > seg["from_step"]]
 
     def _recipe(self) -> dict:
         """The options that shape what the denoiser learns (recorded per run segment and stage)."""
         keys = ("lr", "lr_final", "spell_weight", "invariance_weight", "edge_weight", "high_noise", "outline", "extra_colors")
         return {k: getattr(self.args, k) for k in keys}
 
-    def _add_lineage(self, meta: dict) -> None:
+    def _add_lineage(self, meta: dict, segments: list[dict]) -> None:
         """A warm-started export keeps its parent's history, with this run appended as a stage,
         so training.json never forgets how the weights were made (nor claims autoencoder steps
         this run did not take)."""
@@ -723,8 +720,8 @@ class Trainer:
             "batch": self.batch,
             "train_seconds": round(self.train_time - (0 if fresh else float(p.get("train_seconds", 0)))),
         }
-        if len(self._segments()) > 1:  # resumed, maybe with other options: "recipe" is only the last run's
-            stage["segments"] = self._segments()
+        if len(segments) > 1:  # resumed, maybe with other options: "recipe" is only the last run's
+            stage["segments"] = segments
         if fresh:
             meta["autoencoder_from"] = p["folder"]
             meta["history"] = [stage]
