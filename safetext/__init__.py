@@ -16,7 +16,6 @@ _LAZY = {
     "Guard": ("safetext.guard", "Guard"),
     "GuardResult": ("safetext.guard", "GuardResult"),
     "GuardBlockedError": ("safetext.guard", "GuardBlockedError"),
-    "GuardError": ("safetext.guard", "GuardError"),
     "PolicyEngine": ("safetext.policy", "PolicyEngine"),
     "load_policy": ("safetext.policy", "load_policy"),
     "Decision": ("safetext.policy.decision", "Decision"),
@@ -25,10 +24,20 @@ _LAZY = {
     "InjectionConfig": ("safetext.inject", "InjectionConfig"),
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+from safetext.errors import (  # noqa: E402 - light, no torch
+    GuardError,
+    InjectionError,
+    PipelineLoadError,
+    PolicyError,
+    PresetError,
+    SafetextError,
+)
+
+_ERRORS = ["GuardError", "InjectionError", "PipelineLoadError", "PolicyError", "PresetError", "SafetextError"]
+__all__ = sorted([*_LAZY, *_ERRORS]) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from safetext.guard import Guard, GuardBlockedError, GuardError, GuardResult
+    from safetext.guard import Guard, GuardBlockedError, GuardResult
     from safetext.inject import InjectionConfig
     from safetext.policy import PolicyEngine, load_policy
     from safetext.policy.decision import Action, Decision, Span

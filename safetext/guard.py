@@ -2,11 +2,16 @@
 
 ::
 
-    guard = Guard(pipe, policy="policies/default.yaml", preset="auto")
+    guard = Guard(pipe, policy="default", preset="auto")
     result = guard('A sign that says "idiot"', num_inference_steps=30, generator=g)
     result.images, result.decision.action, result.patched_layers, result.to_json()
 
-Per prompt the policy decides:
+Every positive text input the pipeline takes is checked: ``prompt`` and, where the
+pipeline has them, ``prompt_2`` and ``prompt_3`` (SDXL, SD3), whose text reaches the
+model through the second and third text encoders. Negative prompts pass through
+unchanged: the model is steered away from their content, never towards it. Precomputed
+prompt embeddings are refused, since the policy cannot read them. Per prompt the policy
+decides, over all its inputs:
 
 * **allow**: the pipeline is called exactly as a direct call would be; same generator,
   bitwise the same images.
@@ -14,14 +19,15 @@ Per prompt the policy decides:
   ``on_block="raise"``, :class:`GuardBlockedError` is raised). A batch is generated as a
   unit, so one blocked prompt blocks the whole call; send prompts separately to get the
   others.
-* **rewrite**: the pipeline runs the *original* prompt; the localized attention modules
-  read the benign prompt's text keys/values from the preset's start step on
-  (:mod:`safetext.inject`). Allowed prompts in the same batch keep their own K/V.
+* **rewrite**: the pipeline runs the *original* inputs; the localized attention modules
+  read the benign texts' keys/values from the preset's start step on
+  (:mod:`safetext.inject`). A rewritten ``prompt_2`` changes only what the second text
+  encoder contributes. Allowed prompts in the same batch keep their own K/V.
 
-Fail closed: if the preset does not fit, injection cannot be installed, or anything
-raises or misbehaves during generation (including a localized module that was not
-patched at every step from the start step), a :class:`GuardError` is raised and no image
-is returned.
+Fail closed: if the policy or preset cannot be loaded or does not fit, injection cannot
+be installed, or anything raises or misbehaves during generation (including a localized
+module that was not patched at every step from the start step), a :class:`GuardError`
+is raised (the original error is its ``__cause__``) and no image is returned.
 
 Concurrency: one guard (or several) may be called from many threads. Calls on the same
 denoiser are serialised by :func:`safetext.inject.pipeline_lock`: diffusers pipelines
@@ -40,42 +46,46 @@ stage II the original prompt, unpatched.)
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from safetext.errors import GuardError
 from safetext.inject.config import InjectionConfig
-from safetext.inject.encode import UNCHECKED_TEXT_ARGS
-from safetext.inject.installer import Injection, InjectionReport
-from safetext.inject.locking import pipeline_lock
+from safetext.inject.encode import TEXT_INPUTS, precomputed_text_args
+from safetext.inject.installer import InjectionReport, prompt_list, run_injected
 from safetext.inject.presets import resolve_preset
-from safetext.inject.processors import InjectionError
 from safetext.inject.sites import candidate_modules, denoiser_of
 from safetext.policy.decision import Action, Decision
 
 PolicyLike = Any  # a path or builtin name, a PolicyEngine, or any object with check()/decide(prompt)
 
-
-class GuardError(RuntimeError):
-    """The guard could not produce a guarded image; nothing unguarded was returned."""
+#: How a prompt's action combines over its inputs and a call's over its prompts: the worst wins.
+_SEVERITY = {Action.ALLOW: 0, Action.REWRITE: 1, Action.BLOCK: 2}
 
 
 class GuardBlockedError(GuardError):
     """Raised instead of returning a blocked result when ``on_block="raise"``."""
 
     def __init__(self, result: GuardResult) -> None:
-        reasons = "; ".join(r for d in result.decisions for r in d.reasons) or "blocked by policy"
-        super().__init__(f"prompt blocked: {reasons}")
+        reasons = "; ".join(r for ds in result.input_decisions.values() for d in ds for r in d.reasons)
+        super().__init__(f"prompt blocked: {reasons or 'blocked by policy'}")
         self.result = result
 
 
 @dataclass
 class GuardResult:
-    """What one guarded call produced, and why."""
+    """What one guarded call produced, and why.
+
+    ``decisions`` holds one decision per prompt for ``prompt``; ``input_decisions`` holds
+    them for every checked input (``{"prompt": [...], "prompt_2": [...]}``).
+    """
 
     decisions: list[Decision]
+    input_decisions: dict[str, list[Decision]] = field(default_factory=dict)
     output: Any = None
     images: Any = None
     patched_layers: list[str] = field(default_factory=list)
@@ -83,19 +93,25 @@ class GuardResult:
     injection: InjectionReport | None = None
     preset: str | None = None
 
+    def __post_init__(self) -> None:
+        if not self.input_decisions:
+            self.input_decisions = {"prompt": list(self.decisions)}
+
     @property
     def decision(self) -> Decision:
-        """The decision for the first (or only) prompt."""
+        """The decision for the first (or only) prompt's ``prompt`` input."""
         return self.decisions[0]
 
     @property
+    def actions(self) -> list[Action]:
+        """Per prompt, the worst action over its inputs."""
+        per_input = list(self.input_decisions.values())
+        return [max((ds[i].action for ds in per_input), key=_SEVERITY.__getitem__) for i in range(len(self.decisions))]
+
+    @property
     def action(self) -> Action:
-        """The call's overall action: block if any prompt is blocked, else rewrite if any is rewritten."""
-        actions = {d.action for d in self.decisions}
-        for action in (Action.BLOCK, Action.REWRITE):
-            if action in actions:
-                return action
-        return Action.ALLOW
+        """The call's overall action: block if any input is blocked, else rewrite if any is rewritten."""
+        return max(self.actions, key=_SEVERITY.__getitem__, default=Action.ALLOW)
 
     @property
     def blocked(self) -> bool:
@@ -103,7 +119,7 @@ class GuardResult:
 
     @property
     def sanitized_prompts(self) -> list[str | None]:
-        """Per prompt, the text that is safe to show a later stage (IF stage II, captions)."""
+        """Per prompt, the ``prompt`` text that is safe to show a later stage (IF stage II, captions)."""
         return [d.sanitized_prompt for d in self.decisions]
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +128,9 @@ class GuardResult:
             "action": self.action.value,
             "blocked": self.blocked,
             "decisions": [d.model_dump(mode="json") for d in self.decisions],
+            "inputs": {
+                name: [d.model_dump(mode="json") for d in ds] for name, ds in self.input_decisions.items()
+            },
             "patched_layers": list(self.patched_layers),
             "preset": self.preset,
             "injection": self.injection.to_dict() if self.injection else None,
@@ -130,7 +149,7 @@ def _load_policy(policy: PolicyLike) -> Any:
         return PolicyEngine(policy)
     if any(callable(getattr(policy, name, None)) for name in ("check", "decide")):
         return policy
-    raise TypeError(
+    raise GuardError(
         f"policy must be a path, a policy name or an object with check()/decide(); got {type(policy).__name__}"
     )
 
@@ -141,6 +160,16 @@ def _images_of(output: Any) -> Any:
     if isinstance(output, tuple) and output:
         return output[0]
     return output
+
+
+def _text_inputs_of(pipe: Any) -> tuple[str, ...]:
+    """The positive text inputs ``pipe.__call__`` takes (at least ``prompt``)."""
+    try:
+        params = inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        return ("prompt",)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return tuple(name for name in TEXT_INPUTS if name == "prompt" or name in params or accepts_any)
 
 
 class Guard:
@@ -154,35 +183,43 @@ class Guard:
       pipeline here, so an unsupported model fails at construction.
     * ``on_block``: ``"result"`` returns a result with ``images=None``; ``"raise"`` raises
       :class:`GuardBlockedError`.
+
+    Any failure to build the guard raises :class:`GuardError` naming what is wrong.
     """
 
     def __init__(
         self,
         pipe: Any,
-        policy: PolicyLike = "policies/default.yaml",
+        policy: PolicyLike = "default",
         preset: str | Path | list[str] | InjectionConfig = "auto",
         on_block: Literal["result", "raise"] = "result",
     ) -> None:
         if on_block not in ("result", "raise"):
-            raise ValueError("on_block must be 'result' or 'raise'")
+            raise GuardError(f"on_block must be 'result' or 'raise', not {on_block!r}")
         self.pipe = pipe
-        self.policy = _load_policy(policy)
-        self.config = resolve_preset(pipe, preset)
         self.on_block = on_block
-        candidates = set(candidate_modules(denoiser_of(pipe)[1]))
+        try:
+            self.policy = _load_policy(policy)
+            self.config = resolve_preset(pipe, preset)
+            candidates = set(candidate_modules(denoiser_of(pipe)[1]))
+        except GuardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fail closed: construction errors are GuardErrors
+            raise GuardError(f"cannot guard {type(pipe).__name__}: {exc}") from exc
         unknown = [m for m in self.config.modules if m not in candidates]
         if unknown:
-            raise InjectionError(
-                f"preset {self.config.name or '(unnamed)'} names modules this pipeline lacks: {unknown}; "
+            raise GuardError(
+                f"preset {self.config.name or '(unnamed)'} names modules {type(pipe).__name__} lacks: {unknown}; "
                 "it was localized for a different model"
             )
+        self.text_inputs = _text_inputs_of(pipe)
 
     @property
     def patched_layers(self) -> list[str]:
         return list(self.config.modules)
 
     def check(self, prompt: str | list[str]) -> list[Decision]:
-        """The policy's decisions, without generating."""
+        """The policy's decisions for ``prompt``, without generating."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         return [self._decide(p) for p in prompts]
 
@@ -195,56 +232,74 @@ class Guard:
             raise GuardError(f"policy asked to rewrite {prompt!r} without a benign prompt")
         return decision
 
-    def __call__(self, prompt: str | list[str], **pipe_kwargs: Any) -> GuardResult:
-        """Check ``prompt`` and generate accordingly; ``pipe_kwargs`` go to the pipeline."""
-        start = time.perf_counter()
+    def _inputs(self, prompt: Any, pipe_kwargs: dict[str, Any]) -> dict[str, list[str]]:
+        """Every positive text input of the call, one string per prompt; refuses what cannot be checked."""
         if isinstance(prompt, str):
             prompts = [prompt]
         elif isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
             prompts = list(prompt)
         else:
-            raise TypeError("prompt must be a string or a non-empty list of strings")
-        given = [k for k in UNCHECKED_TEXT_ARGS if pipe_kwargs.get(k) is not None]
-        if given:
-            raise GuardError(f"{given} would reach the model unchecked; pass all text through `prompt`")
+            raise GuardError("prompt must be a string or a non-empty list of strings")
+        embeds = precomputed_text_args(pipe_kwargs)
+        if embeds:
+            raise GuardError(
+                f"{embeds} would reach the model unchecked (the policy cannot read embeddings); "
+                "pass the text as prompt / prompt_2 / prompt_3"
+            )
+        inputs = {"prompt": prompts}
+        for name in TEXT_INPUTS[1:]:
+            if pipe_kwargs.get(name) is None:
+                continue
+            if name not in self.text_inputs:
+                raise GuardError(f"{type(self.pipe).__name__} takes no {name}")
+            try:
+                inputs[name] = prompt_list(pipe_kwargs[name], len(prompts), name) or []
+            except Exception as exc:  # noqa: BLE001 - InjectionError: bad shape of the input
+                raise GuardError(str(exc)) from exc
+        return inputs
+
+    def __call__(self, prompt: str | list[str], **pipe_kwargs: Any) -> GuardResult:
+        """Check every text input and generate accordingly; ``pipe_kwargs`` go to the pipeline."""
+        start = time.perf_counter()
+        inputs = self._inputs(prompt, pipe_kwargs)
         try:
-            decisions = [self._decide(p) for p in prompts]
+            checked = {name: [self._decide(text) for text in texts] for name, texts in inputs.items()}
         except GuardError:
             raise
         except Exception as exc:  # noqa: BLE001 - fail closed on any policy failure
             raise GuardError(f"policy check failed: {exc}") from exc
         timings = {"policy_s": time.perf_counter() - start}
-        result = GuardResult(decisions=decisions, timings=timings, preset=self.config.name or self.config.source)
-
+        result = GuardResult(
+            decisions=checked["prompt"],
+            input_decisions=checked,
+            timings=timings,
+            preset=self.config.name or self.config.source,
+        )
         if result.blocked:
             timings["total_s"] = time.perf_counter() - start
             if self.on_block == "raise":
                 raise GuardBlockedError(result)
             return result
 
-        benign = [d.benign_prompt if d.action is Action.REWRITE else None for d in decisions]
-        prompt = prompt if isinstance(prompt, str) else prompts  # the pipelines take str or list
-        wait = time.perf_counter()
-        with pipeline_lock(self.pipe):
-            timings["wait_s"] = time.perf_counter() - wait
-            try:
-                if all(b is None for b in benign):
-                    output, report = self._generate(prompt, pipe_kwargs, timings), None
-                else:
-                    with Injection(self.pipe, self.config, prompts, benign, pipe_kwargs) as injection:
-                        output = self._generate(prompt, pipe_kwargs, timings)
-                        report = injection.verify()
-            except Exception as exc:  # noqa: BLE001 - fail closed: no image leaves on any error
-                raise GuardError(f"guarded generation failed, no image returned: {exc}") from exc
+        benign = {
+            name: [d.benign_prompt if d.action is Action.REWRITE else None for d in ds] for name, ds in checked.items()
+        }
+        first = benign.pop("prompt")
+        try:
+            output, report = run_injected(
+                self.pipe,
+                prompt if isinstance(prompt, str) else list(prompt),  # the pipelines take str or list
+                first,
+                self.config,
+                benign_inputs=benign or None,
+                with_report=True,
+                timings=timings,
+                **pipe_kwargs,
+            )
+        except Exception as exc:  # noqa: BLE001 - fail closed: no image leaves on any error
+            raise GuardError(f"guarded generation failed, no image returned: {exc}") from exc
         result.output, result.images, result.injection = output, _images_of(output), report
         if report is not None:
             result.patched_layers = report.patched_layers
-            timings["encode_s"] = report.encode_s
         timings["total_s"] = time.perf_counter() - start
         return result
-
-    def _generate(self, prompt: str | list[str], pipe_kwargs: dict[str, Any], timings: dict[str, float]) -> Any:
-        start = time.perf_counter()
-        output = self.pipe(prompt=prompt, **pipe_kwargs)
-        timings["generate_s"] = time.perf_counter() - start
-        return output

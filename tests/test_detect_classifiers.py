@@ -29,10 +29,26 @@ class KeywordClassifier:
 
 def test_registry_lists_backends_and_rejects_unknown() -> None:
     assert {"profanity-check", "detoxify"} <= set(available_classifiers())
-    with pytest.raises(ClassifierError, match="unknown classifier backend 'nope'"):
+    with pytest.raises(ClassifierError, match="unknown classifier backend 'nope'") as info:
         create_classifier("nope")
+    assert all(name in str(info.value) for name in available_classifiers())
     with pytest.raises(ClassifierError, match="bad parameters"):
         create_classifier("profanity-check", colour="red")
+
+
+def test_backend_errors_are_not_reported_as_bad_parameters() -> None:
+    class Broken:
+        name = "broken"
+
+        def __init__(self, *, size: int = 1) -> None:
+            raise ClassifierError(f"broken backend cannot load size {size}")
+
+        def score(self, texts: list[str]) -> list[float]:
+            return [0.0 for _ in texts]
+
+    register_classifier("broken-test")(Broken)
+    with pytest.raises(ClassifierError, match="cannot load size 3"):
+        create_classifier("broken-test", size=3)
 
 
 def test_custom_backend_registers_by_name() -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+import safetext.detect
 from safetext.detect.inflect import expand, inflect
 from safetext.detect.lexicon import compile_lexicon, load_or_compile
 from safetext.detect.matcher import Matcher
 from safetext.detect.normalize import normalize
-from safetext.policy import PolicyEngine, load_policy
-from safetext.policy.loader import policy_fingerprint
+from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
+from safetext.policy import Normalization, PolicyEngine, load_policy
+from safetext.policy.engine import lexicon_spec, normalize_settings
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,7 @@ def test_inflection_rules() -> None:
 def test_compile_without_spacy_still_detects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
     policy = load_policy("testbed")
-    lexicon = load_or_compile(policy, policy_fingerprint(policy), use_spacy=False)
+    lexicon = load_or_compile(lexicon_spec(policy), use_spacy=False)
     assert not lexicon.used_spacy
     assert list(tmp_path.glob("lexicon-*.json")), "compiled lexicon is cached on disk"
     engine = PolicyEngine(policy, use_spacy=False)
@@ -83,7 +87,7 @@ def test_compile_without_spacy_still_detects(tmp_path: Path, monkeypatch: pytest
 
 def test_spacy_adds_pos_aware_and_irregular_forms() -> None:
     pytest.importorskip("spacy")
-    lexicon = compile_lexicon(load_policy("default"))
+    lexicon = compile_lexicon(lexicon_spec(load_policy("default")))
     assert lexicon.used_spacy
     assert "idiots" in lexicon.forms and "idioting" not in lexicon.forms  # noun: plural only
     assert {"killing", "killed", "killer"} <= set(lexicon.forms)
@@ -93,10 +97,72 @@ def test_spacy_adds_pos_aware_and_irregular_forms() -> None:
 def test_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
     policy = load_policy("testbed")
-    first = load_or_compile(policy, policy_fingerprint(policy), use_spacy=False)
+    spec = lexicon_spec(policy)
+    first = load_or_compile(spec, use_spacy=False)
     (cache,) = tmp_path.glob("lexicon-*.json")
     mtime = cache.stat().st_mtime_ns
-    assert load_or_compile(policy, policy_fingerprint(policy), use_spacy=False) == first
+    assert load_or_compile(lexicon_spec(load_policy("testbed")), use_spacy=False) == first
     assert cache.stat().st_mtime_ns == mtime
     cache.write_text("{broken", encoding="utf-8")
-    assert load_or_compile(policy, policy_fingerprint(policy), use_spacy=False) == first  # recompiled
+    assert load_or_compile(spec, use_spacy=False) == first  # recompiled
+
+
+def test_changed_policy_gets_a_new_cache_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path / "cache"))
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        "categories:\n  insult: {targets: [angel]}\nterms:\n  insult:\n    blorf:\n", encoding="utf-8"
+    )
+    spec = lexicon_spec(load_policy(base))
+    variants = {
+        "term": "categories:\n  insult: {targets: [angel]}\nterms:\n  insult:\n    blorf:\n    zibble:\n",
+        "severity": "categories:\n  insult: {targets: [angel], severity: high}\nterms:\n  insult:\n    blorf:\n",
+        "allow": "categories:\n  insult: {targets: [angel]}\nterms:\n  insult:\n    blorf:\nallow: [blorfs]\n",
+        "inflections": "normalization: {inflections: false}\n"
+        "categories:\n  insult: {targets: [angel]}\nterms:\n  insult:\n    blorf:\n",
+    }
+    fingerprints = {spec.fingerprint()}
+    for name, text in variants.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text, encoding="utf-8")
+        fingerprints.add(lexicon_spec(load_policy(path)).fingerprint())
+    assert len(fingerprints) == 1 + len(variants)
+    first = load_or_compile(spec, use_spacy=False)
+    assert "blorfs" in first.forms
+    path = tmp_path / "term.yaml"
+    second = load_or_compile(lexicon_spec(load_policy(path)), use_spacy=False)
+    assert "zibble" in second.forms and "zibble" not in first.forms
+    assert len(list((tmp_path / "cache").glob("lexicon-*.json"))) == 2
+    # A change the compiler does not read (a rewrite target) keeps the spec and its cache entry.
+    retarget = tmp_path / "retarget.yaml"
+    retarget.write_text(base.read_text(encoding="utf-8").replace("angel", "friend"), encoding="utf-8")
+    assert lexicon_spec(load_policy(retarget)).fingerprint() == spec.fingerprint()
+
+
+def test_detection_runs_on_plain_settings_without_a_policy() -> None:
+    spec = LexiconSpec(
+        terms=(TermSpec("blorf", "insult", 2), TermSpec("zib", "insult", 1, "exact")),
+        allow=("blorfington",),
+    )
+    lexicon = compile_lexicon(spec, use_spacy=False)
+    matcher = Matcher(lexicon)
+    hits = {(h.entry.term, h.method) for h in matcher.scan(normalize("blorfs, b.l.o.r.f and zibs near blorfington").text)}
+    assert hits == {("blorf", "lexicon"), ("blorf", "split")}
+    strict = Matcher(lexicon, NormalizeSettings(separators=False))
+    assert {h.method for h in strict.scan("b.l.o.r.f blorf")} == {"lexicon"}
+
+
+def test_normalize_settings_mirror_the_policy_block() -> None:
+    fields = {f.name for f in dataclasses.fields(NormalizeSettings)}
+    assert fields == set(Normalization.model_fields)
+    assert normalize_settings(Normalization(leetspeak=False)) == NormalizeSettings(leetspeak=False)
+
+
+def test_detect_imports_nothing_from_the_policy_layer() -> None:
+    for path in Path(safetext.detect.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n == "safetext.policy" or n.startswith("safetext.policy.") for n in names), path.name

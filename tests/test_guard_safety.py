@@ -104,7 +104,7 @@ def test_unwrappable_processor_fails_closed() -> None:
 def test_module_missing_from_the_model_is_an_error() -> None:
     with pytest.raises(InjectionError, match="not a text attention module"):
         run_injected(tiny("sd"), TOXIC, BENIGN, InjectionConfig(modules=["up_blocks.9.attn2"]), **call_kwargs("sd"))
-    with pytest.raises(InjectionError, match="lacks"):
+    with pytest.raises(GuardError, match="lacks"):
         Guard(tiny("sd"), policy=FakePolicy(), preset=["down_blocks.0.attentions.0.transformer_blocks.0.attn1"])
 
 

@@ -48,11 +48,13 @@ def test_invalid_configs_are_rejected(fields: dict) -> None:
 
 
 def test_yaml_round_trip_and_errors(tmp_path: Path) -> None:
-    config = InjectionConfig(modules=["a.attn2", "b.attn2"], swap="k", start=0.25, source="test", name="t")
+    config = InjectionConfig(modules=["a.attn2", "b.attn2"], start=0.25, source="test", name="t")
     path = tmp_path / "preset.yaml"
     config.to_yaml(path)
     assert InjectionConfig.from_yaml(path) == config
-    (tmp_path / "bad.yaml").write_text("modules: [a]\nswap: qk\n")
+    (tmp_path / "legacy.yaml").write_text("modules: [a]\nswap: kv\n")  # older files name the only swap
+    assert InjectionConfig.from_yaml(tmp_path / "legacy.yaml").modules == ["a"]
+    (tmp_path / "bad.yaml").write_text("modules: [a]\nswap: k\n")
     with pytest.raises(PresetError, match="bad.yaml"):
         InjectionConfig.from_yaml(tmp_path / "bad.yaml")
     with pytest.raises(PresetError, match="cannot read"):
@@ -96,14 +98,16 @@ def test_auto_rejects_unknown_models_naming_localize(kind: str) -> None:
 
 
 def test_auto_rejects_flux_naming_localize() -> None:
+    from safetext import GuardError
     from safetext.guard import Guard
     from safetext.pipelines import build_tiny_pipeline
 
     flux = build_tiny_pipeline("flux")
     with pytest.raises(UnsupportedArchitectureError, match="FLUX.*safetext localize"):
         auto_preset(flux)
-    with pytest.raises(UnsupportedArchitectureError, match="safetext localize"):
+    with pytest.raises(GuardError, match="safetext localize") as caught:  # the guard fails closed with a GuardError
         Guard(flux, policy=FakePolicy())
+    assert isinstance(caught.value.__cause__, UnsupportedArchitectureError)
 
 
 def test_auto_prefers_the_model_folder_preset(tmp_path: Path) -> None:

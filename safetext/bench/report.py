@@ -32,7 +32,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 TITLES = {"toxic": "Toxic prompts", "innocent": "Innocent prompts", "edit": "Edit pairs"}
-WEAK_BASELINE = 0.6  # issue 6: below this unguarded leakage, the model is too weak to judge a guard
+WEAK_BASELINE = 0.6  # below this unguarded leakage, the model draws too few words to judge a guard
 
 
 def _num(value: float | None) -> str:

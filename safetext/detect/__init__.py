@@ -1,6 +1,7 @@
 """Detection: normalisation with offset maps, render scope, the lexicon matcher and classifiers.
 
-Nothing here imports torch, transformers or spaCy at import time.
+Detection takes plain settings (:mod:`safetext.detect.settings`) and imports nothing from
+the policy layer. Nothing here imports torch, transformers or spaCy at import time.
 """
 
 from safetext.detect.classifiers import (
@@ -15,6 +16,7 @@ from safetext.detect.lexicon import CompiledLexicon, Entry, compile_lexicon, loa
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import Normalized, normalize
 from safetext.detect.scope import in_scope, render_scope
+from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
 
 __all__ = [
     "Classifier",
@@ -22,8 +24,11 @@ __all__ = [
     "CompiledLexicon",
     "Entry",
     "Hit",
+    "LexiconSpec",
     "Matcher",
+    "NormalizeSettings",
     "Normalized",
+    "TermSpec",
     "available_classifiers",
     "compile_lexicon",
     "create_classifier",

@@ -1,19 +1,24 @@
-"""Whole-text toxicity classifiers behind one interface, with a registry keyed by name.
+"""Whole-text toxicity classifiers behind one interface, with one registry keyed by name.
 
 Backends register under a stable name (``profanity-check``, ``detoxify``) with a
-keyword-only constructor, the way spaCy registers components. Each backend imports its
-library inside its constructor, so nothing heavy loads until a policy asks for it.
-``occlusion_spans`` turns any whole-text score into word spans: a word is responsible when
-removing it drops the score below the threshold.
+keyword-only constructor, the way spaCy registers components. The same registry serves a
+policy's ``classifier:`` block and the benchmark's OCR-text flag
+(:mod:`safetext.metrics.toxicity`). Each backend imports its library inside its
+constructor, so nothing heavy loads until someone asks for it. ``occlusion_spans`` turns
+any whole-text score into word spans: a word is responsible when removing it drops the
+score below the threshold.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from safetext.errors import ClassifierError
 
 
 @runtime_checkable
@@ -25,17 +30,16 @@ class Classifier(Protocol):
     def score(self, texts: Sequence[str]) -> list[float]: ...
 
 
-class ClassifierError(RuntimeError):
-    """A backend that cannot be built: unknown name, missing library or missing files."""
+ClassifierFactory = Callable[..., Classifier]
+"""A backend constructor: called with the backend's parameters as keyword arguments only."""
+
+_REGISTRY: dict[str, ClassifierFactory] = {}
 
 
-_REGISTRY: dict[str, Callable[..., Classifier]] = {}
+def register_classifier(name: str) -> Callable[[ClassifierFactory], ClassifierFactory]:
+    """Decorator: make a backend constructible by name. A later registration replaces an earlier one."""
 
-
-def register_classifier(name: str) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
-    """Decorator: make a backend constructible by name from a policy file."""
-
-    def deco(factory: Callable[..., Classifier]) -> Callable[..., Classifier]:
+    def deco(factory: ClassifierFactory) -> ClassifierFactory:
         _REGISTRY[name] = factory
         return factory
 
@@ -43,23 +47,35 @@ def register_classifier(name: str) -> Callable[[Callable[..., Classifier]], Call
 
 
 def available_classifiers() -> list[str]:
+    """The registered backend names, sorted."""
     return sorted(_REGISTRY)
 
 
 def create_classifier(name: str, **params: Any) -> Classifier:
-    """Build a registered backend. Raises :class:`ClassifierError` with the reason."""
+    """Build a registered backend from keyword parameters.
+
+    Raises :class:`ClassifierError` for an unknown name (listing the known ones), for
+    parameters the backend does not take, and when the backend's library or files are missing.
+    """
     factory = _REGISTRY.get(name)
     if factory is None:
-        raise ClassifierError(f"unknown classifier backend {name!r}; registered: {', '.join(available_classifiers())}")
+        known = ", ".join(available_classifiers()) or "none"
+        raise ClassifierError(f"unknown classifier backend {name!r}; known backends: {known}")
     try:
-        return factory(**params)
-    except TypeError as exc:
-        raise ClassifierError(f"bad parameters for classifier {name!r}: {exc}") from None
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # some callables have no introspectable signature
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**params)
+        except TypeError as exc:
+            raise ClassifierError(f"bad parameters for classifier {name!r}: {exc}") from None
+    return factory(**params)
 
 
 @register_classifier("profanity-check")
 class ProfanityCheck:
-    """alt-profanity-check: a bundled linear SVM, offline and fast (no torch)."""
+    """alt-profanity-check: a bundled linear SVM on bag-of-words; offline, no torch."""
 
     name = "profanity-check"
 
@@ -67,10 +83,13 @@ class ProfanityCheck:
         try:
             from profanity_check import predict_prob
         except ImportError as exc:
-            raise ClassifierError("backend 'profanity-check' needs the alt-profanity-check package") from exc
+            raise ClassifierError(
+                "backend 'profanity-check' needs the alt-profanity-check package: pip install alt-profanity-check"
+            ) from exc
         self._predict = predict_prob
 
     def score(self, texts: Sequence[str]) -> list[float]:
+        """Probability of profanity per text, in one batch."""
         if not texts:
             return []
         return [float(p) for p in self._predict(list(texts))]
@@ -109,6 +128,7 @@ class DetoxifyClassifier:
         return {k: (v if isinstance(v, list) else [v]) for k, v in out.items()}
 
     def score(self, texts: Sequence[str]) -> list[float]:
+        """The ``label`` class score per text."""
         if not texts:
             return []
         return [float(x) for x in self.predict(texts)[self.label]]
@@ -181,3 +201,17 @@ def occlusion_spans(classifier: Classifier, text: str, *, threshold: float, base
         if score < threshold or (excess > 0 and drop >= excess / 2 and drop > 0.05):
             out.append((s, e, max(0.0, min(1.0, drop))))
     return out
+
+
+__all__ = [
+    "Classifier",
+    "ClassifierError",
+    "ClassifierFactory",
+    "DetoxifyClassifier",
+    "ProfanityCheck",
+    "available_classifiers",
+    "create_classifier",
+    "load_detoxify_local",
+    "occlusion_spans",
+    "register_classifier",
+]

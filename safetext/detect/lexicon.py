@@ -1,10 +1,10 @@
-"""Compile a policy's terms into a lexicon the per-prompt matcher can use with dict lookups.
+"""Compile a lexicon spec's terms into a lexicon the per-prompt matcher can use with dict lookups.
 
 Compilation expands every term into its written forms (inflections, and with spaCy the
 irregular forms from its lemmatizer tables), and precomputes which real English words merely
 *contain* a term (cocktail, therapist, snigger), so glued and substring matching can skip
-them. spaCy is imported only here, and the result is cached on disk keyed by the policy's
-content, so checking a prompt never imports spaCy (which pulls in torch through thinc).
+them. spaCy is imported only here, and the result is cached on disk keyed by the spec's
+fingerprint, so checking a prompt never imports spaCy (which pulls in torch through thinc).
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from safetext.detect import inflect
 from safetext.detect.normalize import normalize
+from safetext.detect.settings import LexiconSpec
 from safetext.detect.trie import trie_regex
-
-if TYPE_CHECKING:  # pragma: no cover
-    from safetext.policy.schema import Policy
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +59,6 @@ _BUILTIN_KNOWN = frozenset(
     "therapist therapists assassin assassins classic classical shiitake grape grapes".split()
 )
 
-_SEVERITY = {"low": 1, "medium": 2, "high": 3, "critical": 4}
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """What a matched form means: its term, category, severity and inflectional ending."""
@@ -93,6 +88,8 @@ class CompiledLexicon:
     used_spacy: bool
 
     def to_json(self) -> dict[str, Any]:
+        """Plain JSON containers, the on-disk cache format."""
+
         def e(x: Entry) -> list[Any]:
             return [x.term, x.category, x.severity, x.ending, x.mode]
 
@@ -108,6 +105,7 @@ class CompiledLexicon:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CompiledLexicon:
+        """Rebuild a lexicon written by :meth:`to_json`."""
         return cls(
             forms={k: Entry(*v) for k, v in data["forms"].items()},
             phrases=tuple((tuple(w), Entry(*x)) for w, x in data["phrases"]),
@@ -172,27 +170,24 @@ def _english_from_spacy() -> _English | None:
     return _English({k: frozenset(v) for k, v in pos.items()}, irregular, frozenset(vocabulary))
 
 
-def compile_lexicon(policy: Policy, *, use_spacy: bool = True) -> CompiledLexicon:
-    """Expand the policy's terms into forms and precompute the innocent-word sets."""
+def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLexicon:
+    """Expand the spec's terms into forms and precompute the innocent-word sets."""
     english = _english_from_spacy() if use_spacy else None
-    norm = policy.normalization
     forms: dict[str, Entry] = {}
     phrases: list[tuple[tuple[str, ...], Entry]] = []
-    for category, term, spec in policy.term_items():
-        cat = policy.categories[category]
-        severity = _SEVERITY[spec.severity or cat.severity]
-        mode = spec.match or cat.match
+    for item in spec.terms:
+        category, term, severity, mode = item.category, item.term, item.severity, item.mode
         words = canonical_words(term)
         if not words:
             continue
         base = " ".join(words)
         if len(words) > 1:
-            for variant, ending in _phrase_variants(words, english, norm.inflections and mode != "exact"):
+            for variant, ending in _phrase_variants(words, english, spec.inflections and mode != "exact"):
                 phrases.append((variant, Entry(base, category, severity, ending, "word")))
             continue
         word = words[0]
         expanded = {word: ""}
-        if norm.inflections and mode != "exact":
+        if spec.inflections and mode != "exact":
             pos = english.pos.get(word) if english else None
             expanded = inflect.expand(word, pos)
             if english:
@@ -207,12 +202,12 @@ def compile_lexicon(policy: Policy, *, use_spacy: bool = True) -> CompiledLexico
                 forms[form] = entry
     allow_words: set[str] = set()
     allow_phrases: list[tuple[str, ...]] = []
-    for item in policy.allow:
-        words = canonical_words(item)
+    for allowed in spec.allow:
+        words = canonical_words(allowed)
         if len(words) == 1:
             allow_words.add(words[0])
         elif words:
-            allow_phrases.append(tuple(normalize(item).text.split()))
+            allow_phrases.append(tuple(normalize(allowed).text.split()))
     vocabulary = english.vocabulary if english else frozenset()
     known = _innocent_containers(forms, vocabulary | _BUILTIN_KNOWN | allow_words)
     pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
@@ -270,21 +265,25 @@ def _code_version() -> str:
     """Hash of the compiler's own source, so a code change invalidates old caches."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("lexicon.py", "inflect.py", "normalize.py"):
+    for name in ("lexicon.py", "inflect.py", "normalize.py", "settings.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
-def load_or_compile(policy: Policy, fingerprint: str, *, use_spacy: bool = True) -> CompiledLexicon:
-    """Return the compiled lexicon for ``policy``, from the disk cache when possible."""
+def load_or_compile(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLexicon:
+    """Return the compiled lexicon for ``spec``, from the disk cache when possible.
+
+    The cache key covers the spec's fingerprint, the compiler's source and whether spaCy
+    is used, so a changed term, allow entry or compiler never reads a stale file.
+    """
     spacy_ok = use_spacy and importlib.util.find_spec("spacy") is not None
-    key = hashlib.sha256(f"{fingerprint}:{_code_version()}:{spacy_ok}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{spec.fingerprint()}:{_code_version()}:{spacy_ok}".encode()).hexdigest()[:32]
     path = cache_dir() / f"lexicon-{key}.json"
     try:
         return CompiledLexicon.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    lexicon = compile_lexicon(policy, use_spacy=spacy_ok)
+    lexicon = compile_lexicon(spec, use_spacy=spacy_ok)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lexicon-", suffix=".tmp")

@@ -11,13 +11,10 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from safetext.detect.lexicon import GLUE_WORDS, CompiledLexicon, Entry
+from safetext.detect.settings import NormalizeSettings
 from safetext.detect.trie import trie_regex
-
-if TYPE_CHECKING:  # pragma: no cover
-    from safetext.policy.schema import Normalization
 
 # Digits and symbols read as letters. Ambiguous ones list every reading.
 LEET: dict[str, str] = {
@@ -56,11 +53,11 @@ def _runs(s: str) -> tuple[str, tuple[int, ...]]:
 
 
 class Matcher:
-    """Finds lexicon terms in folded text. One instance per compiled policy; thread-safe reads."""
+    """Finds lexicon terms in folded text. One instance per compiled lexicon; thread-safe reads."""
 
-    def __init__(self, lexicon: CompiledLexicon, normalization: Normalization) -> None:
+    def __init__(self, lexicon: CompiledLexicon, normalization: NormalizeSettings | None = None) -> None:
         self.lex = lexicon
-        self.norm = normalization
+        self.norm = normalization if normalization is not None else NormalizeSettings()
         self.forms = lexicon.forms
         self._collapsed: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
         self._by_length: dict[int, list[str]] = {}

@@ -2,8 +2,7 @@
 
 Public API:
 
-* :class:`InjectionConfig`: which modules, which projections (``kv``/``k``/``v``), from
-  which step; also the preset file format.
+* :class:`InjectionConfig`: which modules, from which step; also the preset file format.
 * :func:`resolve_preset`, :func:`auto_preset`, :func:`builtin_presets`: presets.
 * :func:`candidate_modules`, :func:`attention_sites`: the text attention modules of a
   pipeline in forward order (the search space of ``safetext localize``).
@@ -20,7 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from safetext.inject.config import InjectionConfig, PresetError, PresetMatch, SwapMode
+from safetext.errors import InjectionError, PresetError, UnsupportedArchitectureError
+from safetext.inject.config import InjectionConfig, PresetMatch
 
 _LAZY = {
     "AttentionSite": "safetext.inject.sites",
@@ -29,28 +29,24 @@ _LAZY = {
     "Injection": "safetext.inject.installer",
     "InjectionReport": "safetext.inject.installer",
     "run_injected": "safetext.inject.installer",
-    "InjectionError": "safetext.inject.processors",
     "pipeline_lock": "safetext.inject.locking",
-    "UnsupportedArchitectureError": "safetext.inject.presets",
     "auto_preset": "safetext.inject.presets",
     "builtin_presets": "safetext.inject.presets",
     "resolve_preset": "safetext.inject.presets",
     "MODEL_PRESET_FILE": "safetext.inject.presets",
 }
 
-__all__ = ["InjectionConfig", "PresetError", "PresetMatch", "SwapMode", *_LAZY]
+__all__ = ["InjectionConfig", "InjectionError", "PresetError", "PresetMatch", "UnsupportedArchitectureError", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from safetext.inject.installer import Injection, InjectionReport, run_injected
     from safetext.inject.locking import pipeline_lock
     from safetext.inject.presets import (
         MODEL_PRESET_FILE,
-        UnsupportedArchitectureError,
         auto_preset,
         builtin_presets,
         resolve_preset,
     )
-    from safetext.inject.processors import InjectionError
     from safetext.inject.sites import AttentionSite, attention_sites, candidate_modules
 
 

@@ -5,7 +5,6 @@ A preset file is one YAML mapping with the fields of :class:`InjectionConfig`::
     name: sdxl-base-1.0
     modules:                      # diffusers module names, relative to the denoiser
       - up_blocks.0.attentions.2.transformer_blocks.1.attn2
-    swap: kv                      # kv | k | v : which text-derived projections are replaced
     start: 0.08                   # first patched step, as a fraction of num_inference_steps
     source: Staniszewski et al., ICLR 2025, Table 1
     notes: free text
@@ -26,13 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SwapMode = Literal["kv", "k", "v"]
-
-
-class PresetError(ValueError):
-    """A preset file is missing, unreadable or does not validate."""
+from safetext.errors import PresetError
 
 
 class PresetMatch(BaseModel):
@@ -51,20 +46,30 @@ class PresetMatch(BaseModel):
 class InjectionConfig(BaseModel):
     """Which attention modules get the benign prompt's text K/V, and from which step.
 
-    ``start`` is a fraction so one preset serves any step count: the first patched step
-    is ``start_step(num_steps)``. The paper's SDXL preset starts at step 4 of 50, i.e.
+    Both the keys and the values of the text are swapped, as in the paper. ``start`` is a
+    fraction so one preset serves any step count: the first patched step is
+    ``start_step(num_steps)``. The paper's SDXL preset starts at step 4 of 50, i.e.
     ``start=0.08``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     modules: list[str] = Field(min_length=1, description="Attention module names inside the denoiser, e.g. '...attn2'.")
-    swap: SwapMode = "kv"
     start: float = Field(default=0.0, ge=0.0, lt=1.0)
     source: str = ""
     name: str | None = None
     notes: str = ""
     match: PresetMatch | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_swap(cls, data: Any) -> Any:
+        """Older preset files carry ``swap: kv``, the only swap there is; anything else is refused."""
+        if isinstance(data, dict) and "swap" in data:
+            data = dict(data)
+            if data.pop("swap") != "kv":
+                raise ValueError("swap: only 'kv' (keys and values) is supported; remove the field")
+        return data
 
     @field_validator("modules")
     @classmethod
@@ -115,6 +120,6 @@ class InjectionConfig(BaseModel):
         return text
 
     @classmethod
-    def from_modules(cls, modules: list[str], *, swap: SwapMode = "kv", start: float = 0.0) -> InjectionConfig:
+    def from_modules(cls, modules: list[str], *, start: float = 0.0) -> InjectionConfig:
         """A config from a plain list of module names (patching from step 0 by default)."""
-        return cls(modules=list(modules), swap=swap, start=start, source="module list given by the caller")
+        return cls(modules=list(modules), start=start, source="module list given by the caller")

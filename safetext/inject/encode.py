@@ -5,6 +5,12 @@ the arguments the coming ``__call__`` will use (``clip_skip``, ``max_sequence_le
 ``clean_caption``, the LoRA scale), classifier-free guidance off: the unconditional
 half is never touched.
 
+Every text input the pipeline takes is encoded as the pipeline would encode it:
+``prompt`` feeds the first text encoder, ``prompt_2`` and ``prompt_3`` (SDXL, SD3) the
+second and third, and an input left as None reuses ``prompt`` there, as in the
+pipelines' own call. A benign ``prompt_2`` therefore changes only the part of the
+embedding that text encoder produces.
+
 The batch is the full prompt list, with the original text in rows that are not
 rewritten. Encoding the same batch shape as the pipeline's own pass keeps every row
 bitwise equal to what the pipeline computes for it, whatever kernels the text encoder
@@ -24,8 +30,19 @@ from safetext.inject.processors import InjectionError
 #: ``__call__`` arguments that change how a prompt is encoded, forwarded when accepted.
 _ENCODE_PASSTHROUGH = ("clip_skip", "max_sequence_length", "clean_caption")
 
-#: Arguments that carry extra prompt text the guard does not check.
-UNCHECKED_TEXT_ARGS = ("prompt_2", "prompt_3", "prompt_embeds", "pooled_prompt_embeds")
+#: The positive text inputs of diffusers pipelines, in text-encoder order.
+TEXT_INPUTS = ("prompt", "prompt_2", "prompt_3")
+
+#: Their negative counterparts: they steer away from their content and pass through unchanged.
+NEGATIVE_TEXT_INPUTS = ("negative_prompt", "negative_prompt_2", "negative_prompt_3")
+
+
+def precomputed_text_args(pipe_kwargs: dict[str, Any]) -> list[str]:
+    """Positive prompt embeddings given by the caller: text the policy cannot read."""
+    return sorted(
+        k for k, v in pipe_kwargs.items()
+        if v is not None and (k.startswith("prompt_embeds") or k.startswith("pooled_prompt_embeds"))
+    )
 
 
 @dataclass
@@ -52,22 +69,28 @@ def _lora_scale(pipe_kwargs: dict[str, Any]) -> float | None:
     return None
 
 
-def encode_text(pipe: Any, prompts: list[str], pipe_kwargs: dict[str, Any]) -> EncodedText:
-    """Encode ``prompts`` (conditional half only) with the pipeline's ``encode_prompt``."""
+def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, Any]) -> EncodedText:
+    """Encode ``texts`` (conditional half only) with the pipeline's ``encode_prompt``.
+
+    ``texts["prompt"]`` is required; ``prompt_2``/``prompt_3`` lists are given only where
+    the caller gave those inputs (elsewhere the pipeline reuses ``prompt``).
+    """
     encode = getattr(pipe, "encode_prompt", None)
     if encode is None:
         raise InjectionError(f"{type(pipe).__name__} has no encode_prompt; cannot encode the benign prompt")
     accepted = inspect.signature(encode).parameters
     nipp = pipe_kwargs.get("num_images_per_prompt") or 1
     args: dict[str, Any] = {
-        "prompt": prompts,
+        "prompt": texts["prompt"],
         "num_images_per_prompt": nipp,
         "do_classifier_free_guidance": False,
         "device": pipe._execution_device,
     }
-    for name in ("prompt_2", "prompt_3"):
+    for name in TEXT_INPUTS[1:]:
         if name in accepted:
-            args[name] = None  # the pipelines then reuse `prompt`, as in their own call
+            args[name] = texts.get(name)  # None: the pipeline reuses `prompt`, as in its own call
+        elif texts.get(name) is not None:
+            raise InjectionError(f"{type(pipe).__name__}.encode_prompt takes no {name}")
     for name in _ENCODE_PASSTHROUGH:
         if name in accepted:
             args[name] = pipe_kwargs.get(name, call_default(pipe, name))

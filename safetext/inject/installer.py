@@ -14,14 +14,14 @@ image latents of that row, the benign text and pooled embeddings). Those rows ru
 the blocks up to the last localized one, where a forward hook drops them; later blocks
 and ``norm_out`` get ``temb`` trimmed by pre-hooks. The original rows' output has the
 pipeline's batch size, so the pipeline never sees the extra rows. The benign rows see the
-original's current latents (the DESIGN's batched pass), not a trajectory of their own.
+original's current latents (a batched pass in place of the paper's cached benign run),
+not a trajectory of their own.
 
 Numerics: every row that is not rewritten goes through the same operations, on a
-same-shaped batch (U-Net: bitwise identical) or a larger one (SD3). BLAS may pick its
-kernel by row count for the (batch, dim) timestep-embedding linears; on this CPU 1, 2-3
-and 4+ rows are three classes. SD3 CFG calls (2 -> 3 rows, 4 -> 5-6) stay in one class
-and are bitwise identical; a one-row call (no CFG, one image) or skip-layer guidance's
-conditional-only call can cross a class and then agrees to float rounding (~1e-6).
+same-shaped batch (U-Net: bitwise identical) or a larger one (SD3). BLAS libraries may
+pick a different kernel by row count for the (batch, dim) timestep-embedding linears, so
+an SD3 row can then agree with the unguarded call to float rounding (~1e-6) rather than
+bitwise; the tests check both cases.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from typing import Any
 
 import torch
 
+from safetext.errors import InjectionError
 from safetext.inject.config import InjectionConfig
-from safetext.inject.encode import call_default, encode_text
+from safetext.inject.encode import TEXT_INPUTS, call_default, encode_text
 from safetext.inject.locking import pipeline_lock
-from safetext.inject.processors import CallState, InjectionError, JointExtension, JointSwapProcessor, SwapProcessor
+from safetext.inject.processors import CallState, JointExtension, JointSwapProcessor, SwapProcessor
 from safetext.inject.sites import attention_kind, candidate_modules, denoiser_of
 
 
@@ -46,7 +47,6 @@ class InjectionReport:
 
     patched_layers: list[str]
     kind: str
-    swap: str
     start_step: int
     num_steps: int
     steps_run: int
@@ -106,11 +106,27 @@ def _trim(value: Any, n_ext: int, n: int) -> Any:
     return value
 
 
+def prompt_list(value: Any, n: int, name: str) -> list[str] | None:
+    """A text input as one string per prompt (None stays None); refuses a length mismatch."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InjectionError(f"{name} must be a string or a list of strings")
+    if len(value) != n:
+        raise InjectionError(f"{name} has {len(value)} entries for {n} prompt(s); give one per prompt")
+    return list(value)
+
+
 class Injection:
     """Benign K/V in ``config.modules`` for one call of ``pipe``; use as a context manager.
 
     ``benign_prompts[i]`` is the benign text for ``prompts[i]``, or None to leave that
-    prompt's rows untouched (an allowed prompt in a mixed batch). The caller must hold
+    prompt's text as it is. ``benign_inputs`` does the same for the other text inputs
+    (``{"prompt_2": [...], "prompt_3": [...]}``), whose originals are read from
+    ``pipe_kwargs``. A row is rewritten when any of its inputs has a benign text; rows of
+    allowed prompts in a mixed batch are left untouched. The caller must hold
     :func:`~safetext.inject.locking.pipeline_lock` (``run_injected`` does) and should call
     :meth:`verify` after the pipeline returns: it raises :class:`InjectionError` unless
     every localized module was patched at every step from the start step on.
@@ -123,13 +139,27 @@ class Injection:
         prompts: list[str],
         benign_prompts: list[str | None],
         pipe_kwargs: dict[str, Any],
+        *,
+        benign_inputs: dict[str, list[str | None]] | None = None,
     ) -> None:
         if len(prompts) != len(benign_prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(benign_prompts)} benign prompts")
+            raise InjectionError(f"{len(prompts)} prompts but {len(benign_prompts)} benign prompts")
+        n = len(prompts)
+        self.texts: dict[str, list[str]] = {"prompt": list(prompts)}
+        self.benign: dict[str, list[str | None]] = {"prompt": list(benign_prompts)}
+        for name in TEXT_INPUTS[1:]:
+            original = prompt_list(pipe_kwargs.get(name), n, name)
+            given = (benign_inputs or {}).get(name)
+            if original is not None:
+                self.texts[name] = original
+                self.benign[name] = list(given) if given is not None else [None] * n
+                if len(self.benign[name]) != n:
+                    raise InjectionError(f"benign {name} has {len(self.benign[name])} entries for {n} prompt(s)")
+            elif given is not None and any(b is not None for b in given):
+                raise InjectionError(f"a benign {name} was given but the call has no {name}")
         self.pipe = pipe
         self.config = config
         self.prompts = prompts
-        self.benign_prompts = benign_prompts
         self.pipe_kwargs = pipe_kwargs
         self.component, self.denoiser = denoiser_of(pipe)
         self.state: CallState | None = None
@@ -138,6 +168,10 @@ class Injection:
         self._originals: dict[str, Any] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.encode_s = 0.0
+
+    def rewritten(self, i: int) -> bool:
+        """Whether prompt ``i`` has a benign text in any of its inputs."""
+        return any(benign[i] is not None for benign in self.benign.values())
 
     # ------------------------------------------------------------------ setup
 
@@ -163,10 +197,13 @@ class Injection:
 
     def _make_state(self) -> CallState:
         nipp = self.pipe_kwargs.get("num_images_per_prompt") or 1
-        rows = [j for j in range(len(self.prompts) * nipp) if self.benign_prompts[j // nipp] is not None]
+        rows = [j for j in range(len(self.prompts) * nipp) if self.rewritten(j // nipp)]
         if not rows:
             raise InjectionError("no prompt to rewrite")
-        texts = [b if b is not None else p for p, b in zip(self.prompts, self.benign_prompts)]
+        texts = {
+            name: [b if b is not None else o for o, b in zip(self.texts[name], self.benign[name])]
+            for name in self.texts
+        }
         start = time.perf_counter()
         encoded = encode_text(self.pipe, texts, self.pipe_kwargs)
         self.encode_s = time.perf_counter() - start
@@ -176,7 +213,6 @@ class Injection:
         if self.kind == "joint" and encoded.pooled is None:
             raise InjectionError("joint attention needs pooled text embeddings; encode_prompt returned none")
         return CallState(
-            swap=self.config.swap,
             start_step=self.config.start_step(self.num_steps),
             n_cond=n_cond,
             rows=torch.tensor(rows, dtype=torch.long, device=encoded.embeds.device),
@@ -363,7 +399,6 @@ class Injection:
         return InjectionReport(
             patched_layers=list(self.config.modules),
             kind=self.kind,
-            swap=self.config.swap,
             start_step=state.start_step,
             num_steps=self.num_steps,
             steps_run=state.step + 1,
@@ -376,36 +411,59 @@ class Injection:
 def run_injected(
     pipe: Any,
     prompt: str | list[str],
-    benign_prompt: str | list[str | None],
+    benign_prompt: str | list[str | None] | None,
     config: InjectionConfig,
+    *,
+    benign_inputs: dict[str, list[str | None]] | None = None,
+    with_report: bool = False,
+    timings: dict[str, float] | None = None,
     **pipe_kwargs: Any,
 ) -> Any:
     """Run ``pipe(prompt, **pipe_kwargs)`` with ``benign_prompt``'s text K/V in ``config.modules``.
 
-    The building block of the guard's rewrite path and of ``safetext localize``: the
+    The one injected-call path of the guard, ``safetext localize`` and the benchmarks: the
     original prompt drives everything (queries, image stream, unconditional half, pooled
     embeddings); only the text-derived keys/values of the configured modules come from
-    the benign prompt, from ``config.start_step(num_inference_steps)`` on.
+    the benign texts, from ``config.start_step(num_inference_steps)`` on.
 
     * ``prompt`` / ``benign_prompt``: a string each, or lists of equal length. A None in
-      the benign list leaves that prompt's images unpatched.
-    * ``pipe_kwargs`` go to the pipeline unchanged (generator, negative_prompt,
-      num_images_per_prompt, callbacks, attention kwargs, output_type, ...).
+      the benign list leaves that prompt's images unpatched; all None runs the plain call.
+    * ``benign_inputs``: benign texts for ``prompt_2`` / ``prompt_3`` (see :class:`Injection`).
+    * ``pipe_kwargs`` go to the pipeline unchanged (generator, negative_prompt, prompt_2,
+      num_images_per_prompt, callbacks, attention kwargs, output_type, ...). When they
+      carry the original's precomputed ``prompt_embeds``, ``prompt`` is not passed to the
+      pipeline and only names the texts of rows that are not rewritten.
+    * ``with_report``: return ``(output, report)``; the report is None for a plain call.
+    * ``timings``: filled with ``wait_s`` (for the pipeline lock), ``encode_s`` and ``generate_s``.
 
-    Returns the pipeline's output. Serialised per pipeline with
-    :func:`~safetext.inject.locking.pipeline_lock`; the original processors are restored
-    on return or error. Raises :class:`InjectionError` if the configured modules do not
-    exist or were not patched at every step from the start step on.
+    Serialised per pipeline with :func:`~safetext.inject.locking.pipeline_lock`; the
+    original processors are restored on return or error. Raises :class:`InjectionError`
+    if the configured modules do not exist or were not patched at every step from the
+    start step on.
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if isinstance(benign_prompt, str) or benign_prompt is None:
         benign: list[str | None] = [benign_prompt] * len(prompts)
     else:
         benign = list(benign_prompt)
+    call = dict(pipe_kwargs) if pipe_kwargs.get("prompt_embeds") is not None else {"prompt": prompt, **pipe_kwargs}
+    plain = all(b is None for b in benign) and not any(
+        b is not None for values in (benign_inputs or {}).values() for b in values
+    )
+    times = timings if timings is not None else {}
+    wait = time.perf_counter()
+    report: InjectionReport | None = None
     with pipeline_lock(pipe):
-        if all(b is None for b in benign):
-            return pipe(prompt=prompt, **pipe_kwargs)
-        with Injection(pipe, config, prompts, benign, pipe_kwargs) as injection:
-            output = pipe(prompt=prompt, **pipe_kwargs)
-            injection.verify()
-    return output
+        times["wait_s"] = time.perf_counter() - wait
+        if plain:
+            start = time.perf_counter()
+            output = pipe(**call)
+            times["generate_s"] = time.perf_counter() - start
+        else:
+            with Injection(pipe, config, prompts, benign, pipe_kwargs, benign_inputs=benign_inputs) as injection:
+                start = time.perf_counter()
+                output = pipe(**call)
+                times["generate_s"] = time.perf_counter() - start
+                report = injection.verify()
+            times["encode_s"] = injection.encode_s
+    return (output, report) if with_report else output

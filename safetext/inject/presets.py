@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from safetext.inject.config import InjectionConfig, PresetError
+from safetext.errors import PresetError, UnsupportedArchitectureError
+from safetext.inject.config import InjectionConfig
 
 #: File name a model folder may carry to declare its own localized layers.
 MODEL_PRESET_FILE = "safetext_preset.yaml"
@@ -27,10 +29,6 @@ LOCALIZE_HINT = (
     "Localize its text-rendering layers with `safetext localize --model PATH` and pass the "
     "preset it writes (preset='path/to/preset.yaml'), or pass preset=[module names]."
 )
-
-
-class UnsupportedArchitectureError(PresetError):
-    """No preset is known for this pipeline; it must be localized first."""
 
 
 def builtin_presets() -> dict[str, InjectionConfig]:

@@ -16,11 +16,8 @@ pipeline already keeps per-call state on ``self`` and must be serialised anyway.
 Cross-attention and IF added-KV modules delegate to the module's original processor,
 with only ``encoder_hidden_states`` replaced (rewrite rows = benign text, all other rows
 the very same tensor values). Every row not rewritten therefore goes through exactly the
-original computation. Partial swaps (``swap="k"`` or ``"v"``) need K and V from
-different texts, which no stock processor supports; they reimplement ``AttnProcessor2_0``
-/ ``AttnAddedKVProcessor2_0`` line for line. SD3's joint processor mirrors
-``JointAttnProcessor2_0`` and swaps the text K/V rows between the original rows and the
-benign rows batched beside them.
+original computation. SD3's joint processor mirrors ``JointAttnProcessor2_0`` and swaps
+the text K/V rows between the original rows and the benign rows batched beside them.
 """
 
 from __future__ import annotations
@@ -33,17 +30,10 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import (
     Attention,
-    AttnAddedKVProcessor2_0,
-    AttnProcessor2_0,
     JointAttnProcessor2_0,
 )
 
-from safetext.inject.config import SwapMode
-
-
-class InjectionError(RuntimeError):
-    """Injection could not be installed or did not run as configured (fail closed)."""
-
+from safetext.errors import InjectionError
 
 # Named arguments a wrapped processor may take. Anything else (IP-Adapter masks, custom
 # extras) would be filtered out by diffusers before reaching our wrapper, so we refuse
@@ -68,7 +58,6 @@ class JointExtension:
 class CallState:
     """Everything one guarded pipeline call needs; never shared between calls."""
 
-    swap: SwapMode
     start_step: int
     n_cond: int  # conditional rows: prompts x num_images_per_prompt
     rows: torch.Tensor  # conditional row indices (0..n_cond-1) that are rewritten
@@ -120,12 +109,6 @@ class SwapProcessor:
 
     def __init__(self, original: Any, module: str, kind: str, state: CallState) -> None:
         check_wrappable(original, module)
-        if state.swap != "kv":
-            wanted = AttnProcessor2_0 if kind == "cross" else AttnAddedKVProcessor2_0
-            if type(original) is not wanted:
-                raise InjectionError(
-                    f"swap={state.swap!r} on {module} needs {wanted.__name__}, found {type(original).__name__}"
-                )
         self.original = original
         self.module = module
         self.kind = kind
@@ -155,92 +138,7 @@ class SwapProcessor:
                 f"expected {None if mixed is None else tuple(mixed.shape)}"
             )
         state.record(self.module)
-        if state.swap == "kv":
-            return self.original(attn, hidden_states, mixed, attention_mask, *args, **extra)
-        ehs_k = mixed if state.swap == "k" else encoder_hidden_states
-        ehs_v = mixed if state.swap == "v" else encoder_hidden_states
-        if self.kind == "cross":
-            return _cross_attention(attn, hidden_states, ehs_k, ehs_v, attention_mask, temb)
-        return _added_kv_attention(attn, hidden_states, ehs_k, ehs_v, attention_mask)
-
-
-def _cross_attention(
-    attn: Attention,
-    hidden_states: torch.Tensor,
-    ehs_k: torch.Tensor,
-    ehs_v: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    temb: torch.Tensor | None,
-) -> torch.Tensor:
-    """``AttnProcessor2_0`` with keys and values taken from different text states."""
-    residual = hidden_states
-    if attn.spatial_norm is not None:
-        hidden_states = attn.spatial_norm(hidden_states, temb)
-    input_ndim = hidden_states.ndim
-    if input_ndim == 4:
-        batch_size, channel, height, width = hidden_states.shape
-        hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
-    batch_size, sequence_length, _ = ehs_k.shape
-    if attention_mask is not None:
-        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
-        attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
-    if attn.group_norm is not None:
-        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-    query = attn.to_q(hidden_states)
-    if attn.norm_cross:
-        ehs_k, ehs_v = attn.norm_encoder_hidden_states(ehs_k), attn.norm_encoder_hidden_states(ehs_v)
-    key, value = attn.to_k(ehs_k), attn.to_v(ehs_v)
-    head_dim = key.shape[-1] // attn.heads
-    query = _heads(query, batch_size, attn.heads, head_dim)
-    key = _heads(key, batch_size, attn.heads, head_dim)
-    value = _heads(value, batch_size, attn.heads, head_dim)
-    if attn.norm_q is not None:
-        query = attn.norm_q(query)
-    if attn.norm_k is not None:
-        key = attn.norm_k(key)
-    hidden_states = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
-    )
-    hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
-    hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-    if input_ndim == 4:
-        hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
-    if attn.residual_connection:
-        hidden_states = hidden_states + residual
-    return hidden_states / attn.rescale_output_factor
-
-
-def _added_kv_attention(
-    attn: Attention,
-    hidden_states: torch.Tensor,
-    ehs_k: torch.Tensor,
-    ehs_v: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-) -> torch.Tensor:
-    """``AttnAddedKVProcessor2_0`` with the text keys and values from different text states."""
-    residual = hidden_states
-    hidden_states = hidden_states.view(hidden_states.shape[0], hidden_states.shape[1], -1).transpose(1, 2)
-    batch_size, sequence_length, _ = hidden_states.shape
-    attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size, out_dim=4)
-    if attn.norm_cross:
-        ehs_k, ehs_v = attn.norm_encoder_hidden_states(ehs_k), attn.norm_encoder_hidden_states(ehs_v)
-    hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-    query = attn.head_to_batch_dim(attn.to_q(hidden_states), out_dim=4)
-    text_key = attn.head_to_batch_dim(attn.add_k_proj(ehs_k), out_dim=4)
-    text_value = attn.head_to_batch_dim(attn.add_v_proj(ehs_v), out_dim=4)
-    if not attn.only_cross_attention:
-        key = attn.head_to_batch_dim(attn.to_k(hidden_states), out_dim=4)
-        value = attn.head_to_batch_dim(attn.to_v(hidden_states), out_dim=4)
-        key = torch.cat([text_key, key], dim=2)
-        value = torch.cat([text_value, value], dim=2)
-    else:
-        key, value = text_key, text_value
-    hidden_states = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
-    )
-    hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, residual.shape[1])
-    hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-    return hidden_states.transpose(-1, -2).reshape(residual.shape) + residual
+        return self.original(attn, hidden_states, mixed, attention_mask, *args, **extra)
 
 
 class JointSwapProcessor:
@@ -279,7 +177,6 @@ class JointSwapProcessor:
         if hidden_states.shape[0] != n_ext:
             raise InjectionError(f"{self.module} received {hidden_states.shape[0]} rows, expected {n_ext}")
         self.state.record(self.module)
-        swap = self.state.swap
         last = self.block == ext.trim_after
         batch = ext.n_orig if last else n_ext  # rows whose attention output is needed
         residual = hidden_states
@@ -306,10 +203,8 @@ class JointSwapProcessor:
         if attn.norm_added_k is not None:
             text_key = attn.norm_added_k(text_key)
         # The swap itself: rewrite rows read the benign rows' text keys/values.
-        if swap in ("kv", "k"):
-            text_key = text_key[:batch].index_copy(0, ext.targets, text_key.index_select(0, ext.sources))
-        if swap in ("kv", "v"):
-            text_value = text_value[:batch].index_copy(0, ext.targets, text_value.index_select(0, ext.sources))
+        text_key = text_key[:batch].index_copy(0, ext.targets, text_key.index_select(0, ext.sources))
+        text_value = text_value[:batch].index_copy(0, ext.targets, text_value.index_select(0, ext.sources))
 
         query = torch.cat([query, text_query], dim=2)
         key = torch.cat([key, text_key[:batch]], dim=2)

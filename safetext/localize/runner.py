@@ -8,7 +8,7 @@
 * **Encodings cached.** Prompts A, B and the unconditional prompt are encoded once, with the
   pipeline's own ``encode_prompt`` and the arguments its ``__call__`` would use, and passed
   as ``prompt_embeds`` (plus pooled / negative embeddings). The benign K/V for a patched
-  run still come from :class:`~safetext.inject.Injection`, which encodes B itself (one
+  run still come from :func:`~safetext.inject.run_injected`, which encodes B itself (one
   text-encoder pass per call, the guard's own cost).
 * **Counted.** ``calls`` and ``images`` count the denoising runs, baselines included.
 * **Recorded.** With ``record_steps``, the two baseline runs also record the denoiser's
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from safetext.inject import Injection, InjectionConfig, attention_sites, pipeline_lock
+from safetext.inject import InjectionConfig, attention_sites, pipeline_lock, run_injected
 from safetext.inject.encode import call_default
 from safetext.inject.sites import AttentionSite, denoiser_of
 from safetext.localize.attribution import StepInputs, record_inputs
@@ -164,9 +164,8 @@ class PatchRunner:
             else:
                 prompts_a = self._prompts("a")[rows.start : rows.stop]
                 benign: list[str | None] = list(self._prompts("b")[rows.start : rows.stop])
-                with Injection(self.pipe, config, prompts_a, benign, call) as injection:
-                    output = self.pipe(**call)
-                    injection.verify()
+                kwargs = {k: v for k, v in call.items() if k != "prompt"}
+                output = run_injected(self.pipe, prompts_a, benign, config, **kwargs)
         self.calls += 1
         self.images += len(rows)
         return images_of(output)

@@ -1,4 +1,4 @@
-"""Did a blocked term make it into the image? Exact and fuzzy matching on OCR text (DESIGN.md §4).
+"""Did a blocked term make it into the image? Exact and fuzzy matching on OCR text.
 
 Both compare skeletons (see ``safetext.metrics.text``), against each OCR token and against
 the whole line joined, so spaced or dotted spellings count. Exact: equal skeletons. Fuzzy:

@@ -7,6 +7,8 @@ unguarded image for baselines that reduce to it) are read once.
 
 from __future__ import annotations
 
+from safetext.errors import OCRUnavailableError  # noqa: F401 - re-exported
+
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -15,10 +17,6 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), pixels of the input image, x1/y1 exclusive
-
-
-class OCRUnavailableError(RuntimeError):
-    """The engine's binary, package or model is missing. The message says how to install it."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The policy engine: ``analyze`` finds spans, ``decide`` turns them into a :class:`Decision`.
 
-Detection and action stay apart (Presidio): ``analyze`` returns plain spans; ``decide``
-applies the policy's actions and the rewrite operators. The per-prompt path is pure Python;
-the lexicon is compiled once per policy and cached on disk.
+Detection and action stay apart, as in Presidio's analyzer and anonymizer: ``analyze``
+returns plain spans; ``decide`` applies the policy's actions and the rewrite operators. The
+engine hands detection plain settings (:func:`lexicon_spec`, :func:`normalize_settings`), so
+``safetext.detect`` never imports the policy format. The per-prompt path is pure Python; the
+lexicon is compiled once per spec and cached on disk.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import Normalized, normalize
 from safetext.detect.scope import in_scope, render_scope
+from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
 from safetext.policy.decision import Action, Decision, Span
 from safetext.policy.loader import load_policy, policy_fingerprint
-from safetext.policy.schema import ACTION_RANK, Policy
+from safetext.policy.schema import ACTION_RANK, SEVERITY_RANK, Normalization, Policy
 from safetext.rewrite.operators import Edit, apply_operators, choose_target, keep_case, pick_non_overlapping
 
 # How sure each detection method is that the text really is the term.
@@ -31,14 +34,34 @@ SEVERITY_RISK = {1: 0.35, 2: 0.6, 3: 0.85, 4: 1.0}
 _MAX_REASONS = 50
 
 
+def normalize_settings(normalization: Normalization) -> NormalizeSettings:
+    """The policy's ``normalization:`` block as the settings detection reads."""
+    return NormalizeSettings(**normalization.model_dump())
+
+
+def lexicon_spec(policy: Policy) -> LexiconSpec:
+    """What the lexicon compiler needs from ``policy``: its enabled terms in file order,
+    each with its resolved severity and match mode, the allow list and the inflection switch."""
+    terms = []
+    for category, term, spec in policy.term_items():
+        cat = policy.categories[category]
+        terms.append(TermSpec(term, category, SEVERITY_RANK[spec.severity or cat.severity], spec.match or cat.match))
+    return LexiconSpec(tuple(terms), tuple(policy.allow), policy.normalization.inflections)
+
+
 class PolicyEngine:
-    """Checks prompts against one policy. Build once, call ``check`` from many threads."""
+    """Checks prompts against one policy. Build once, call ``check`` from many threads.
+
+    ``fingerprint`` hashes the whole merged policy; ``settings`` and ``lexicon`` are the
+    normalisation settings and compiled lexicon detection runs with.
+    """
 
     def __init__(self, policy: Policy | str | Path = "default", *, classifier: Classifier | None = None, use_spacy: bool = True) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.fingerprint = policy_fingerprint(self.policy)
-        self.lexicon = load_or_compile(self.policy, self.fingerprint, use_spacy=use_spacy)
-        self.matcher = Matcher(self.lexicon, self.policy.normalization)
+        self.settings = normalize_settings(self.policy.normalization)
+        self.lexicon = load_or_compile(lexicon_spec(self.policy), use_spacy=use_spacy)
+        self.matcher = Matcher(self.lexicon, self.settings)
         self._classifier = classifier
         self._classifier_lock = threading.Lock()
         self._target_cache: dict[tuple[str, str, str, str], str] = {}
@@ -48,6 +71,7 @@ class PolicyEngine:
 
     @property
     def name(self) -> str:
+        """The name decisions carry: the policy's ``name:``, else its file's stem."""
         return self.policy.name or (Path(self.policy.source).stem if self.policy.source else "policy")
 
     # ---- analyze ------------------------------------------------------------------------------
@@ -56,7 +80,7 @@ class PolicyEngine:
         """Non-overlapping spans found in ``prompt``; offsets index the original string."""
         if not prompt or len(prompt) > self.policy.max_chars:
             return []
-        norm = normalize(prompt, unicode=self.policy.normalization.unicode, invisible=self.policy.normalization.invisible)
+        norm = normalize(prompt, unicode=self.settings.unicode, invisible=self.settings.invisible)
         scope = render_scope(norm.text)
         spans = [self._span(prompt, norm, scope, hit) for hit in self.matcher.scan(norm.text)]
         spans = [s for s in spans if s is not None]
@@ -225,4 +249,4 @@ def _resolve(spans: list[Span]) -> list[Span]:
     return pick_non_overlapping(order, lambda s: (s.start, s.end))
 
 
-__all__ = ["PolicyEngine"]
+__all__ = ["PolicyEngine", "lexicon_spec", "normalize_settings"]

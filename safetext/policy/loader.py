@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from safetext.errors import PolicyError  # noqa: F401 - re-exported
 from safetext.policy.schema import Policy
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -24,27 +25,23 @@ Path_ = tuple[str | int, ...]
 Locations = dict[Path_, tuple[str, int]]
 
 
-class PolicyError(ValueError):
-    """A policy that cannot be used. ``problems`` holds (file, line, field, message) tuples."""
-
-    def __init__(self, problems: list[tuple[str, int | None, str, str]]) -> None:
-        self.problems = problems
-        lines = []
-        for file, line, fieldpath, message in problems:
-            where = f"{file}:{line}" if line else file
-            lines.append(f"{where}: {fieldpath or '<top>'}: {message}" if fieldpath else f"{where}: {message}")
-        super().__init__("\n".join(lines))
-
-
 def policies_dir() -> Path:
-    """The repository's ``policies/`` folder, found from the package location, not the cwd."""
-    import safetext
+    """The shipped policies: the data package ``safetext.policies``.
 
-    return Path(safetext.__file__).resolve().parents[1] / "policies"
+    In a source checkout it is the top-level ``policies/`` folder (the editable install
+    maps it); in an installed wheel it is ``safetext/policies/`` inside site-packages.
+    """
+    import importlib
+
+    package = importlib.import_module("safetext.policies")
+    return Path(next(iter(package.__path__))).resolve()
 
 
 def resolve_policy_path(name: str | Path, *, relative_to: Path | None = None) -> Path:
-    """Find a policy file by path or short name (``default``, ``policies/strict.yaml``)."""
+    """Find a policy file by path or short name, in this order: the path as given
+    (relative to ``relative_to`` for ``extends:``, else the current folder), then the
+    shipped policies (``default``, ``strict``, ``policies/strict.yaml``,
+    ``tenants/example-tenant``). ``.yaml`` may be left off."""
     raw = Path(name).expanduser()
     candidates: list[Path] = []
     if raw.is_absolute():
