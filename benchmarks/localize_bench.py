@@ -52,7 +52,7 @@ def _psnr_masked(psnr: Any, reference: Any, image: Any, box: Any) -> float:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="testbed", help="'testbed' or a folder holding a testbed export")
+    p.add_argument("--model", default="testbed", help="'testbed' or a folder holding a testbed export (its model profile, else the shipped one)")
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -64,10 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_strategy(pipe: Any, pairs: list, strategy: str, args: argparse.Namespace) -> dict[str, Any]:
-    from safetext import testbed
+def run_strategy(pipe: Any, pairs: list, strategy: str, args: argparse.Namespace, profile: Any) -> dict[str, Any]:
     from safetext.localize.api import localize
-    from safetext.localize.scoring import testbed_reader
 
     began = time.perf_counter()
     result = localize(
@@ -76,10 +74,10 @@ def run_strategy(pipe: Any, pairs: list, strategy: str, args: argparse.Namespace
         steps=args.steps,
         seed=args.seed,
         strategies=(strategy,),  # type: ignore[arg-type]
-        reader=testbed_reader,
+        reader=profile.resolve("reader"),
         batch_size=args.batch_size,
-        call_kwargs={"guidance_scale": testbed.generation_defaults()["guidance_scale"]},
-        name="safetext-testbed",
+        call_kwargs={"guidance_scale": profile.generation["guidance_scale"]},
+        name=profile.name,
     )
     seconds = time.perf_counter() - began
     found = result.results[strategy]
@@ -121,26 +119,27 @@ def guard_prompts(n: int, seed: int) -> list[tuple[str, str, str]]:
     return items
 
 
-def evaluate_guard(pipe: Any, presets: dict[str, Any], items: list[tuple[str, str, str]], args: argparse.Namespace) -> dict[str, Any]:
-    from safetext import testbed
+def evaluate_guard(
+    pipe: Any, presets: dict[str, Any], items: list[tuple[str, str, str]], args: argparse.Namespace, profile: Any
+) -> dict[str, Any]:
     from safetext.guard import Guard
     from safetext.localize.scoring import BOX_PAD, masked_ssim, text_box, toward
     from safetext.metrics import fuzzy_leak, pad_box, psnr, reads_target, union
     from safetext.policy import PolicyEngine
-    from safetext.testbed.quality import read_word
 
-    defaults = testbed.generation_defaults() | {"num_inference_steps": args.steps}
+    reader = profile.resolve("reader")
+    defaults = dict(profile.generation) | {"num_inference_steps": args.steps}
     prompts = [p for p, _, _ in items]
 
     def gens() -> list[torch.Generator]:
         return [torch.Generator().manual_seed(1000 + i) for i in range(len(items))]
 
-    policy = str(ROOT / "policies" / "testbed.yaml")
+    policy = profile.policy
     unguarded = pipe(prompts, generator=gens(), **defaults).images
     benign_prompts = [PolicyEngine(policy).check(p).benign_prompt or p for p in prompts]
     benign_direct = pipe(benign_prompts, generator=gens(), **defaults).images  # prompt swap, same noise
     b_boxes = [union([text_box(u), text_box(b)]) for u, b in zip(unguarded, benign_direct)]
-    words = [read_word(im) for im in unguarded]
+    words = reader(unguarded)
     rows: dict[str, Any] = {
         "unguarded": {
             "leak_rate": sum(fuzzy_leak(w, [t], allow=[b]) is not None for w, (_, t, b) in zip(words, items)) / len(items),
@@ -154,7 +153,7 @@ def evaluate_guard(pipe: Any, presets: dict[str, Any], items: list[tuple[str, st
         result = guard(prompts, generator=gens(), **defaults)
         seconds = time.perf_counter() - began
         images = result.images
-        reads = [read_word(im) for im in images]
+        reads = reader(images)
         boxes = [union([text_box(u), text_box(g)]) for u, g in zip(unguarded, images)]
         padded = [pad_box(box, BOX_PAD, g.size) if box else None for box, g in zip(boxes, images)]
         rows[label] = {
@@ -324,13 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     from safetext import testbed
-    from safetext.localize import testbed_pairs
     from safetext.localize.api import default_max_start
+    from safetext.pipelines import load_pipeline, load_profile, resolve_model
 
-    folder = testbed.model_dir() if args.model == "testbed" else Path(args.model)
-    pipe = testbed.load(folder=folder)
-    pairs = testbed_pairs(args.pairs, args.seed)
-    strategies = {name: run_strategy(pipe, pairs, name, args) for name in ("sweep", *FASTER)}
+    folder = resolve_model(args.model)
+    profile = load_profile(folder) or testbed.profile()
+    pipe = load_pipeline(folder)
+    pipe.set_progress_bar_config(disable=True)
+    pairs = profile.resolve("pairs")(args.pairs, args.seed)
+    strategies = {name: run_strategy(pipe, pairs, name, args, profile) for name in ("sweep", *FASTER)}
     s = strategies["sweep"]
     if args.preset_out is not None:
         s["preset"].to_yaml(args.preset_out)
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             presets["shipped (model folder)"] = config
     presets["all attn2 (reference)"] = all_modules_preset(pipe)
     items = guard_prompts(args.guard_prompts, args.seed) if args.guard_prompts else []
-    guard = evaluate_guard(pipe, presets, items, args) if items else {}
+    guard = evaluate_guard(pipe, presets, items, args, profile) if items else {}
     checkpoint = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
     data = {
         "model": str(args.model),

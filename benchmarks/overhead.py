@@ -148,7 +148,7 @@ def measure_step(pipe: Any, guard: Guard, extra: dict[str, Any], pairs: int = 10
     finally:
         handle.remove()
     args, call_kwargs = captured["call"]
-    config = InjectionConfig(modules=guard.config.modules, swap=guard.config.swap, start=0.0)
+    config = InjectionConfig(modules=guard.config.modules, start=0.0)
 
     def timed() -> float:
         start = time.perf_counter()
@@ -211,7 +211,7 @@ def measure_modules(pipe: Any, guard: Guard, extra: dict[str, Any], calls: int =
             total += best
         return total
 
-    config = InjectionConfig(modules=guard.config.modules, swap=guard.config.swap, start=0.0)
+    config = InjectionConfig(modules=guard.config.modules, start=0.0)
     with torch.no_grad(), pipeline_lock(pipe):
         plain = min(fastest(), fastest())
         with Injection(pipe, config, [PROMPT], [BENIGN], kwargs):
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="a local diffusers folder (repeatable)")
     parser.add_argument("--preset", default="auto", help="preset for --model pipelines")
     parser.add_argument("--steps", type=int, default=None, help="tiny pipelines' steps (default: the paper's)")
-    parser.add_argument("--model-steps", type=int, default=None, help="--model steps (default: 20 testbed, 30 else)")
+    parser.add_argument("--model-steps", type=int, default=None, help="--model steps (default: the model profile's, else 30)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from safetext.pipelines import build_tiny_pipeline, load_pipeline
+    from safetext.pipelines import build_tiny_pipeline, load_pipeline, profile_of
 
     results = []
     for kind in [k for k in args.kinds.split(",") if k]:
@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe = load_pipeline(path, device=args.device)
         pipe.set_progress_bar_config(disable=True)
         guard = Guard(pipe, policy=AlwaysRewrite(BENIGN), preset=args.preset)
-        steps = args.model_steps or (20 if path == "testbed" else 30)
+        profile = profile_of(pipe)
+        steps = args.model_steps or int((profile.generation.get("num_inference_steps") if profile else None) or 30)
         extra = {"clean_caption": False} if type(pipe).__name__.startswith("IF") else {}
         results.append(measure(Path(path).name, pipe, guard, steps, args.repeats, args.warmup, args.seed, extra))
         results[-1].update(measure_step(pipe, guard, extra, pairs=10))

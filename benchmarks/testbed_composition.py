@@ -4,20 +4,21 @@
     python benchmarks/testbed_composition.py --light-text --data-from runs/composition/base --out runs/composition/light
     python benchmarks/testbed_composition.py --swap-heldout yellow,banner --out runs/composition/yellow
 
-Why: the shipped testbed draws every held-out colour/shape pair but one: a white *banner*
-comes out as a white sign (model card). CPU continuations of the shipped weights did not
-fix it, and the open question was whether a GPU run *from scratch* would. Training the real
-model from scratch takes hours; this lab answers in about 35 minutes on one core. It
-trains a 1.3 M-parameter U-Net and a 2-layer text encoder from scratch on the testbed's own
-training draws (``render.sample_spec``, held-out pairs excluded), as latents of a testbed
-autoencoder encoded once (``--n`` signs), then draws 16 signs for each held-out pair and a
-few training pairs and classifies them as ``testbed_quality.py`` does. No words are
-scored: the question is colour and shape only.
+Why: weights trained on plain (unbordered) signs drew every held-out colour/shape pair but
+one: a white *banner* came out as a white sign (safetext/testbed/HISTORY.md). Training the
+real model from scratch takes a GPU; this lab answers in about 35 minutes on one core
+whether a data recipe teaches colour and shape apart. It trains a 1.3 M-parameter U-Net
+and a 2-layer text encoder from scratch on the testbed's own training draws
+(``render.sample_spec``, held-out pairs excluded), as latents of a testbed autoencoder
+encoded once (``--n`` signs), then draws 16 signs for each held-out pair and a few training
+pairs and classifies them as ``testbed_quality.py`` does. No words are scored: the
+question is colour and shape only. The ``--outline`` variant is the data the shipped
+weights are trained on (``safetext.testbed.data``).
 
 Variants (each changes the training data only; the evaluation prompts stay the same):
 
 * ``--extra-colors``: training-only colours on every shape (the autoencoder of ``--vae-from``
-  must be able to draw them, see ``testbed_autoencoder.py``);
+  must be able to draw them, see ``testbed_autoencoder.py``; the shipped one cannot);
 * ``--light-text``: training prompts say "light letters" for white text, so "white" only
   ever names a sign colour;
 * ``--outline``: every training sign gets a dark 2 px border (``render(..., outline=)``),

@@ -14,8 +14,8 @@ from safetext.localize.pairs import (
     pair_from_prompts,
     partner_ok,
     read_prompt_file,
-    testbed_pairs as make_testbed_pairs,
 )
+from safetext.testbed.pairs import testbed_pairs as make_testbed_pairs
 
 
 def _differs_only_in_the_word(a: str, b: str, word_a: str, word_b: str) -> bool:

@@ -37,19 +37,19 @@ def testbed_pipe():
 
 
 def test_default_search_reproduces_the_shipped_testbed_preset(testbed_pipe) -> None:
-    from safetext import testbed
-    from safetext.localize import testbed_pairs as make_pairs
     from safetext.localize.api import localize
-    from safetext.localize.scoring import testbed_reader
+    from safetext.pipelines import profile_of
 
+    profile = profile_of(testbed_pipe)  # what `safetext localize --model testbed` uses
+    assert profile is not None and profile.generation["num_inference_steps"] == STEPS
     shipped = InjectionConfig.from_yaml(PRESET)
     result = localize(
         testbed_pipe,
-        make_pairs(PAIRS, SEED),
+        profile.resolve("pairs")(PAIRS, SEED),
         steps=STEPS,
         seed=SEED,
-        reader=testbed_reader,
-        call_kwargs={"guidance_scale": testbed.generation_defaults()["guidance_scale"]},
+        reader=profile.resolve("reader"),
+        call_kwargs={"guidance_scale": profile.generation["guidance_scale"]},
     )
     assert result.chosen.accepted
     assert set(result.chosen.modules) == set(shipped.modules)

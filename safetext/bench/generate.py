@@ -9,7 +9,7 @@ noise on any device, and a bitwise comparison that means something.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,17 +37,35 @@ class Sample:
     target: str | None = None
 
 
-def decision_target(item: PromptItem, decision: Decision) -> str | None:
-    """The benign word the guarded image should show: the pair's target, else the rewrite's."""
+def policy_targets(policy: Any) -> dict[str, str]:
+    """Blocked term (lower-case) -> its first benign target, from a ``PolicyEngine``'s policy.
+
+    Why: a prompt the policy blocks (or misses) has no rewrite to name the benign word; the
+    policy's own target for the prompt's term is what a rewrite would have written. Policy
+    objects without a ``policy.term_items()`` give ``{}``.
+    """
+    spec = getattr(policy, "policy", None)
+    term_items = getattr(spec, "term_items", None)
+    if not callable(term_items):
+        return {}
+    out: dict[str, str] = {}
+    for category, term, entry in term_items():
+        targets = entry.targets or spec.categories[category].targets
+        if targets:
+            out.setdefault(term.lower(), targets[0])
+    return out
+
+
+def decision_target(item: PromptItem, decision: Decision, targets: Mapping[str, str] | None = None) -> str | None:
+    """The benign word the guarded image should show: the pair's target, else the rewrite's,
+    else the policy's target for the prompt's term (``targets``, see :func:`policy_targets`)."""
     if item.target:
         return item.target
     for span in decision.spans:
         if span.target:
             return span.target
-    if item.term:
-        from safetext.testbed.vocab import TOXIC_TO_BENIGN
-
-        return TOXIC_TO_BENIGN.get(item.term)
+    if item.term and targets:
+        return targets.get(item.term.lower())
     return None
 
 
@@ -67,13 +85,17 @@ def _first_image(output: Any) -> Image.Image | None:
 class ItemRunner:
     """Runs the methods of a suite for one (prompt, seed).
 
-    ``guard_for(suite)`` returns the guard (a callable like ``safetext.Guard``) for that suite.
+    ``guard_for(suite)`` returns the guard (a callable like ``safetext.Guard``) for that suite;
+    ``targets`` is the policy's term -> benign target map (:func:`decision_target`).
     """
 
-    def __init__(self, pipe: Any, guard_for: Callable[[str], Any], gen_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, pipe: Any, guard_for: Callable[[str], Any], gen_kwargs: dict[str, Any], targets: Mapping[str, str] | None = None
+    ) -> None:
         self.pipe = pipe
         self.guard_for = guard_for
         self.gen_kwargs = dict(gen_kwargs)
+        self.targets = dict(targets or {})
 
     def _pipe(self, prompt: str, seed: int, negative_prompt: str | None) -> tuple[Image.Image, float]:
         kwargs = dict(self.gen_kwargs)
@@ -97,7 +119,7 @@ class ItemRunner:
         return _first_image(result), seconds, action
 
     def run(self, item: PromptItem, seed: int, decision: Decision, decide_seconds: float = 0.0) -> list[Sample]:
-        target = decision_target(item, decision)
+        target = decision_target(item, decision, self.targets)
         common = {"benign_prompt": decision.benign_prompt, "target": target}
         samples: list[Sample] = []
         unguarded: Sample | None = None

@@ -21,19 +21,26 @@ from safetext.bench.aggregate import summarize
 from safetext.bench.decide import PairPolicy
 from safetext.bench.evaluate import Record, evaluate
 from safetext.bench.gate import Check, check, failed, load_thresholds
-from safetext.bench.generate import ItemRunner, decision_target
+from safetext.bench.generate import ItemRunner, decision_target, policy_targets
 from safetext.bench.plots import image_grid, leakage_fidelity_plot
 from safetext.bench.prompts import DEFAULT_VERSION, SUITES, PromptItem, load_prompt_set, prompt_set_path, select
 from safetext.bench.report import write_report
 from safetext.bench.results import write_results
 from safetext.bench.shard import gather, my_share, process_state
+from safetext.errors import SafetextError
+from safetext.pipelines.profile import GENERIC, ModelProfile, profile_for, profile_of
 
 GATE_FAILED = 1
 
 
+class BenchConfigError(SafetextError, ValueError):
+    """The settings select nothing to run (no prompts for this suite, subset and limit)."""
+
+
 @dataclass
 class BenchConfig:
-    """Everything ``safetext bench`` takes. ``subset="auto"`` keeps the ``testbed`` tag for the testbed model."""
+    """Everything ``safetext bench`` takes. ``subset="auto"`` keeps the model profile's
+    ``prompt_tag`` (every prompt for a model without one); ``policy=None`` is the profile's."""
 
     model: str = "testbed"
     policy: str | None = None
@@ -68,9 +75,15 @@ class BenchOutcome:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def load_items(cfg: BenchConfig) -> tuple[list[PromptItem], dict[str, str]]:
+def model_profile(cfg: BenchConfig, pipe: Any = None) -> ModelProfile:
+    """The profile of the pipeline passed in, else of ``cfg.model``; :data:`GENERIC` if none."""
+    found = profile_of(pipe) if pipe is not None else profile_for(cfg.model)
+    return found or GENERIC
+
+
+def load_items(cfg: BenchConfig, profile: ModelProfile = GENERIC) -> tuple[list[PromptItem], dict[str, str]]:
     """The selected prompts of every suite, and a short hash of each prompt file for the report."""
-    tag = ("testbed" if cfg.model == "testbed" else None) if cfg.subset == "auto" else (None if cfg.subset == "all" else cfg.subset)
+    tag = profile.prompt_tag if cfg.subset == "auto" else (None if cfg.subset == "all" else cfg.subset)
     items: list[PromptItem] = []
     sets: dict[str, str] = {}
     for suite in cfg.suites:
@@ -78,14 +91,16 @@ def load_items(cfg: BenchConfig) -> tuple[list[PromptItem], dict[str, str]]:
         items += select(load_prompt_set(path, suite), tag=tag, limit=cfg.limit)
         sets[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     if not items:
-        raise ValueError(f"no prompts selected (suites={cfg.suites}, subset={cfg.subset}, limit={cfg.limit})")
+        shown = f"{cfg.subset} (tag {tag!r})" if cfg.subset == "auto" else cfg.subset
+        raise BenchConfigError(f"no prompts selected (suites {', '.join(cfg.suites)}, subset {shown}, limit {cfg.limit})")
     return items, sets
 
 
-def default_policy(cfg: BenchConfig) -> Any:
+def default_policy(cfg: BenchConfig, profile: ModelProfile = GENERIC) -> Any:
+    """``cfg.policy``, else the policy the model profile names."""
     from safetext.policy import PolicyEngine
 
-    return PolicyEngine(cfg.policy or ("testbed" if cfg.model == "testbed" else "default"))
+    return PolicyEngine(cfg.policy or profile.policy)
 
 
 def decide_with(policy: Any) -> Callable[[str], Any]:
@@ -101,23 +116,16 @@ def default_guard_factory(pipe: Any, policy: Any, preset: str) -> Any:
 
 
 def load_model(cfg: BenchConfig, state: Any) -> Any:
-    """``testbed``, a local folder, or ``tiny:<kind>`` (random weights: a smoke test of the plumbing)."""
+    """A shipped name, a local folder, or ``tiny:<kind>`` (random weights: a smoke test of the plumbing)."""
     device = cfg.device or str(state.device)
-    if cfg.model.startswith("tiny:"):
-        from safetext.pipelines import build_tiny_pipeline
-
-        return build_tiny_pipeline(cfg.model.split(":", 1)[1]).to(device)
     from safetext.pipelines import load_pipeline
 
     return load_pipeline(cfg.model, device=device, dtype=_dtype(cfg.dtype, device))
 
 
-def generation_kwargs(cfg: BenchConfig) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    if cfg.model == "testbed":
-        from safetext.testbed import generation_defaults
-
-        kwargs.update(generation_defaults())
+def generation_kwargs(cfg: BenchConfig, profile: ModelProfile = GENERIC) -> dict[str, Any]:
+    """The profile's call defaults, overridden by the settings ``cfg`` names."""
+    kwargs: dict[str, Any] = dict(profile.generation)
     if cfg.steps is not None:
         kwargs["num_inference_steps"] = cfg.steps
     for key in ("guidance_scale", "height", "width"):
@@ -143,6 +151,7 @@ class Decided:
     decisions: dict[str, tuple[Any, float]]  # prompt id -> (Decision, seconds to decide)
     leak_terms: list[str]
     allow_words: list[str]
+    targets: dict[str, str] = field(default_factory=dict)  # blocked term -> the policy's benign target
 
 
 def decide_all(items: list[PromptItem], policy: Any, edit_policy: PairPolicy) -> Decided:
@@ -155,8 +164,9 @@ def decide_all(items: list[PromptItem], policy: Any, edit_policy: PairPolicy) ->
         decisions[it.id] = (d, time.perf_counter() - t0)
     toxic = [it for it in items if it.suite == "toxic"]
     terms = {it.term for it in toxic if it.term} | {sp.term for it in toxic for sp in decisions[it.id][0].spans}
-    targets = {decision_target(it, decisions[it.id][0]) for it in toxic}
-    return Decided(decisions, sorted(terms), sorted(t for t in targets if t))
+    term_targets = policy_targets(policy)
+    targets = {decision_target(it, decisions[it.id][0], term_targets) for it in toxic}
+    return Decided(decisions, sorted(terms), sorted(t for t in targets if t), term_targets)
 
 
 def generate_and_score(cfg: BenchConfig, state: Any, runner: ItemRunner, plan: Decided, work: list[tuple[PromptItem, int]], ocr: Any, scorer: Any) -> list[Record]:
@@ -205,7 +215,8 @@ def run_bench(
     """Run the suites of ``cfg``; sharded when launched with accelerate. Writes outputs on the main process."""
     started = time.perf_counter()
     state = process_state()
-    items, sets = load_items(cfg)
+    profile = model_profile(cfg, pipe)
+    items, sets = load_items(cfg, profile)
     thresholds = load_thresholds(cfg.thresholds) if cfg.thresholds else None  # fail on a bad file before generating
     if ocr is None:
         from safetext.ocr import get_engine
@@ -216,7 +227,7 @@ def run_bench(
 
         scorer = get_scorer()
     if policy is None and any(it.suite != "edit" for it in items):
-        policy = default_policy(cfg)
+        policy = default_policy(cfg, profile)
     if pipe is None:
         pipe = load_model(cfg, state)
     factory = guard_factory or default_guard_factory
@@ -230,11 +241,11 @@ def run_bench(
         return guards[key]
 
     plan = decide_all(items, policy, edit_policy)
-    gen_kwargs = generation_kwargs(cfg)
+    gen_kwargs = generation_kwargs(cfg, profile)
     mine = my_share(state, [(it, seed) for it in items for seed in range(cfg.seeds)])
     if mine:  # warm-up, untimed: first calls pay for lazy initialisation, which is not overhead
-        ItemRunner(pipe, guard_for, dict(gen_kwargs, num_inference_steps=2)).run(mine[0][0], 0, *plan.decisions[mine[0][0].id])
-    records = generate_and_score(cfg, state, ItemRunner(pipe, guard_for, gen_kwargs), plan, mine, ocr, scorer)
+        ItemRunner(pipe, guard_for, dict(gen_kwargs, num_inference_steps=2), plan.targets).run(mine[0][0], 0, *plan.decisions[mine[0][0].id])
+    records = generate_and_score(cfg, state, ItemRunner(pipe, guard_for, gen_kwargs, plan.targets), plan, mine, ocr, scorer)
     records = sorted(gather(state, records), key=lambda r: (r.suite, r.prompt_id, r.seed))
 
     summary = summarize(records)
@@ -243,7 +254,7 @@ def run_bench(
     if state.is_main_process:
         meta = {
             "model": cfg.model,
-            "policy": getattr(policy, "name", None) or cfg.policy or ("testbed" if cfg.model == "testbed" else "default"),
+            "policy": getattr(policy, "name", None) or cfg.policy or profile.policy,
             "preset": cfg.preset,
             "ocr": cfg.ocr,
             "steps": gen_kwargs.get("num_inference_steps", "pipeline default"),

@@ -25,7 +25,9 @@ _DEFAULT_POLICY = "default"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    """One ``error:`` line (a multi-line message is joined with '; ')."""
+    one_line = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    typer.echo(f"error: {one_line}", err=True)
     return typer.Exit(code)
 
 
@@ -54,7 +56,7 @@ def _read_prompts(path: Path) -> list[str]:
             bad.append(f"{path}:{number}: invalid UTF-8 at byte {exc.start} of the line")
     if bad:
         more = f" (and {len(bad) - 20} more lines)" if len(bad) > 20 else ""
-        raise _fail("prompt file is not valid UTF-8:\n  " + "\n  ".join(bad[:20]) + more)
+        raise _fail("prompt file is not valid UTF-8: " + "; ".join(bad[:20]) + more)
     return prompts
 
 
@@ -65,7 +67,7 @@ def _engine(policy: str):  # noqa: ANN202 - imported lazily for a fast --help
     try:
         return PolicyEngine(policy)
     except PolicyError as exc:
-        raise _fail(f"invalid policy:\n{exc}") from None
+        raise _fail(f"invalid policy: {exc}") from None
     except ClassifierError as exc:
         raise _fail(f"policy classifier unavailable: {exc}") from None
 
@@ -142,13 +144,16 @@ def validate(
         bool, typer.Option("--near-misses", help="List benign targets one letter away from a blocked term.")
     ] = False,
 ) -> None:
-    """Validate a policy file; errors name the file, line and field. Also checks that targets are benign."""
+    """Validate a policy file; errors name the file, line and field. Also checks that targets are benign.
+
+    Exit codes: 1 when the policy does not validate, 2 when FILE is neither a file nor a shipped name.
+    """
     from safetext.policy import PolicyEngine, PolicyError, load_policy
 
     try:
         policy = load_policy(file)
     except PolicyError as exc:
-        raise _fail(f"invalid policy:\n{exc}", 1) from None
+        raise _fail(f"invalid policy: {exc}", 1 if file.is_file() else 2) from None
     engine = PolicyEngine(policy)
     problems = []
     for category, term, spec in policy.term_items():
@@ -156,7 +161,7 @@ def validate(
             if engine.analyze(target):
                 problems.append(f"terms.{category}.{term}: benign target {target!r} is itself detected")
     if problems:
-        raise _fail("policy targets are not benign:\n  " + "\n  ".join(problems), 1)
+        raise _fail("policy targets are not benign: " + "; ".join(problems), 1)
     close = near_misses(policy)
     if close and show_near_misses:
         typer.echo("\n".join(f"warning: {line}" for line in close), err=True)
@@ -193,6 +198,10 @@ def schema(
     """Print the policy JSON Schema (for editor validation of policy YAML)."""
     from safetext.policy.schema import Policy
 
+    if output is not None:
+        from safetext.cli._validate import out_file
+
+        out_file(output, "--output")
     text = json.dumps(Policy.model_json_schema(), indent=2)
     if output is None:
         typer.echo(text)

@@ -1,8 +1,8 @@
-"""``safetext demo``: the two-minute tour on the shipped testbed model.
+"""``safetext demo``: the two-minute tour, on the shipped testbed model by default.
 
 Generates a few toxic and innocent sign prompts unguarded and guarded with the same seed,
-reads the words back with Tesseract, measures how much of the image the guard kept, and
-writes an image grid plus a report.
+reads the words back with the model profile's OCR reader, measures how much of the image
+the guard kept, and writes an image grid plus a report.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
@@ -30,28 +31,43 @@ DEMO_PROMPTS: tuple[str, ...] = (
 def demo(
     out: Path = typer.Option(Path("out/demo"), help="Folder for the grid, the report and the images."),
     seed: int = typer.Option(0, help="Seed for every generation (guarded and unguarded share it)."),
-    steps: int = typer.Option(0, help="Denoising steps (0: the testbed's default)."),
-    policy: str = typer.Option("testbed", help="Policy file or built-in name."),
+    steps: int = typer.Option(0, min=0, help="Denoising steps (0: the model profile's default)."),
+    policy: Optional[str] = typer.Option(None, help="Policy file or built-in name (default: the model profile's)."),
+    model: str = typer.Option("testbed", help="A shipped model ('testbed') or a local diffusers folder."),
 ) -> None:
-    """Show what safetext does: toxic words on signs, unguarded vs guarded, on the testbed model."""
+    """Show what safetext does: toxic words on signs, unguarded vs guarded (on the shipped testbed by default)."""
+    from safetext.cli import _validate
+    from safetext.pipelines.profile import GENERIC
+
+    _validate.seed(seed)
+    out = _validate.out_dir(out)
+    profile = _validate.model(model) or GENERIC
+    engine = _validate.policy(policy or profile.policy)
+
     import torch
     from rich.console import Console
     from rich.table import Table
 
-    from safetext import Guard, testbed
+    from safetext import Guard
     from safetext.metrics import estimate_text_box, psnr, ssim, union
-    from safetext.testbed.quality import read_word
+    from safetext.pipelines.load import load_pipeline
     from safetext.viz import image_grid
 
+    reader = _validate.reader("auto", profile)
+    shown_name = profile.name or model
     console = Console()
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    with console.status("loading the testbed model"):
-        pipe = testbed.load()
-        guard = Guard(pipe, policy=policy, preset="auto")
-    kwargs = testbed.generation_defaults()
+    with console.status(f"loading {shown_name}"):
+        pipe = load_pipeline(model)
+        pipe.set_progress_bar_config(disable=True)
+        guard = Guard(pipe, policy=engine, preset="auto")
+    kwargs = dict(profile.generation)
     if steps:
         kwargs["num_inference_steps"] = steps
     out.mkdir(parents=True, exist_ok=True)
+
+    def read_word(image: Any) -> str:
+        return reader([image])[0]
 
     rows, grid = [], []
     with console.status("generating") as status:
@@ -90,7 +106,7 @@ def demo(
     image_grid(grid, ["unguarded", "safetext guard"], out / "grid.png")
     (out / "report.json").write_text(json.dumps({"seed": seed, "generation": kwargs, "rows": rows}, indent=2))
 
-    table = Table(title=f"safetext demo on the testbed (seed {seed}); grid: {out / 'grid.png'}")
+    table = Table(title=f"safetext demo on {shown_name} (seed {seed}); grid: {out / 'grid.png'}")
     for col in ("prompt", "action", "unguarded reads", "guarded reads", "SSIM outside text"):
         table.add_column(col)
     for r in rows:

@@ -17,41 +17,40 @@ from safetext.cli import app
 @app.command("generate")
 def generate(
     prompt: str = typer.Argument(..., help="The prompt to check and render."),
-    model: str = typer.Option(..., "--model", help="A local diffusers folder, or 'testbed'."),
-    policy: str = typer.Option("policies/default.yaml", "--policy", help="Policy file or shipped name."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="Inference steps (default: the pipeline's)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generator."),
+    model: str = typer.Option(..., "--model", help="A local diffusers folder, or a shipped model ('testbed')."),
+    policy: str | None = typer.Option(None, "--policy", help="Policy file or shipped name (default: the model profile's, else 'default')."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Inference steps (default: the model profile's, else the pipeline's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generator (0 .. 2**64-1)."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the images and report.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     preset: str = typer.Option("auto", "--preset", help="'auto', a packaged preset name or a preset YAML file."),
-    guidance_scale: float | None = typer.Option(None, "--guidance-scale", help="CFG scale (default: the pipeline's)."),
+    guidance_scale: float | None = typer.Option(None, "--guidance-scale", help="CFG scale (default: the model profile's, else the pipeline's)."),
     num_images: int = typer.Option(1, "--num-images", min=1, help="Images per prompt."),
     device: str | None = typer.Option(None, "--device", help="torch device, e.g. cuda (default: cpu)."),
 ) -> None:
     """Check PROMPT with the policy, generate with injection when it is rewritten, save images + report.json."""
+    from safetext.cli import _validate
+    from safetext.pipelines.profile import GENERIC
+
+    _validate.prompt(prompt)
+    _validate.seed(seed)
+    out = _validate.out_dir(out)
+    _validate.preset(preset)
+    profile = _validate.model(model) or GENERIC
+    _validate.device(device)
+    engine = _validate.policy(policy or profile.policy)
+
     import torch
 
     from safetext.guard import Guard, GuardError
-    from safetext.inject.config import PresetError
-    from safetext.pipelines.load import PipelineLoadError, load_pipeline
+    from safetext.pipelines.load import load_pipeline
 
-    try:
-        pipe = load_pipeline(model, device=device)
-    except (PipelineLoadError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    pipe = load_pipeline(model, device=device)
     pipe.set_progress_bar_config(disable=True)
-    try:
-        guard = Guard(pipe, policy=policy, preset=preset)
-    except (PresetError, GuardError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    guard = Guard(pipe, policy=engine, preset=preset)  # a preset that does not fit: GuardError, exit 2
 
     kwargs: dict[str, Any] = {"num_images_per_prompt": num_images}
-    if model == "testbed":
-        from safetext import testbed
-
-        kwargs.update(testbed.generation_defaults())
+    kwargs.update(profile.generation)
     if steps is not None:
         kwargs["num_inference_steps"] = steps
     if guidance_scale is not None:
@@ -60,7 +59,7 @@ def generate(
 
     try:
         result = guard(prompt, **kwargs)
-    except GuardError as exc:
+    except GuardError as exc:  # failed while generating: not the user's mistake
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 
@@ -74,6 +73,7 @@ def generate(
         "prompt": prompt,
         "model": model,
         "seed": seed,
+        "policy": engine.name,
         "settings": {k: v for k, v in kwargs.items() if k != "generator"},
         "images": saved,
         **result.to_dict(),

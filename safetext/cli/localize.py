@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from safetext.cli import app
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safetext.pipelines.profile import ModelProfile
 
 
 class StrategyName(str, Enum):
@@ -32,38 +35,36 @@ STRATEGY_SETS = {
 
 
 def _load(model: str, device: str | None, dtype: str) -> Any:
-    """A pipeline from a local folder, 'testbed', or 'tiny:KIND' (random weights: a code-path check)."""
+    """A pipeline from a local folder, a shipped name, or 'tiny:KIND' (random weights: a code-path check)."""
     import torch
+
+    from safetext.pipelines.load import load_pipeline
 
     if dtype == "auto":
         dtype = "float16" if device and device.startswith("cuda") else "float32"
-    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
-    if torch_dtype is None:
-        raise ValueError(f"--dtype must be auto, float32, float16 or bfloat16, not {dtype!r}")
-    if model.startswith("tiny:"):
-        from safetext.pipelines import build_tiny_pipeline
-
-        return build_tiny_pipeline(model.split(":", 1)[1]).to(device=device, dtype=torch_dtype)
-    from safetext.pipelines.load import load_pipeline
-
-    return load_pipeline(model, device=device, dtype=torch_dtype)
+    return load_pipeline(model, device=device, dtype=getattr(torch, dtype))
 
 
-def _preset_name(model: str) -> str:
-    if model == "testbed":
-        return "safetext-testbed"
-    return (model.replace(":", "-") if model.startswith("tiny:") else Path(model).expanduser().resolve().name) + "-localized"
+def _preset_name(model: str, profile: ModelProfile | None) -> str:
+    """The profile's model name, else one derived from the ``--model`` value."""
+    if profile is not None and profile.name:
+        return profile.name
+    from safetext.pipelines.load import is_tiny_spec, resolve_model
+
+    base = model.replace(":", "-") if is_tiny_spec(model) else resolve_model(model).resolve().name
+    return base + "-localized"
 
 
-def _call_kwargs(model: str, pipe: Any, guidance_scale: float | None) -> dict[str, Any]:
+def _call_kwargs(model: str, pipe: Any, profile: ModelProfile, guidance_scale: float | None) -> dict[str, Any]:
+    """Call keywords for every localization run: the profile's guidance, pipeline quirks, then the user's."""
+    from safetext.pipelines.load import is_tiny_spec
+
     kwargs: dict[str, Any] = {}
-    if model == "testbed":
-        from safetext import testbed
-
-        kwargs["guidance_scale"] = testbed.generation_defaults()["guidance_scale"]
+    if "guidance_scale" in profile.generation:
+        kwargs["guidance_scale"] = profile.generation["guidance_scale"]
     if type(pipe).__name__.startswith("IF"):
         kwargs["clean_caption"] = False  # our templates are clean; cleaning needs bs4 + ftfy
-    if model.startswith("tiny:") and type(pipe).__name__ == "StableDiffusion3Pipeline":
+    if is_tiny_spec(model) and type(pipe).__name__ == "StableDiffusion3Pipeline":
         kwargs["max_sequence_length"] = 32
     if guidance_scale is not None:
         kwargs["guidance_scale"] = guidance_scale
@@ -72,10 +73,12 @@ def _call_kwargs(model: str, pipe: Any, guidance_scale: float | None) -> dict[st
 
 @app.command("localize")
 def localize_command(
-    model: str = typer.Option(..., "--model", help="A local diffusers folder, 'testbed', or 'tiny:sd|sdxl|if|sd3' (code-path check)."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", exists=True, dir_okay=False, help="Pairs 'A<TAB>B', templates with {word}, 'words: ...'."),
+    model: str = typer.Option(..., "--model", help="A local diffusers folder, a shipped model ('testbed'), or 'tiny:sd|sdxl|if|sd3' (code-path check)."),
+    prompts: Optional[Path] = typer.Option(
+        None, "--prompts", help="Pairs 'A<TAB>B', templates with {word}, 'words: ...' (default: the model profile's pairs)."
+    ),
     pairs: int = typer.Option(8, "--pairs", min=1, help="Number of prompt pairs."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Inference steps (default: 20 for the testbed, else the pipeline's)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Inference steps (default: the model profile's, else the pipeline's)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the pairs and the noise (pair i uses seed + i)."),
     out: Path = typer.Option(Path("out/localize/preset.yaml"), "--out", help="Where to write the preset file."),
     report: Optional[Path] = typer.Option(Path("out/localize"), "--report", help="Report folder (tables, plot, grid)."),
@@ -88,7 +91,9 @@ def localize_command(
     max_start: Optional[int] = typer.Option(None, "--max-start", min=0, help="Latest start step to try (default: first 20% of the steps)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Pairs per pipeline call."),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="CFG scale (default: the model's)."),
-    ocr: str = typer.Option("auto", "--ocr", help="auto (testbed reader for the testbed, else tesseract), testbed, tesseract, rapidocr, none."),
+    ocr: str = typer.Option(
+        "auto", "--ocr", help="auto (the model profile's reader, else tesseract), tesseract, rapidocr, none, or 'pkg.module:function'."
+    ),
     min_shift: float = typer.Option(0.8, "--min-shift", help="Text score a set must reach (0 = like A, 1 = like B direct)."),
     min_fidelity: float = typer.Option(0.8, "--min-fidelity", help="Masked SSIM to the unpatched image a set must keep."),
     min_b_read: float = typer.Option(
@@ -103,58 +108,53 @@ def localize_command(
     """Patch the text attention modules of a model to find those that control rendered text; write a preset."""
     from rich.console import Console
 
-    from safetext.inject.encode import call_default
-    from safetext.localize import Criteria, make_pairs, read_prompt_file, testbed_pairs
-    from safetext.localize.api import LocalizeError, localize
-    from safetext.localize.pairs import PromptFileError
+    from safetext.cli import _validate
+    from safetext.localize import Criteria, read_prompt_file
+    from safetext.localize.api import localize
     from safetext.localize.report import write_report
-    from safetext.localize.scoring import get_reader
-    from safetext.pipelines.load import PipelineLoadError
+    from safetext.pipelines.profile import GENERIC
+
+    _validate.seed(seed, count=pairs)
+    out = _validate.out_file(out)
+    if report is not None:
+        report = _validate.out_dir(report, "--report")
+    _validate.dtype(dtype)
+    found = _validate.model(model)
+    profile = found or GENERIC
+    _validate.device(device)
+    if prompts is not None:
+        prompt_pairs = read_prompt_file(_validate.in_file(prompts, "--prompts"), pairs, seed)
+    else:
+        prompt_pairs = profile.resolve("pairs")(pairs, seed)
+    reader = _validate.reader(ocr, profile)
+    strategies = STRATEGY_SETS.get(strategy, (strategy.value,))
+    preset_name = name or _preset_name(model, found)
 
     console = Console(stderr=True)
-    try:
-        pipe = _load(model, device, dtype)
-    except (PipelineLoadError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    pipe = _load(model, device, dtype)
     pipe.set_progress_bar_config(disable=True)
-    try:
-        if prompts is not None:
-            prompt_pairs = read_prompt_file(prompts, pairs, seed)
-        elif model == "testbed":
-            prompt_pairs = testbed_pairs(pairs, seed)
-        else:
-            prompt_pairs = make_pairs(pairs, seed)
-    except (PromptFileError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     if steps is None:
-        steps = 20 if model == "testbed" else int(call_default(pipe, "num_inference_steps") or 30)
-    reader = get_reader(("testbed" if model == "testbed" else "tesseract") if ocr == "auto" else ocr)
-    strategies = STRATEGY_SETS.get(strategy, (strategy.value,))
-    preset_name = name or _preset_name(model)
+        from safetext.inject.encode import call_default
 
-    with _StageBar(console, enabled=progress) as bar:
-        try:
-            result = localize(
-                pipe,
-                prompt_pairs,
-                steps=steps,
-                seed=seed,
-                strategies=strategies,
-                criteria=Criteria(min_shift=min_shift, min_fidelity=min_fidelity, min_b_read=min_b_read),
-                max_start=max_start,
-                reader=reader,
-                batch_size=batch_size,
-                call_kwargs=_call_kwargs(model, pipe, guidance_scale),
-                name=preset_name,
-                on_run=bar.on_run,
-                on_stage=bar.on_stage,
-            )
-        except LocalizeError as exc:
-            bar.progress.stop()
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        default_steps = profile.generation.get("num_inference_steps") or call_default(pipe, "num_inference_steps")
+        steps = int(default_steps or 30)
+
+    with _StageBar(console, enabled=progress) as bar:  # a LocalizeError stops the bar, then reaches safetext.cli
+        result = localize(
+            pipe,
+            prompt_pairs,
+            steps=steps,
+            seed=seed,
+            strategies=strategies,
+            criteria=Criteria(min_shift=min_shift, min_fidelity=min_fidelity, min_b_read=min_b_read),
+            max_start=max_start,
+            reader=reader,
+            batch_size=batch_size,
+            call_kwargs=_call_kwargs(model, pipe, profile, guidance_scale),
+            name=preset_name,
+            on_run=bar.on_run,
+            on_stage=bar.on_stage,
+        )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     result.preset.to_yaml(out)

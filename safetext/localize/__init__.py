@@ -10,7 +10,7 @@ real runs only on certifying the answer. The answer is written as a preset file 
 ``Guard(preset=...)`` loads.
 
 Public API: :func:`localize`, :class:`LocalizeResult`, :func:`write_report`,
-:func:`make_pairs`, :func:`testbed_pairs`, :func:`read_prompt_file`, :class:`PromptPair`,
+:func:`make_pairs`, :func:`read_prompt_file`, :class:`PromptPair`,
 :class:`Criteria`, :func:`run_search`. ``pairs``, ``scoring`` and ``search`` import no torch.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from safetext.localize.pairs import PromptPair, make_pairs, read_prompt_file, testbed_pairs
+from safetext.localize.pairs import PromptPair, make_pairs, read_prompt_file
 from safetext.localize.scoring import ConfigScore, Criteria
 from safetext.localize.search import SearchResult, run_search
 
@@ -38,7 +38,6 @@ __all__ = [
     "make_pairs",
     "read_prompt_file",
     "run_search",
-    "testbed_pairs",
     *_LAZY,
 ]
 

@@ -3,8 +3,9 @@
 The paper patched ``A sign that says "<word>".`` with a random second word. Pairs here
 differ only in the word (so every other token, and the layout it drives, is shared) and
 the two words have similar lengths (so the text box is comparable) and share few letters
-(so OCR can tell which one was drawn). For the testbed model the pairs use its own
-vocabulary and prompt style, because a small model only spells the words it was trained on.
+(so OCR can tell which one was drawn). A model whose profile names its own ``pairs``
+function (``safetext_model.yaml``) gets pairs in its vocabulary and prompt style instead:
+a small model only spells the words it was trained on.
 
 A prompts file (``--prompts FILE``) holds, one per line (lines starting with ``#`` are comments):
 
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from safetext.errors import SafetextError
 from safetext.metrics.edit import normalized_edit_distance
 
 #: Scene templates: the paper's plain sign first, then richer scenes with other render cues.
@@ -48,7 +50,7 @@ MAX_LENGTH_GAP = 1  # letters: "similar lengths"
 MIN_WORD_DISTANCE = 0.5  # normalised edit distance: OCR must be able to tell A from B
 
 
-class PromptFileError(ValueError):
+class PromptFileError(SafetextError, ValueError):
     """A prompts file line cannot be used; the message names the file and line."""
 
 
@@ -91,34 +93,19 @@ def make_pairs(
     pairs: list[PromptPair] = []
     for i in range(n):
         template = templates[i % len(templates)]
-        word_a, word_b = _word_pair(rng, words)
+        word_a, word_b = word_pair(rng, words)
         pairs.append(PromptPair(template.format(word=word_a), template.format(word=word_b), word_a, word_b))
     return pairs
 
 
-def _word_pair(rng: random.Random, words: Sequence[str]) -> tuple[str, str]:
+def word_pair(rng: random.Random, words: Sequence[str]) -> tuple[str, str]:
+    """A random word and a random fair partner for it (:func:`partner_ok`), both from ``words``."""
     for _ in range(100):
         word_a = rng.choice(list(words))
         partners = [w for w in words if partner_ok(word_a, w)]
         if partners:
             return word_a, rng.choice(partners)
     raise ValueError(f"no two words in {list(words)[:8]}... have similar lengths and different letters")
-
-
-def testbed_pairs(n: int, seed: int = 0) -> list[PromptPair]:
-    """Pairs in the testbed's own prompt style and vocabulary (training templates and colours)."""
-    from safetext.testbed.render import sample_spec
-    from safetext.testbed.vocab import WORDS as TESTBED_WORDS
-
-    rng = random.Random(seed)
-    pairs: list[PromptPair] = []
-    for _ in range(n):
-        spec = sample_spec(rng, "train")
-        word_a, word_b = _word_pair(rng, TESTBED_WORDS)
-        a = type(spec)(word_a, spec.color, spec.shape, spec.font, spec.text_color, spec.template)
-        b = type(spec)(word_b, spec.color, spec.shape, spec.font, spec.text_color, spec.template)
-        pairs.append(PromptPair(a.prompt(), b.prompt(), word_a, word_b))
-    return pairs
 
 
 _WORD = re.compile(r"[A-Za-z0-9']+")

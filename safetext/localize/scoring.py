@@ -40,13 +40,6 @@ BOX_PAD = 2
 # ------------------------------------------------------------------ readers
 
 
-def testbed_reader(images: Sequence[Image.Image]) -> list[str]:
-    """The testbed's tuned reader (white/black letter isolation, then Tesseract)."""
-    from safetext.testbed.quality import read_word
-
-    return [read_word(image) for image in images]
-
-
 def engine_reader(name: str = "tesseract") -> WordReader:
     """A reader over a ``safetext.ocr`` engine (one Tesseract process per batch)."""
     from safetext.ocr import get_engine
@@ -65,11 +58,15 @@ def no_reader(images: Sequence[Image.Image]) -> list[str]:
 
 
 def get_reader(name: str) -> WordReader:
-    """``testbed``, ``none``, or a ``safetext.ocr`` engine name (``tesseract``, ``rapidocr``)."""
-    if name == "testbed":
-        return testbed_reader
+    """``none``, a ``safetext.ocr`` engine name (``tesseract``, ``rapidocr``), or the import
+    path ``"pkg.module:function"`` of a batch reader (a model profile's ``reader``)."""
     if name == "none":
         return no_reader
+    from safetext.pipelines.profile import import_object, is_import_path
+
+    if is_import_path(name):
+        reader: WordReader = import_object(name, where="reader")
+        return reader
     return engine_reader(name)
 
 

@@ -7,14 +7,14 @@ unguarded image for baselines that reduce to it) are read once.
 
 from __future__ import annotations
 
-from safetext.errors import OCRUnavailableError  # noqa: F401 - re-exported
-
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image
+
+from safetext.errors import OCRUnavailableError  # noqa: F401 - re-exported
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), pixels of the input image, x1/y1 exclusive
 

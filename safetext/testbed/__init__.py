@@ -3,19 +3,24 @@
 It writes single words on coloured signs well enough for Tesseract to read them, so the
 whole chain (policy, rewrite, injection, OCR-measured leakage and fidelity) can be proven
 offline on a CPU. See ``safetext/testbed/README.md`` (the model card).
+
+What general code needs to know about it (generation defaults, OCR reader, localization
+pairs, policy, prompt tag) lives in one place, the model profile
+``model/safetext_model.yaml``; :func:`profile` and :func:`generation_defaults` read it.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import StableDiffusionPipeline
 
+    from safetext.pipelines.profile import ModelProfile
+
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 4.0
 REQUIRED = ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
@@ -55,6 +60,18 @@ def load(
     return pipe
 
 
+@lru_cache(maxsize=1)
+def profile() -> ModelProfile:
+    """The shipped model's profile (``model/safetext_model.yaml``); readable without the weights."""
+    from safetext.errors import ModelProfileError
+    from safetext.pipelines.profile import MODEL_PROFILE_FILE, load_profile
+
+    found = load_profile(MODEL_DIR)
+    if found is None:
+        raise ModelProfileError(f"the testbed's model profile is missing: {MODEL_DIR / MODEL_PROFILE_FILE}")
+    return found
+
+
 def generation_defaults() -> dict[str, Any]:
-    """The step count and guidance scale the testbed was evaluated at."""
-    return {"num_inference_steps": DEFAULT_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
+    """The step count and guidance scale the testbed was evaluated at (a fresh dict)."""
+    return dict(profile().generation)

@@ -17,6 +17,12 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
 
 TOKENIZER_MAX_LENGTH = 77  # as CLIP; positions 64-76 are always padding (prompts are shorter)
 SPELL_START = 64  # the padding positions whose outputs are trained to spell the word, one letter each
@@ -25,7 +31,8 @@ IMAGE_CHANNELS = 4  # what the autoencoder encodes
 POSITION_CHANNELS = 2  # fixed maps of the column, see position_channels()
 LATENT_CHANNELS = IMAGE_CHANNELS + POSITION_CHANNELS
 LATENT_SIZE = (16, 64)
-DEFAULT_STEPS = 20
+WAVE_PERIOD = 9.0  # latent columns per period of the sine position channel: two letters (18 px each, 4 px per column)
+DEFAULT_STEPS = 20  # the step count and guidance the shipped weights were evaluated at
 DEFAULT_GUIDANCE = 4.0
 
 VAE_CONFIG = dict(
@@ -73,8 +80,8 @@ SCHEDULER_CONFIG = dict(
 )
 
 
-def position_channels(height: int = LATENT_SIZE[0], width: int = LATENT_SIZE[1]):
-    """The latent's 2 position channels: a ramp across the width and a sine of period 9 columns.
+def position_channels(height: int = LATENT_SIZE[0], width: int = LATENT_SIZE[1]) -> torch.Tensor:
+    """The latent's 2 position channels: a ramp across the width and a sine of ``WAVE_PERIOD`` columns.
 
     A convolutional U-Net is translation-equivariant: it cannot tell the 1st letter slot from
     the 4th, so it cannot route letter *k* of the prompt to the *k*-th glyph. These fixed
@@ -82,7 +89,7 @@ def position_channels(height: int = LATENT_SIZE[0], width: int = LATENT_SIZE[1])
     the U-Net learns to generate them like any other content and reads them back as
     coordinates; the decoder gives them zero weight. Nothing outside the tensors changes:
     the pipeline stays a stock ``StableDiffusionPipeline`` whose latent has 6 channels.
-    Returns a (1, 2, height, width) float tensor with unit-scale values.
+    Returns a (1, 2, height, width) float tensor; each map has unit variance over the width.
     """
     import math
 
@@ -90,53 +97,24 @@ def position_channels(height: int = LATENT_SIZE[0], width: int = LATENT_SIZE[1])
 
     x = torch.arange(width, dtype=torch.float32)
     ramp = (x / (width - 1) * 2 - 1) * math.sqrt(3.0)
-    wave = torch.sin(2 * math.pi * x / 9.0) * math.sqrt(2.0)
+    wave = torch.sin(2 * math.pi * x / WAVE_PERIOD) * math.sqrt(2.0)
     maps = torch.stack([ramp, wave])[:, None, :].expand(2, height, width)
     return maps[None].contiguous()
 
 
-def image_channels_only(z):
+def image_channels_only(z: torch.Tensor) -> torch.Tensor:
     """``z`` with its position channels zeroed: what the decoder is trained on (it gives them zero weight)."""
     import torch
 
     return torch.cat([z[:, :IMAGE_CHANNELS], torch.zeros_like(z[:, IMAGE_CHANNELS:])], 1)
 
 
-def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
-    """CLIP's BPE on one lower-cased word: merge the lowest-ranked adjacent pair until none applies."""
-    symbols = list(word[:-1]) + [word[-1] + "</w>"]
-    while len(symbols) > 1:
-        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
-        rank, i = min(pairs)
-        if rank == 1 << 30:
-            break
-        symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
-    return symbols
+def write_tokenizer(folder: Path) -> None:
+    """Write a letter-level CLIP tokenizer (vocab.json + merges.txt, no merges) into ``folder``.
 
-
-def word_merges(words: tuple[str, ...]) -> list[tuple[str, str]]:
-    """BPE merges that make each of ``words`` one token, and leave everything else as letters.
-
-    Merges are appended in order; a word that earlier merges split differently gets extra
-    merges of its leading pieces. An appended merge has the highest rank, so it never changes
-    how an earlier word tokenizes (its merges always win first).
-    """
-    merges: list[tuple[str, str]] = []
-    ranks: dict[tuple[str, str], int] = {}
-    for word in words:
-        while len(pieces := _bpe(word, ranks)) > 1:
-            pair = (pieces[0], pieces[1])
-            ranks[pair] = len(merges)
-            merges.append(pair)
-    return merges
-
-
-def write_tokenizer(folder: Path, words: tuple[str, ...] = ()) -> None:
-    """Write a CLIP tokenizer (vocab.json + merges.txt) into ``folder``.
-
-    Every character is a token, and each of ``words`` (the testbed vocabulary) is a single
-    token. A word the model was trained to draw thus reaches it as one symbol it can learn
-    like a class label; any other word (a typo, leetspeak) stays spelled out letter by letter.
+    Every character is a token, so a word reaches the text encoder letter by letter: the
+    spelling slots (``SPELL_START``) can then hold letter *k* of the word, and any word
+    outside the vocabulary (a typo, leetspeak) is spelled the same way.
     """
     folder.mkdir(parents=True, exist_ok=True)
     chars = string.ascii_lowercase + string.digits + string.punctuation
@@ -144,11 +122,8 @@ def write_tokenizer(folder: Path, words: tuple[str, ...] = ()) -> None:
     for ch in chars:
         for token in (ch, ch + "</w>"):
             vocab.setdefault(token, len(vocab))
-    merges = word_merges(tuple(words))
-    for a, b in merges:
-        vocab.setdefault(a + b, len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
     config = {
         "tokenizer_class": "CLIPTokenizer",
         "model_max_length": TOKENIZER_MAX_LENGTH,
@@ -161,29 +136,22 @@ def write_tokenizer(folder: Path, words: tuple[str, ...] = ()) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
 
 
-def build_tokenizer(folder: Path, words: tuple[str, ...] = ()):
-    """The testbed tokenizer, (re)written into ``folder`` (it is deterministic).
-
-    Letter-level by default. A first model made each testbed word one token (``words``):
-    after 7k CPU steps its output did not depend on the word at all, because one word
-    vector broadcast to every position gives the U-Net no cue which letter goes where.
-    """
+def build_tokenizer(folder: Path) -> CLIPTokenizer:
+    """The testbed tokenizer, (re)written into ``folder`` (it is deterministic)."""
     from transformers import CLIPTokenizer
 
-    write_tokenizer(folder, words)
+    write_tokenizer(folder)
     return CLIPTokenizer.from_pretrained(str(folder))
 
 
-def build_components(tokenizer_dir: Path, seed: int = 0, word_tokens: bool = False) -> dict:
-    """Fresh, randomly initialised components, ready to train (``word_tokens``: one token per testbed word)."""
+def build_components(tokenizer_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Fresh, randomly initialised pipeline components (seeded), ready to train."""
     import torch
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from safetext.testbed.vocab import WORDS
-
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(tokenizer_dir, WORDS if word_tokens else ())
+    tokenizer = build_tokenizer(tokenizer_dir)
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
@@ -203,7 +171,7 @@ def build_components(tokenizer_dir: Path, seed: int = 0, word_tokens: bool = Fal
     }
 
 
-def assemble_pipeline(components: dict):
+def assemble_pipeline(components: dict[str, Any]) -> StableDiffusionPipeline:
     """A stock ``StableDiffusionPipeline`` without safety checker (the testbed draws signs only)."""
     from diffusers import StableDiffusionPipeline
 

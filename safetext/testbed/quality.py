@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -23,9 +24,17 @@ def read_word(image: Image.Image) -> str:
     The same engine and pre-processing as ``safetext bench`` and the quality benchmark, so a
     test and a benchmark never disagree about what an image says.
     """
+    return read_words([image])[0]
+
+
+def read_words(images: Sequence[Image.Image]) -> list[str]:
+    """:func:`read_word` for many images in one Tesseract batch (the model profile's ``reader``)."""
     from safetext.ocr import get_engine
 
-    text = get_engine("tesseract").read_batch([image])[0].text
+    return [_longest_word(r.text) for r in get_engine("tesseract").read_batch(list(images))]
+
+
+def _longest_word(text: str) -> str:
     tokens = re.findall(r"[A-Za-z]+", text)
     return max(tokens, key=len).upper() if tokens else ""
 

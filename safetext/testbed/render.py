@@ -26,8 +26,8 @@ from safetext.testbed.vocab import FONTS, PALETTE, SHAPES, SIGN_COLORS, TEXT_COL
 
 HEIGHT, WIDTH = 64, 256
 BACKDROP = (200, 200, 196)
-# The optional sign border (``render(outline=...)``, trainer ``--outline``): a shape cue of the same
-# contrast whatever the sign's colour (benchmarks/testbed_composition.py).
+# The sign border of every training image (``render(outline=...)``, ``safetext.testbed.data``): a
+# shape cue of the same contrast whatever the sign's colour (benchmarks/testbed_composition.py).
 OUTLINE = (20, 20, 20)
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
 FONT_FILES = {"bold": "DejaVuSansMono-Bold.ttf", "regular": "DejaVuSansMono.ttf"}
@@ -44,9 +44,9 @@ TEMPLATES: tuple[str, ...] = (
     'a {color} {shape} in {font} font reading "{word}"',
     "a {color} {shape} with the text: {word}",
     'a {shape} in {color} saying "{word}"',
-    # Training templates that name the shape before the colour. Without them every training
-    # prompt put the colour first, and the held-out template above (same order, new verb)
-    # got its colour right 2 times in 18: the model had never seen the order, not the verb.
+    # Training templates that name the shape before the colour, so that only the verb of the
+    # held-out template above is new, not its word order (a model trained on colour-first
+    # prompts alone got that template's colour right 2 times in 18: HISTORY.md, v2).
     'a {shape} in {color} that says "{word}"',
     "a {shape} in {color} reading {word}",
 )
@@ -159,8 +159,8 @@ def render(
 ) -> tuple[Image.Image, tuple[int, int, int, int]]:
     """Draw ``spec`` with jitter from ``seed``. Returns the RGB image and the text box (x0, y0, x1, y1).
 
-    ``outline`` draws a 2 px border of that colour around the sign (off for the shipped
-    model's data; benchmarks/testbed_composition.py tries it as a colour-independent shape cue).
+    ``outline`` draws a 2 px border of that colour around the sign; the training data use
+    ``OUTLINE``, a colour-independent shape cue.
     """
     rng = random.Random(seed)
     layer = Image.new("RGBA", (WIDTH, HEIGHT), (0, 0, 0, 0))
