@@ -53,8 +53,8 @@ LR_FINAL = 0.1  # with --hours the rate decays linearly to this share of --lr by
 DENOISER_TEXT_WEIGHT = 3.0  # extra v-loss weight on latents inside the text box
 HIGH_NOISE_SHARE = 0.5  # samples drawn from the noisiest timesteps, where the prompt decides the letters
 HIGH_NOISE_FROM = 0.4  # ... that is, from the last 60% of the schedule
-GRAD_CLIP = 1.0
-EMA_DECAY = 0.999
+GRAD_CLIP = 1.0  # gradient-norm limit of U-Net and text encoder: one odd batch cannot derail a run
+EMA_DECAY = 0.999  # the exported weights average about the last 1,000 steps
 EMA_WARMUP = 10  # the decay ramps as (1 + step) / (EMA_WARMUP + step), so early EMA follows the weights
 LOG_EVERY = 50  # steps between rows of OUT/log.jsonl
 SYNC_EVERY = 10  # on a GPU, steps between progress updates (.item() waits for the device)
@@ -72,6 +72,7 @@ are in safetext/testbed/README.md.
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; the defaults are the shipped weights' recipe."""
     p = argparse.ArgumentParser(
         prog="python -m safetext.testbed.train",
         description="Train the testbed model (autoencoder, spelling, denoiser) and export it as a diffusers folder.",
@@ -81,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/testbed"), help="run folder: state.pt, log.jsonl (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the data (default %(default)s)")
     p.add_argument("--ae-steps", type=int, default=1500, help="autoencoder steps (default %(default)s)")
-    p.add_argument("--ae-batch", type=int, default=8, help="autoencoder batch on a CPU; a GPU takes 4x (default %(default)s)")
+    p.add_argument("--ae-batch", type=int, default=8, help=f"autoencoder batch on a CPU; a GPU takes {AE_GPU_BATCH_FACTOR}x (default %(default)s)")
     p.add_argument("--text-pretrain", type=int, default=600, help=f"spelling steps of {TEXT_BATCH} prompts (default %(default)s)")
     p.add_argument("--steps", type=int, default=20000, help="denoiser steps, a resumed run's included (default %(default)s)")
     p.add_argument("--batch", type=int, default=0, help=f"denoiser batch (default 0: {CPU_BATCH} on a CPU, {GPU_BATCH} on a GPU)")
@@ -92,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=1000, help="steps between quick OCR checks, 0: none (default %(default)s)")
     p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
-    p.add_argument("--workers", type=int, default=-1, help="batch-rendering processes (default -1: none on a CPU, up to 12 on a GPU)")
+    p.add_argument("--workers", type=int, default=-1, help=f"batch-rendering processes (default -1: none on a CPU, up to {data.MAX_WORKERS} on a GPU)")
     p.add_argument("--init-from", type=Path, default=None, help="start a new run from an exported testbed folder")
     p.add_argument(
         "--init-parts",
@@ -430,6 +431,7 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the phases still to do (until ``--hours``), checkpoint, and export if asked."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
