@@ -13,7 +13,7 @@ Metrics, on noise seeds the model never trained with (from --seed-base up):
   training-only colours too, so a sign drawn in one of them is a miss;
 * shape accuracy: the sign's pixel mask best matches (IoU) the ideal rounded rectangle,
   notched banner or ellipse drawn in its bounding box;
-* for models trained with ``--outline`` (most images have a dark border), a diagnostic row:
+* for models that draw a dark border (most images have one), a diagnostic row:
   the shape the border encloses (``border_shape``), which tells "drew a banner's outline but
   painted its notches" from "drew a sign"; the headline shape stays the fill-based one;
 * seconds per image on one CPU core (``torch.set_num_threads(1)``), batch size 1.

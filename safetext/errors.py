@@ -58,3 +58,7 @@ class OCRUnavailableError(SafetextError, RuntimeError):
 
 class ClassifierError(SafetextError, RuntimeError):
     """A classifier backend that cannot be built: unknown name, missing library or missing files."""
+
+
+class AuditLogError(SafetextError, RuntimeError):
+    """An audit log line could not be written (unwritable path, full disk, salt file unreadable)."""

@@ -50,6 +50,7 @@ def test_bad_swap_is_refused(tc, bad: str, capsys) -> None:  # type: ignore[no-u
     assert "--swap-heldout" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains a small model
 def test_tiny_run_end_to_end(tc, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
     args = ["--n", "128", "--steps", "2", "--per-pair", "1", "--out", str(out)]

@@ -54,6 +54,7 @@ def test_blank_image_has_no_sign(tq) -> None:  # type: ignore[no-untyped-def]
     assert tq.sign_color(blank) is None and tq.sign_shape(blank) is None
 
 
+@pytest.mark.slow  # OCR and the shipped weights
 def test_score_and_summary_on_renders(tq, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     specs = tq.make_specs(per_word=1, split="both")[:12]
     assert len(tq.make_specs(per_word=2, split="both")) == 2 * len(WORDS)
@@ -89,6 +90,7 @@ def test_entanglement_probe_on_the_shipped_weights() -> None:
     assert result["training_pairs"] > 0 and rows["blue"]["banner_after_color_vs_red"] > 0
 
 
+@pytest.mark.slow  # OCR and the shipped weights
 def test_autoencoder_round_trip_keeps_colour_and_shape() -> None:
     """benchmarks/testbed_autoencoder.py: the shipped decoder can draw every colour and shape the
     benchmark asks for (held-out pairs included) and the training-only colours it was trained on."""

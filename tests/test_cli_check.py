@@ -139,3 +139,15 @@ def test_cli_quiets_library_notices_unless_verbose(monkeypatch) -> None:
         monkeypatch.delenv(key, raising=False)
     assert runner.invoke(app, ["--verbose", "check", "a sign that says hello"]).exit_code == 0
     assert not any(key in os.environ for key in keys)
+
+
+def test_check_and_its_errors_load_no_torch(tmp_path: Path) -> None:
+    """The CLI's error handling and argument checks keep ``safetext check`` light."""
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom safetext.cli import app\n"
+        "ok = CliRunner().invoke(app, ['check', 'a sign that says idiot', '--json']).exit_code\n"
+        "bad = CliRunner().invoke(app, ['check', 'hi', '--policy', 'no-such-policy']).exit_code\n"
+        "print(ok, bad, sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=True)
+    assert out.stdout.strip() == "0 2 []"

@@ -23,6 +23,8 @@ from safetext.inject import InjectionConfig
 PRESET = Path(__file__).resolve().parents[1] / "safetext" / "testbed" / "preset.yaml"
 PAIRS, STEPS, SEED = 8, 20, 0
 
+pytestmark = pytest.mark.slow  # real generation on the shipped testbed
+
 
 @pytest.fixture(scope="module")
 def testbed_pipe():

@@ -94,6 +94,7 @@ def test_registry() -> None:
         get_engine("nope")
 
 
+@pytest.mark.slow  # loads the RapidOCR models
 def test_rapidocr_reads_a_word() -> None:
     pytest.importorskip("rapidocr_onnxruntime")
     result = get_engine("rapidocr").read(word_image("PIZZA"))

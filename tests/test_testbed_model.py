@@ -10,6 +10,8 @@ from safetext import testbed  # noqa: E402
 from safetext.testbed.quality import read_word  # noqa: E402
 from safetext.testbed.vocab import TOXIC as TOXIC_TERMS  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real generation on the shipped testbed
+
 # Fixed prompts and seeds (colour/shape combinations include held-out ones). The overall
 # rates are measured by benchmarks/testbed_quality.py and reported in the model card; these
 # cases pin down that the shipped weights keep writing known words.

@@ -5,8 +5,9 @@ Command modules import heavy libraries (torch, diffusers) inside their functions
 
 User mistakes never end in a traceback: :class:`_Commands` turns usage errors, every
 :class:`~safetext.errors.SafetextError` and ``OSError`` on a user's path into one
-``error: ...`` line on stderr and exit code 2 (``--verbose`` re-raises them instead).
-Commands check their paths and options before loading a model (:mod:`safetext.cli._validate`).
+``error: ...`` line on stderr and exit code 2 (``--verbose`` re-raises the last two, so
+their traceback shows). Commands check their paths and options before loading a model
+(:mod:`safetext.cli._validate`). Other exceptions are bugs and keep their traceback.
 """
 
 from __future__ import annotations

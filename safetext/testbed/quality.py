@@ -98,7 +98,7 @@ def _best_shape(region: np.ndarray, box: tuple[int, int, int, int]) -> str:
 
 
 def border_shape(image: Image.Image, tol: int = 90, min_box: float = 0.3) -> str | None:
-    """The shape the sign's dark border (``OUTLINE``, the trainer's ``--outline``) encloses; None
+    """The shape the sign's dark border (``OUTLINE``; every training sign has one) encloses; None
     without one. A diagnostic beside :func:`sign_shape`: a model can draw a banner's outline yet
     paint its notches in the sign's colour, which the fill-based shape reads as a sign."""
     a = np.asarray(image.convert("RGB"), dtype=np.int16)

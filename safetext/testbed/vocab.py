@@ -68,13 +68,11 @@ SIGN_COLORS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 130, 20),
     "purple": (130, 40, 160),
 }
-# Colours that only training data may use (trainer option ``--extra-colors``), on every
-# shape: evaluation prompts and the benchmark prompt sets never name them, so those stay
-# the same. Why: more colour/shape pairs to learn colour and shape apart from (the held-out
-# pair "white banner" came out as a white *sign*). The shipped autoencoder cannot draw a
-# colour it never saw (benchmarks/testbed_autoencoder.py), so adding one needs the
-# trainer's ``--init-parts anchored``. A near-white "cream" was tried first: 600 anchored
-# steps could not keep its notches or its circle, so it is not offered (model card).
+# Colours that evaluation prompts and the benchmark prompt sets never name: the
+# composition lab (benchmarks/testbed_composition.py) may add them to training data, as
+# more colour/shape pairs to learn colour and shape apart from. The shipped autoencoder
+# cannot draw a colour it never saw (benchmarks/testbed_autoencoder.py), and the shipped
+# weights were trained without them.
 TRAINING_ONLY_COLORS: dict[str, tuple[int, int, int]] = {
     "pink": (245, 160, 190),
 }
