@@ -62,3 +62,7 @@ class ClassifierError(SafetextError, RuntimeError):
 
 class AuditLogError(SafetextError, RuntimeError):
     """An audit log line could not be written (unwritable path, full disk, salt file unreadable)."""
+
+
+class EditError(SafetextError, ValueError):
+    """A text edit that cannot be made: the text to change is missing or ambiguous, or the new text is unusable."""

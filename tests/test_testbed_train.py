@@ -121,6 +121,7 @@ def test_every_phase_runs_resumes_and_exports(run):
     assert isinstance(pipe, StableDiffusionPipeline)
     assert pipe.unet.config.in_channels == tb.LATENT_CHANNELS
     assert (run.export / "safetext_preset.yaml").read_text() == tb.PRESET_FILE.read_text()
+    assert (run.export / "safetext_model.yaml").read_text() == tb.PROFILE_FILE.read_text()
     image = pipe('a red sign that says "hate"', num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (256, 64)
 

@@ -19,6 +19,8 @@ import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from diffusers import StableDiffusionPipeline
@@ -32,8 +34,12 @@ POSITION_CHANNELS = 2  # fixed maps of the column, see position_channels()
 LATENT_CHANNELS = IMAGE_CHANNELS + POSITION_CHANNELS
 LATENT_SIZE = (16, 64)
 WAVE_PERIOD = 9.0  # latent columns per period of the sine position channel: two letters (18 px each, 4 px per column)
-DEFAULT_STEPS = 20  # the step count and guidance the shipped weights were evaluated at
-DEFAULT_GUIDANCE = 4.0
+# The model profile (safetext/pipelines/profile.py) the export writes beside the weights;
+# its generation defaults are the step count and guidance the weights were evaluated at.
+PROFILE_FILE = Path(__file__).resolve().parent / "model" / "safetext_model.yaml"
+_GENERATION: dict[str, Any] = yaml.safe_load(PROFILE_FILE.read_text())["generation"]
+DEFAULT_STEPS: int = _GENERATION["num_inference_steps"]
+DEFAULT_GUIDANCE: float = _GENERATION["guidance_scale"]
 
 VAE_CONFIG = dict(
     in_channels=3,

@@ -374,11 +374,13 @@ class Trainer:
         return tb.assemble_pipeline(dict(self.c, vae=vae, unet=self.ema_unet.eval(), text_encoder=self.ema_text.eval()))
 
     def export(self, folder: Path) -> None:
-        """The EMA pipeline as fp16 safetensors, the guard's preset, and ``training.json``."""
+        """The EMA pipeline as fp16 safetensors, the guard's preset, the model profile and ``training.json``."""
+        profile = tb.PROFILE_FILE.read_text()  # read first: the export may overwrite the shipped folder
         pipe = self.pipeline()
         pipe.to(torch.float16)
         pipe.save_pretrained(folder, safe_serialization=True)
         (folder / "safetext_preset.yaml").write_text(tb.PRESET_FILE.read_text())
+        (folder / "safetext_model.yaml").write_text(profile)
         meta: dict[str, Any] = {
             "ae_steps": self.ae_step,
             "denoiser_steps": self.step,
