@@ -9,10 +9,10 @@ of the fastest runs (min/min, robust when other processes share the CPU), and th
 for process CPU time (unaffected by time spent descheduled; with one torch thread it is
 the work done).
 
-    python benchmarks/overhead.py                      # tiny sd, sdxl, if, sd3 on this machine
+    python benchmarks/overhead.py                      # tiny sd, sdxl, if, sd3 on the local CPU
     python benchmarks/overhead.py --model PATH --steps 30 --preset auto   # a real local model
 
-Goals (DESIGN.md, section 4): <= 1.03x for cross-attention and IF pipelines, <= 1.3x for SD3.
+Goals: <= 1.03x for cross-attention and IF pipelines, <= 1.3x for SD3.
 Writes ``benchmarks/results/overhead.json`` and ``overhead.md``.
 """
 

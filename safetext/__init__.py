@@ -22,6 +22,8 @@ _LAZY = {
     "Span": ("safetext.policy.decision", "Span"),
     "Action": ("safetext.policy.decision", "Action"),
     "InjectionConfig": ("safetext.inject", "InjectionConfig"),
+    "edit": ("safetext.editing", "edit"),
+    "EditResult": ("safetext.editing", "EditResult"),
 }
 
 from safetext.errors import (  # noqa: E402 - light, no torch
@@ -37,6 +39,7 @@ _ERRORS = ["GuardError", "InjectionError", "PipelineLoadError", "PolicyError", "
 __all__ = sorted([*_LAZY, *_ERRORS]) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from safetext.editing import EditResult, edit
     from safetext.guard import Guard, GuardBlockedError, GuardResult
     from safetext.inject import InjectionConfig
     from safetext.policy import PolicyEngine, load_policy

@@ -29,6 +29,7 @@ def args(out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # whole bench runs, several processes
 def test_bench_command_on_tiny_pipeline_gates_and_writes_outputs(tmp_path: Path) -> None:
     strict = tmp_path / "strict.yaml"
     strict.write_text("toxic:\n  unguarded:\n    exact_leakage: {min: 0.6}\n")  # random weights draw no words
@@ -51,6 +52,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # whole bench runs, several processes
 @pytest.mark.skipif(not (BIN / "accelerate").exists() or not (BIN / "safetext").exists(), reason="console scripts not installed")
 def test_sharded_run_matches_single_process(tmp_path: Path) -> None:
     common = ["--suite", "toxic", "--seeds", "1", "--limit", "2"]

@@ -41,7 +41,7 @@ def seed(value: int, option: str = "--seed", *, count: int = 1) -> int:
 
 
 def device(value: str | None, option: str = "--device") -> str | None:
-    """A torch device string that this machine has (None: the command's default)."""
+    """A torch device string whose device is present (None: the command's default)."""
     if value is None:
         return None
     import torch
