@@ -29,6 +29,14 @@ be installed, or anything raises or misbehaves during generation (including a lo
 module that was not patched at every step from the start step), a :class:`GuardError`
 is raised (the original error is its ``__cause__``) and no image is returned.
 
+Audit (``audit=``, default off or the policy's ``audit:`` section): after generation the
+guard OCRs each image, allowed prompts' images included, and runs the policy on the text
+read. A read term the policy rewrites or blocks is a leak: ``flag`` returns the images and
+says so, ``block`` returns none, ``blur`` hides the read words, and ``regenerate`` tries
+again with a stronger injection (the preset's modules from step 0, then every text module
+of that kind from step 0; a new seed only with ``reseed``) and falls back to blocking. With
+``log=`` every call appends one JSON line (prompts hashed with ``hash_prompts``).
+
 Concurrency: one guard (or several) may be called from many threads. Calls on the same
 denoiser are serialised by :func:`safetext.inject.pipeline_lock`: diffusers pipelines
 keep per-call state on ``self`` and injection installs processors for one call, so
@@ -53,12 +61,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from safetext.audit.config import AuditConfig, LogConfig, resolve_audit
 from safetext.errors import GuardError
 from safetext.inject.config import InjectionConfig
 from safetext.inject.encode import TEXT_INPUTS, precomputed_text_args
 from safetext.inject.installer import InjectionReport, prompt_list, run_injected
 from safetext.inject.presets import resolve_preset
-from safetext.inject.sites import candidate_modules, denoiser_of
+from safetext.inject.sites import attention_kind, candidate_modules, denoiser_of
 from safetext.policy.decision import Action, Decision
 
 PolicyLike = Any  # a path or builtin name, a PolicyEngine, or any object with check()/decide(prompt)
@@ -92,6 +101,7 @@ class GuardResult:
     timings: dict[str, float] = field(default_factory=dict)
     injection: InjectionReport | None = None
     preset: str | None = None
+    audit: Any = None  # safetext.audit.AuditOutcome when the audit ran
 
     def __post_init__(self) -> None:
         if not self.input_decisions:
@@ -134,6 +144,7 @@ class GuardResult:
             "patched_layers": list(self.patched_layers),
             "preset": self.preset,
             "injection": self.injection.to_dict() if self.injection else None,
+            "audit": self.audit.to_dict() if self.audit is not None else None,
             "timings": dict(self.timings),
         }
 
@@ -152,6 +163,24 @@ def _load_policy(policy: PolicyLike) -> Any:
     raise GuardError(
         f"policy must be a path, a policy name or an object with check()/decide(); got {type(policy).__name__}"
     )
+
+
+#: Seed offset between regenerate attempts with ``reseed`` (a prime, so rows never collide).
+_RESEED_STRIDE = 1_000_003
+
+
+class _Checker:
+    """The guard's own policy check, as the auditor calls it on the text it read."""
+
+    def __init__(self, decide: Any) -> None:
+        self.check = decide
+
+
+def _generators(value: Any) -> list[Any]:
+    """The torch generators of a call (none, one, or one per image)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _images_of(output: Any) -> Any:
@@ -183,6 +212,13 @@ class Guard:
       pipeline here, so an unsupported model fails at construction.
     * ``on_block``: ``"result"`` returns a result with ``images=None``; ``"raise"`` raises
       :class:`GuardBlockedError`.
+    * ``audit``: ``"off"``, ``"flag"``, ``"block"``, ``"blur"``, ``"regenerate"`` or an
+      :class:`~safetext.audit.AuditConfig`; None takes the policy's ``audit:`` section (else
+      off). The OCR engine is built here, so a missing one fails at construction.
+    * ``log``: a JSON-lines file (or an :class:`~safetext.audit.AuditLog`) that gets one line
+      per call; None takes the policy's ``log:`` section. ``hash_prompts`` logs salted hashes
+      instead of prompts; ``log_errors="warn"`` keeps serving when a write fails (the
+      default fails the call closed).
 
     Any failure to build the guard raises :class:`GuardError` naming what is wrong.
     """
@@ -193,6 +229,11 @@ class Guard:
         policy: PolicyLike = "default",
         preset: str | Path | list[str] | InjectionConfig = "auto",
         on_block: Literal["result", "raise"] = "result",
+        *,
+        audit: str | AuditConfig | None = None,
+        log: str | Path | Any | None = None,
+        hash_prompts: bool | None = None,
+        log_errors: Literal["raise", "warn"] | None = None,
     ) -> None:
         if on_block not in ("result", "raise"):
             raise GuardError(f"on_block must be 'result' or 'raise', not {on_block!r}")
@@ -213,6 +254,38 @@ class Guard:
                 "it was localized for a different model"
             )
         self.text_inputs = _text_inputs_of(pipe)
+        try:
+            self.auditor = self._make_auditor(audit)
+            self.log = self._make_log(log, hash_prompts, log_errors)
+        except GuardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. the OCR engine is missing
+            raise GuardError(f"cannot set up the audit: {exc}") from exc
+
+    def _policy_section(self, name: str) -> Any:
+        return getattr(getattr(self.policy, "policy", None), name, None)
+
+    def _make_auditor(self, audit: str | AuditConfig | None) -> Any:
+        config = resolve_audit(audit if audit is not None else self._policy_section("audit"))
+        if not config.enabled:
+            return None  # no OCR import: the guard is bitwise the plain one
+        from safetext.audit import Auditor
+
+        return Auditor(config, _Checker(self._decide))
+
+    def _make_log(self, log: Any, hash_prompts: bool | None, log_errors: str | None) -> Any:
+        section: LogConfig | None = self._policy_section("log")
+        if log is None and section is None:
+            return None
+        from safetext.audit import AuditLog
+
+        if log is not None and not isinstance(log, (str, Path)):
+            return log  # an AuditLog (or anything with write(record))
+        return AuditLog(
+            log if log is not None else section.path,  # type: ignore[union-attr]
+            hash_prompts=hash_prompts if hash_prompts is not None else bool(section and section.hash_prompts),
+            errors=log_errors or (section.errors if section else "raise"),  # type: ignore[arg-type]
+        )
 
     @property
     def patched_layers(self) -> list[str]:
@@ -259,7 +332,20 @@ class Guard:
         return inputs
 
     def __call__(self, prompt: str | list[str], **pipe_kwargs: Any) -> GuardResult:
-        """Check every text input and generate accordingly; ``pipe_kwargs`` go to the pipeline."""
+        """Check every text input, generate accordingly, audit and log; ``pipe_kwargs`` go to the pipeline."""
+        result = self._run(prompt, pipe_kwargs)
+        if self.log is not None:
+            from safetext.audit import make_record
+
+            try:
+                self.log.write(make_record(result, include_decisions=True))
+            except Exception as exc:  # noqa: BLE001 - AuditLogError: fail closed unless errors="warn"
+                raise GuardError(f"audit log write failed, no image returned: {exc}") from exc
+        if result.blocked and self.on_block == "raise":
+            raise GuardBlockedError(result)
+        return result
+
+    def _run(self, prompt: str | list[str], pipe_kwargs: dict[str, Any]) -> GuardResult:
         start = time.perf_counter()
         inputs = self._inputs(prompt, pipe_kwargs)
         try:
@@ -277,29 +363,87 @@ class Guard:
         )
         if result.blocked:
             timings["total_s"] = time.perf_counter() - start
-            if self.on_block == "raise":
-                raise GuardBlockedError(result)
             return result
-
         benign = {
             name: [d.benign_prompt if d.action is Action.REWRITE else None for d in ds] for name, ds in checked.items()
         }
-        first = benign.pop("prompt")
         try:
-            output, report = run_injected(
-                self.pipe,
-                prompt if isinstance(prompt, str) else list(prompt),  # the pipelines take str or list
-                first,
-                self.config,
-                benign_inputs=benign or None,
-                with_report=True,
-                timings=timings,
-                **pipe_kwargs,
-            )
+            if self.auditor is None:
+                self._generate(result, prompt, benign, self.config, pipe_kwargs)
+            else:
+                self._generate_audited(result, prompt, benign, pipe_kwargs)
+        except GuardError:
+            raise
         except Exception as exc:  # noqa: BLE001 - fail closed: no image leaves on any error
             raise GuardError(f"guarded generation failed, no image returned: {exc}") from exc
-        result.output, result.images, result.injection = output, _images_of(output), report
-        if report is not None:
-            result.patched_layers = report.patched_layers
         timings["total_s"] = time.perf_counter() - start
         return result
+
+    def _generate(
+        self,
+        result: GuardResult,
+        prompt: str | list[str],
+        benign: dict[str, list[str | None]],
+        config: InjectionConfig,
+        pipe_kwargs: dict[str, Any],
+    ) -> None:
+        extra = {k: v for k, v in benign.items() if k != "prompt"}
+        output, report = run_injected(
+            self.pipe,
+            prompt if isinstance(prompt, str) else list(prompt),  # the pipelines take str or list
+            benign["prompt"],
+            config,
+            benign_inputs=extra or None,
+            with_report=True,
+            timings=result.timings,
+            **pipe_kwargs,
+        )
+        result.output, result.images, result.injection = output, _images_of(output), report
+        result.patched_layers = report.patched_layers if report is not None else []
+
+    def _generate_audited(
+        self, result: GuardResult, prompt: str | list[str], benign: dict[str, list[str | None]], pipe_kwargs: dict[str, Any]
+    ) -> None:
+        """Generate, OCR, and act on a leak; ``regenerate`` retries with stronger injection."""
+        auditor = self.auditor
+        cfg = auditor.config
+        generators = _generators(pipe_kwargs.get("generator"))
+        states = [g.get_state() for g in generators]
+        rewriting = any(b is not None for values in benign.values() for b in values)
+        attempts, ocr_s, audits = 0, 0.0, []
+        for attempt, injection in enumerate(self._escalation(cfg.max_attempts if cfg.mode == "regenerate" else 1)):
+            if attempt > 0:
+                if not rewriting and not cfg.reseed:
+                    break  # nothing to strengthen, and the same seed redraws the same image
+                for i, (g, state) in enumerate(zip(generators, states)):
+                    g.set_state(state)  # the same noise as the first attempt ...
+                    if cfg.reseed:  # ... unless a new seed is allowed
+                        g.manual_seed(g.initial_seed() + _RESEED_STRIDE * attempt + i)
+            self._generate(result, prompt, benign, injection, pipe_kwargs)
+            attempts += 1
+            began = time.perf_counter()
+            audits = auditor.read(result.images)
+            ocr_s += time.perf_counter() - began
+            if not any(a.leaked for a in audits):
+                action = "none" if attempt == 0 else "regenerate"
+                result.audit = auditor.outcome(audits, action=action, attempts=attempts, ocr_s=ocr_s)
+                result.timings["audit_s"] = ocr_s
+                return
+        result.timings["audit_s"] = ocr_s
+        mode = cfg.fallback if cfg.mode == "regenerate" else cfg.mode
+        if mode == "blur":
+            result.images = auditor.blur(result.images, audits)
+            result.output = None  # the pipeline's output object still holds the unblurred images
+        elif mode == "block":
+            result.images, result.output = None, None
+        result.audit = auditor.outcome(audits, action=mode, attempts=attempts, ocr_s=ocr_s)
+
+    def _escalation(self, attempts: int) -> list[InjectionConfig]:
+        """The injection for each attempt: the preset, then its modules from step 0, then
+        every text module of the same kind from step 0."""
+        configs = [self.config, self.config.model_copy(update={"start": 0.0})]
+        denoiser = denoiser_of(self.pipe)[1]
+        kind = attention_kind(denoiser.get_submodule(self.config.modules[0]))
+        wider = [m for m in candidate_modules(denoiser) if attention_kind(denoiser.get_submodule(m)) == kind]
+        configs.append(InjectionConfig(modules=wider, start=0.0, name=f"{self.config.name or 'preset'}-all-{kind}"))
+        return (configs + configs[-1:] * attempts)[:attempts]

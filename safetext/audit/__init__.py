@@ -7,7 +7,7 @@ construction unless the mode is ``"off"``.
 
 from safetext.audit.auditor import Auditor, PolicyChecker
 from safetext.audit.blur import Box, blur_text
-from safetext.audit.config import AUDIT_MODES, AuditConfig, AuditMode, BlurMethod, resolve_audit
+from safetext.audit.config import AUDIT_MODES, AuditConfig, AuditMode, BlurMethod, LogConfig, resolve_audit
 from safetext.audit.images import to_pil_images
 from safetext.audit.log import AuditLog
 from safetext.audit.outcome import AuditAction, AuditOutcome, ImageAudit
@@ -27,6 +27,7 @@ __all__ = [
     "BlurMethod",
     "Box",
     "ImageAudit",
+    "LogConfig",
     "PolicyChecker",
     "blur_text",
     "hash_text",

@@ -1,6 +1,7 @@
 """How the post-generation audit runs: one pydantic model, strict like the policy schema.
 
-A policy file may later carry this model as its ``audit:`` section, so unknown keys are errors.
+A policy file carries these models as its ``audit:`` and ``log:`` sections (a guard built
+on the policy takes them as defaults), so unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ class AuditConfig(BaseModel):
     @property
     def enabled(self) -> bool:
         return self.mode != "off"
+
+
+class LogConfig(BaseModel):
+    """Where the guard appends its audit log, and how it treats users' text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="The JSON-lines file (relative paths: from the current folder).")
+    hash_prompts: bool = Field(False, description="Log a salted SHA-256 of each prompt instead of the text.")
+    errors: Literal["raise", "warn"] = Field(
+        "raise", description="raise: a failed write fails the call closed. warn: warn and go on."
+    )
 
 
 def resolve_audit(value: str | AuditConfig | dict[str, Any] | None) -> AuditConfig:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from safetext.audit.config import AuditConfig, LogConfig
+
 CategoryAction = Literal["allow", "flag", "rewrite", "block"]
 Severity = Literal["low", "medium", "high", "critical"]
 MatchMode = Literal["word", "exact", "substring"]
@@ -137,6 +139,8 @@ class Policy(_Strict):
     allow: list[str] = Field(default_factory=list, description="Innocent words and phrases that never match.")
     classifier: ClassifierConfig | None = None
     max_chars: int = Field(1_000_000, ge=1, description="Longer prompts are blocked without analysis.")
+    audit: AuditConfig | None = Field(None, description="The post-generation OCR audit of guards built on this policy.")
+    log: LogConfig | None = Field(None, description="The audit log of guards built on this policy.")
     _source: str | None = PrivateAttr(None)
     _files: list[str] = PrivateAttr(default_factory=list)
 
