@@ -118,6 +118,15 @@ def in_file(path: Path, option: str) -> Path:
     return path
 
 
+def audit_mode(value: str | None, option: str = "--audit") -> str | None:
+    """One of the audit modes (None: the policy's setting)."""
+    from safetext.audit.config import AUDIT_MODES
+
+    if value is not None and value not in AUDIT_MODES:
+        raise _bad(f"{value!r} is not an audit mode; choose one of {', '.join(AUDIT_MODES)}", option)
+    return value
+
+
 def prompt(value: str, option: str = "PROMPT") -> str:
     """A prompt that is not empty or blank."""
     if not value.strip():

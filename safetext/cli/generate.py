@@ -27,6 +27,11 @@ def generate(
     guidance_scale: float | None = typer.Option(None, "--guidance-scale", help="CFG scale (default: the model profile's, else the pipeline's)."),
     num_images: int = typer.Option(1, "--num-images", min=1, help="Images per prompt."),
     device: str | None = typer.Option(None, "--device", help="torch device, e.g. cuda (default: cpu)."),
+    audit: str | None = typer.Option(
+        None, "--audit", help="OCR audit of the output: off, flag, block, blur or regenerate (default: the policy's, else off)."
+    ),
+    log: Path | None = typer.Option(None, "--log", help="Append one JSON line per call to this file."),
+    hash_prompts: bool = typer.Option(False, "--hash-prompts", help="Log salted hashes instead of prompts."),
 ) -> None:
     """Check PROMPT with the policy, generate with injection when it is rewritten, save images + report.json."""
     from safetext.cli import _validate
@@ -39,6 +44,9 @@ def generate(
     profile = _validate.model(model) or GENERIC
     _validate.device(device)
     engine = _validate.policy(policy or profile.policy)
+    _validate.audit_mode(audit)
+    if log is not None:
+        log = _validate.out_file(log, "--log")
 
     import torch
 
@@ -47,7 +55,8 @@ def generate(
 
     pipe = load_pipeline(model, device=device)
     pipe.set_progress_bar_config(disable=True)
-    guard = Guard(pipe, policy=engine, preset=preset)  # a preset that does not fit: GuardError, exit 2
+    # a preset that does not fit, or a missing OCR engine: GuardError, exit 2
+    guard = Guard(pipe, policy=engine, preset=preset, audit=audit, log=log, hash_prompts=hash_prompts or None)
 
     kwargs: dict[str, Any] = {"num_images_per_prompt": num_images}
     kwargs.update(profile.generation)
@@ -91,4 +100,7 @@ def generate(
         typer.echo(f"  {reason}")
     if result.patched_layers:
         typer.echo(f"  patched layers: {', '.join(result.patched_layers)}")
+    if result.audit is not None:
+        read = ", ".join(repr(text) for text in result.audit.read)
+        typer.echo(f"  audit: read {read}; leaked: {result.audit.leaked}; action: {result.audit.action}")
     typer.echo(f"  {len(saved)} image(s) and report.json in {out}")
