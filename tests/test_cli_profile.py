@@ -96,3 +96,16 @@ def test_a_blocked_prompt_is_judged_by_the_policy_target(profiled: Path) -> None
     assert decision_target(item, blocked, targets) == "tiger"
     assert decision_target(item, blocked) is None  # no policy map: no guess from any model's vocabulary
     assert policy_targets(object()) == {}
+
+
+def test_generate_audits_and_logs(profiled: Path, tmp_path: Path) -> None:
+    out, log = tmp_path / "out", tmp_path / "calls.jsonl"
+    args = ["generate", 'A sign that says "idiot"', "--model", str(profiled), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--audit", "flag", "--log", str(log), "--hash-prompts"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["audit"]["engine"] == "tesseract" and report["audit"]["attempts"] == 1
+    record = json.loads(log.read_text())
+    assert record["action"] == "rewrite" and record["prompts"][0].startswith("sha256:")
+    bad = runner.invoke(app, [*args, "--audit", "loud"])
+    assert bad.exit_code == 2 and "--audit" in bad.output and "Traceback" not in bad.output
