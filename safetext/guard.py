@@ -73,7 +73,7 @@ from safetext.policy.decision import Action, Decision
 PolicyLike = Any  # a path or builtin name, a PolicyEngine, or any object with check()/decide(prompt)
 
 #: How a prompt's action combines over its inputs and a call's over its prompts: the worst wins.
-_SEVERITY = {Action.ALLOW: 0, Action.REWRITE: 1, Action.BLOCK: 2}
+_SEVERITY = {Action.ALLOW: 0, Action.FLAG: 1, Action.REWRITE: 2, Action.BLOCK: 3}
 
 
 class GuardBlockedError(GuardError):
@@ -120,7 +120,8 @@ class GuardResult:
 
     @property
     def action(self) -> Action:
-        """The call's overall action: block if any input is blocked, else rewrite if any is rewritten."""
+        """The call's overall action: block if any input is blocked, else rewrite if any is
+        rewritten, else flag if any is flagged (flagged prompts are generated as given)."""
         return max(self.actions, key=_SEVERITY.__getitem__, default=Action.ALLOW)
 
     @property
@@ -419,7 +420,9 @@ class Guard:
                     g.set_state(state)  # the same noise as the first attempt ...
                     if cfg.reseed:  # ... unless a new seed is allowed
                         g.manual_seed(g.initial_seed() + _RESEED_STRIDE * attempt + i)
+            generated = result.timings.get("generate_s", 0.0)
             self._generate(result, prompt, benign, injection, pipe_kwargs)
+            result.timings["generate_s"] += generated  # every attempt's generation counts
             attempts += 1
             began = time.perf_counter()
             audits = auditor.read(result.images)

@@ -12,7 +12,7 @@ from _inject_helpers import BENIGN, INNOCENT, KINDS, LOCALIZED, TOXIC, FakePolic
 from safetext import Guard, GuardBlockedError, GuardResult
 from safetext.guard import GuardError
 from safetext.inject import InjectionConfig, run_injected
-from safetext.policy.decision import Action
+from safetext.policy.decision import Action, Decision
 
 
 def _guard(kind: str, **kwargs) -> Guard:
@@ -123,3 +123,15 @@ def test_policy_failure_fails_closed() -> None:
 def test_preset_not_fitting_the_model_is_refused() -> None:
     with pytest.raises(Exception, match="lacks"):
         Guard(tiny("sd"), policy=FakePolicy(), preset="sdxl-base-1.0")
+
+
+def test_flagged_prompt_is_generated_as_given_and_reported() -> None:
+    class Flagging:
+        def decide(self, prompt: str) -> Decision:
+            return Decision(action=Action.FLAG, prompt=prompt, risk=0.4, reasons=["review: mild term"])
+
+    plain = tiny("sd")(TOXIC, **call_kwargs("sd")).images
+    result = _guard("sd", policy=Flagging())(TOXIC, **call_kwargs("sd"))
+    assert result.action is Action.FLAG and not result.blocked
+    assert result.injection is None and result.patched_layers == []
+    assert np.array_equal(result.images, plain)

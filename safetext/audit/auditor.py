@@ -21,6 +21,13 @@ from safetext.audit.outcome import AuditAction, AuditOutcome, ImageAudit
 from safetext.errors import OCRUnavailableError
 
 
+_LEAK_ACTIONS = ("rewrite", "block")
+
+
+def _value(action: Any) -> str:
+    return str(getattr(action, "value", action))
+
+
 class PolicyChecker(Protocol):
     """What the auditor needs of a policy: ``safetext.policy.PolicyEngine`` fits."""
 
@@ -79,9 +86,10 @@ class Auditor:
     def _judge(self, index: int, result: Any, ocr_s: float) -> ImageAudit:
         text, words = _words(result, self.config.min_confidence)
         decision = self.policy.check(text) if text.strip() else None
-        action = str(getattr(decision.action, "value", decision.action)) if decision is not None else "allow"
-        hits = [s for s in (decision.spans if decision is not None else []) if str(getattr(s.action, "value", s.action)) != "allow"]
-        leaked = action != "allow"
+        action = _value(decision.action) if decision is not None else "allow"
+        # A leak is a term the policy rewrites or blocks; a flagged one asks for review only.
+        hits = [s for s in (decision.spans if decision is not None else []) if _value(s.action) in _LEAK_ACTIONS]
+        leaked = action in _LEAK_ACTIONS
         boxes: list[Box] = []
         if leaked:
             boxes = [b for s0, e0, b in words if any(s.start < e0 and s0 < s.end for s in hits)] or [b for _, _, b in words]
