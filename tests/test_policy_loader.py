@@ -144,8 +144,10 @@ def test_missing_policy_and_bad_encoding(tmp_path: Path) -> None:
         load_policy(path)
 
 
-def test_empty_file_is_an_empty_policy(tmp_path: Path) -> None:
-    policy = load_policy(_write(tmp_path, "empty.yaml", ""))
+def test_empty_file_is_refused_and_explicit_empty_terms_are_not(tmp_path: Path) -> None:
+    err = _error(tmp_path, "", name="empty.yaml")
+    assert "empty.yaml:1" in str(err) and "terms: {}" in str(err)
+    policy = load_policy(_write(tmp_path, "explicit.yaml", "terms: {}\n"))
     assert policy.terms == {} and policy.categories == {}
 
 

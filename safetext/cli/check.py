@@ -148,18 +148,28 @@ def validate(
 
     Exit codes: 1 when the policy does not validate, 2 when FILE is neither a file nor a shipped name.
     """
+    from safetext.detect.classifiers import ClassifierError
     from safetext.policy import PolicyEngine, PolicyError, load_policy
+    from safetext.policy.checks import check_compiled
 
     try:
         policy = load_policy(file)
     except PolicyError as exc:
         raise _fail(f"invalid policy: {exc}", 1 if file.is_file() else 2) from None
-    engine = PolicyEngine(policy)
+    try:
+        engine = PolicyEngine(policy)
+        check_compiled(policy, engine.matcher, engine.fingerprint)  # a no-op once the engine has run it
+    except PolicyError as exc:
+        raise _fail(f"invalid policy: {exc}", 1) from None
+    # Targets the lexicon detects are refused above; this also asks the policy's classifier.
     problems = []
-    for category, term, spec in policy.term_items():
-        for target in spec.targets or policy.categories[category].targets:
-            if engine.analyze(target):
-                problems.append(f"terms.{category}.{term}: benign target {target!r} is itself detected")
+    try:
+        for category, term, spec in policy.term_items():
+            for target in spec.targets or policy.categories[category].targets:
+                if engine.analyze(target):
+                    problems.append(f"terms.{category}.{term}: benign target {target!r} is itself detected")
+    except ClassifierError as exc:
+        raise _fail(f"policy classifier unavailable: {exc}", 1) from None
     if problems:
         raise _fail("policy targets are not benign: " + "; ".join(problems), 1)
     close = near_misses(policy)

@@ -6,11 +6,14 @@ silently ignored setting. ``safetext policy schema`` exports the JSON Schema for
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from safetext.audit.config import AuditConfig, LogConfig
+from safetext.detect.classifiers import available_classifiers
+from safetext.detect.lexicon import canonical_words
 
 CategoryAction = Literal["allow", "flag", "rewrite", "block"]
 Severity = Literal["low", "medium", "high", "critical"]
@@ -19,6 +22,11 @@ Operator = Literal["replace", "mask", "remove"]
 
 ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "rewrite": 2, "block": 3}
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+MAX_WORD_CHARS = 100
+"""Longest term, benign target or allow entry. They are words or short phrases, and the
+lexicon compiler's work grows with the square of a term's length."""
+Word = Annotated[str, StringConstraints(max_length=MAX_WORD_CHARS)]
 
 
 class _Strict(BaseModel):
@@ -56,7 +64,7 @@ class Category(_Strict):
         None, description="Action for spans inside rendered text; must be at least as strict as action."
     )
     severity: Severity = "medium"
-    targets: list[str] = Field(default_factory=list, description="Default benign targets for terms without their own.")
+    targets: list[Word] = Field(default_factory=list, description="Default benign targets for terms without their own.")
     operator: Operator = Field("replace", description="replace with a target, mask with stars, or remove.")
     match: MatchMode = Field("word", description="Default matching mode for this category's terms.")
     description: str | None = None
@@ -84,7 +92,7 @@ class Category(_Strict):
 class Term(_Strict):
     """One lexicon entry. In YAML a bare string or list is shorthand for ``targets``."""
 
-    targets: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list)  # length checked by Policy.problems, which knows the term
     match: MatchMode | None = None
     severity: Severity | None = None
     enabled: bool = True
@@ -136,13 +144,17 @@ class Policy(_Strict):
     terms: dict[str, dict[str, TermValue]] = Field(
         default_factory=dict, description="category -> term -> targets (string, list, mapping, false to disable)"
     )
-    allow: list[str] = Field(default_factory=list, description="Innocent words and phrases that never match.")
+    allow: list[Word] = Field(default_factory=list, description="Innocent words and phrases that never match.")
     classifier: ClassifierConfig | None = None
     max_chars: int = Field(1_000_000, ge=1, description="Longer prompts are blocked without analysis.")
     audit: AuditConfig | None = Field(None, description="The post-generation OCR audit of guards built on this policy.")
     log: LogConfig | None = Field(None, description="The audit log of guards built on this policy.")
     _source: str | None = PrivateAttr(None)
     _files: list[str] = PrivateAttr(default_factory=list)
+    # Field path -> (file, line) where the loader read it, so later checks can name the line.
+    _locations: dict[tuple[str | int, ...], tuple[str, int]] = PrivateAttr(default_factory=dict)
+    # Fingerprint of the content that passed the compiled-lexicon checks (safetext.policy.checks).
+    _compiled_checked: str | None = PrivateAttr(None)
 
     @property
     def source(self) -> str | None:
@@ -178,8 +190,14 @@ class Policy(_Strict):
                     out.append((cat, term, spec))
         return out
 
-    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Cross-field errors as (path, message): unknown categories, terms without targets."""
+    def problems(self, written: Callable[[tuple[str | int, ...]], Any] | None = None) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-field errors as (path, message): unknown categories and classifier backends,
+        terms without targets, and terms that cannot work (empty, duplicated, allowed).
+
+        ``written`` sorts field paths in the order they were written (the loader passes
+        file, then line), so a clash is reported where its second half was written: in the
+        child policy, not in the parent it extends.
+        """
         problems: list[tuple[tuple[str | int, ...], str]] = []
         for cat, group in self.terms.items():
             category = self.categories.get(cat)
@@ -194,6 +212,86 @@ class Policy(_Strict):
                     problems.append(
                         (("terms", cat, term), "no benign target: give the term targets or its category default targets")
                     )
-        if self.classifier is not None and self.classifier.category not in self.categories:
-            problems.append((("classifier", "category"), f"unknown category {self.classifier.category!r}"))
+        problems += self._term_problems(written)
+        if self.classifier is not None:
+            if self.classifier.category not in self.categories:
+                problems.append((("classifier", "category"), f"unknown category {self.classifier.category!r}"))
+            known = available_classifiers()
+            if self.classifier.backend not in known:
+                problems.append(
+                    (
+                        ("classifier", "backend"),
+                        f"unknown classifier backend {self.classifier.backend!r}; known backends: {', '.join(known) or 'none'}",
+                    )
+                )
+        return problems
+
+    def _term_problems(self, written: Callable[[tuple[str | int, ...]], Any] | None) -> list[tuple[tuple[str | int, ...], str]]:
+        """Terms that can never match as written, or that another entry makes ambiguous.
+
+        Terms are compared after the folding detection applies (case, accents, joiners), so
+        ``Idiot`` and ``idiot`` are one term: in one category a child's ``Idiot: false``
+        would silently fail to disable its parent's ``idiot``, and across categories the
+        compiled lexicon keeps only one of them. A term equal to an allow entry is never
+        detected; ``false`` is the way to turn a term off.
+        """
+        order = written or (lambda path: 0)
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        allowed: dict[str, int] = {}
+        for i, entry in enumerate(self.allow):
+            allowed.setdefault(" ".join(canonical_words(entry)), i)
+        entries = [
+            (cat, term, spec)
+            for cat, group in self.terms.items()
+            if cat in self.categories
+            for term, spec in group.items()
+            if isinstance(spec, Term) and term.strip()
+        ]
+        entries.sort(key=lambda e: order(("terms", e[0], e[1])))  # stable: file order without ``written``
+        seen: dict[tuple[str, str], str] = {}  # (category, folded term) -> term
+        enabled: dict[str, tuple[str, str]] = {}  # folded term -> (category, term)
+        for cat, term, spec in entries:
+            path: tuple[str | int, ...] = ("terms", cat, term)
+            if len(term) > MAX_WORD_CHARS:
+                problems.append((path, f"term is {len(term)} characters long; terms are at most {MAX_WORD_CHARS}"))
+                continue
+            long_targets = [i for i, target in enumerate(spec.targets) if len(target) > MAX_WORD_CHARS]
+            if long_targets:
+                i = long_targets[0]
+                problems.append(
+                    (path + ("targets", i), f"target is {len(spec.targets[i])} characters long; targets are at most {MAX_WORD_CHARS}")
+                )
+                continue
+            key = " ".join(canonical_words(term))
+            if not key:
+                problems.append((path, f"term {term!r} has nothing left to match once joiners and spaces are dropped"))
+                continue
+            if (cat, key) in seen:
+                other = seen[(cat, key)]
+                problems.append(
+                    (path, f"term {term!r} is the same term as {other!r} (terms match without case or accents); write it as {other!r}")
+                )
+                continue
+            seen[(cat, key)] = term
+            if not spec.enabled:
+                continue
+            if key in enabled:
+                other_cat, other = enabled[key]
+                problems.append(
+                    (path, f"term {term!r} is also enabled as {other!r} in category {other_cat!r}; a term belongs to one category")
+                )
+                continue
+            enabled[key] = (cat, term)
+            if key in allowed:
+                allow_path: tuple[str | int, ...] = ("allow", allowed[key])
+                entry = self.allow[allowed[key]]
+                if order(allow_path) > order(path):
+                    problems.append(
+                        (allow_path, f"allow entry {entry!r} hides the enabled term terms.{cat}.{term}, which could then never match; "
+                         "disable the term with false instead")
+                    )
+                else:
+                    problems.append(
+                        (path, f"term {term!r} can never match: allow entry {entry!r} covers it; disable the term with false instead")
+                    )
         return problems
