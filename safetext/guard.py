@@ -68,6 +68,7 @@ from safetext.inject.encode import TEXT_INPUTS, precomputed_text_args
 from safetext.inject.installer import InjectionReport, prompt_list, run_injected
 from safetext.inject.presets import resolve_preset
 from safetext.inject.sites import attention_kind, candidate_modules, denoiser_of
+from safetext.pipelines.output import images_of
 from safetext.policy.decision import Action, Decision
 
 PolicyLike = Any  # a path or builtin name, a PolicyEngine, or any object with check()/decide(prompt)
@@ -182,14 +183,6 @@ def _generators(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _images_of(output: Any) -> Any:
-    if hasattr(output, "images"):
-        return output.images
-    if isinstance(output, tuple) and output:
-        return output[0]
-    return output
 
 
 def _text_inputs_of(pipe: Any) -> tuple[str, ...]:
@@ -399,7 +392,7 @@ class Guard:
             timings=result.timings,
             **pipe_kwargs,
         )
-        result.output, result.images, result.injection = output, _images_of(output), report
+        result.output, result.images, result.injection = output, images_of(output), report
         result.patched_layers = report.patched_layers if report is not None else []
 
     def _generate_audited(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetext.editing.target import EditPlan, plan_edit
 from safetext.errors import EditError
+from safetext.pipelines.output import images_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from safetext.inject.config import InjectionConfig
@@ -77,14 +78,6 @@ class EditResult:
             "injection": self.injection.to_dict() if self.injection is not None else None,
             "timings": dict(self.timings),
         }
-
-
-def _images_of(output: Any) -> Any:
-    if hasattr(output, "images"):
-        return output.images
-    if isinstance(output, tuple) and output:
-        return output[0]
-    return output
 
 
 def _twin_generators(generator: Any, seed: int | None) -> tuple[Any, Any, int | None]:
@@ -192,8 +185,8 @@ def edit(
         "total_s": time.perf_counter() - start,
     }
     return EditResult(
-        original_images=_images_of(original),
-        edited_images=_images_of(output),
+        original_images=images_of(original),
+        edited_images=images_of(output),
         original_prompt=prompt,
         edited_prompt=plan.edited_prompt,
         old_text=plan.old_text,
