@@ -1,9 +1,17 @@
 """Encode the benign prompts exactly as the pipeline encodes its own prompt.
 
-We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF and SD3 all have one) with
-the arguments the coming ``__call__`` will use (``clip_skip``, ``max_sequence_length``,
-``clean_caption``, the LoRA scale), classifier-free guidance off: the unconditional
-half is never touched.
+We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF, SD3, PixArt and Sana all have
+one) with the arguments the coming ``__call__`` will use (``clip_skip``,
+``max_sequence_length``, ``clean_caption``, Sana's ``complex_human_instruction``, the LoRA
+scale), each taken from the call or else from ``__call__``'s own default, classifier-free
+guidance off: the unconditional half is never touched. ``__call__`` and ``encode_prompt``
+defaults differ (Sana's ``__call__`` prepends a default instruction, its ``encode_prompt``
+none; PixArt's ``__call__`` cleans captions by default, its ``encode_prompt`` does not),
+so the call's value is what counts.
+
+Pipelines whose ``encode_prompt`` takes a ``prompt_attention_mask`` (PixArt, Sana) return
+``(embeds, mask, negative embeds, negative mask)``; the mask marks the real tokens of each
+row and is returned with the embeddings, since the attention masks the padding by it.
 
 Every text input the pipeline takes is encoded as the pipeline would encode it:
 ``prompt`` feeds the first text encoder, ``prompt_2`` and ``prompt_3`` (SDXL, SD3) the
@@ -28,7 +36,7 @@ import torch
 from safetext.inject.processors import InjectionError
 
 #: ``__call__`` arguments that change how a prompt is encoded, forwarded when accepted.
-_ENCODE_PASSTHROUGH = ("clip_skip", "max_sequence_length", "clean_caption")
+_ENCODE_PASSTHROUGH = ("clip_skip", "max_sequence_length", "clean_caption", "complex_human_instruction")
 
 #: The positive text inputs of diffusers pipelines, in text-encoder order.
 TEXT_INPUTS = ("prompt", "prompt_2", "prompt_3")
@@ -51,6 +59,7 @@ class EncodedText:
 
     embeds: torch.Tensor  # (n_cond, L, D), as the pipeline passes them to the denoiser
     pooled: torch.Tensor | None  # (n_cond, D) pooled embeddings, for pipelines that use them
+    mask: torch.Tensor | None = None  # (n_cond, L) 1 = token, 0 = padding, for pipelines that mask text
 
 
 def call_default(pipe: Any, name: str) -> Any:
@@ -103,5 +112,15 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
         out = encode(**args)
     if not isinstance(out, tuple) or not isinstance(out[0], torch.Tensor):
         raise InjectionError(f"unexpected encode_prompt output from {type(pipe).__name__}")
+    embeds = out[0]
+    if "prompt_attention_mask" in accepted:  # (embeds, mask, negative embeds, negative mask)
+        mask = out[1] if len(out) >= 2 else None
+        if not isinstance(mask, torch.Tensor) or mask.shape != embeds.shape[:2]:
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else None
+            raise InjectionError(
+                f"{type(pipe).__name__}.encode_prompt returned a text mask of shape {shape} "
+                f"for embeddings of shape {tuple(embeds.shape)}"
+            )
+        return EncodedText(embeds=embeds, pooled=None, mask=mask)
     pooled = out[2] if len(out) >= 4 and isinstance(out[2], torch.Tensor) else None
-    return EncodedText(embeds=out[0], pooled=pooled)
+    return EncodedText(embeds=embeds, pooled=pooled)

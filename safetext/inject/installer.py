@@ -17,6 +17,19 @@ pipeline's batch size, so the pipeline never sees the extra rows. The benign row
 original's current latents (a batched pass in place of the paper's cached benign run),
 not a trajectory of their own.
 
+Projected cross-attention (PixArt, Sana): the attention reads the caption after the model's
+own ``caption_projection`` (and Sana's ``caption_norm``). Forward hooks on those modules
+check that each one receives what the one before it produced (the first one, the
+denoiser's ``encoder_hidden_states``), and the last one's hook runs the same modules on the
+text with the benign rows swapped in: the attention gets the benign text exactly as the
+model would have projected it, computed where the model's weights are (after any offload
+hook moved them). The processors check that the text they receive is that last module's
+output, so a change in the model's text path fails the call instead of giving a wrong image.
+
+Text masks (PixArt, Sana): the denoiser call's ``encoder_attention_mask`` gets the benign
+prompt's mask in the rewritten rows, and only the patched modules use it (see
+:meth:`~safetext.inject.processors.CallState.attention_mask_for`).
+
 Numerics: every row that is not rewritten goes through the same operations, on a
 same-shaped batch (U-Net: bitwise identical) or a larger one (SD3). BLAS libraries may
 pick a different kernel by row count for the (batch, dim) timestep-embedding linears, so
@@ -37,8 +50,8 @@ from safetext.errors import InjectionError
 from safetext.inject.config import InjectionConfig
 from safetext.inject.encode import TEXT_INPUTS, call_default, encode_text
 from safetext.inject.locking import pipeline_lock
-from safetext.inject.processors import CallState, JointExtension, JointSwapProcessor, SwapProcessor
-from safetext.inject.sites import attention_kind, candidate_modules, denoiser_of
+from safetext.inject.processors import CallState, JointExtension, JointSwapProcessor, SwapProcessor, same_tensor
+from safetext.inject.sites import attention_sites, denoiser_of, text_path
 
 
 @dataclass
@@ -176,15 +189,12 @@ class Injection:
     # ------------------------------------------------------------------ setup
 
     def _check_modules(self) -> str:
+        sites = {site.name: site.kind for site in attention_sites(self.pipe)}  # refuses unknown text paths
         kinds = set()
         for name in self.config.modules:
-            try:
-                module = self.denoiser.get_submodule(name)
-            except AttributeError:
-                module = None
-            kind = attention_kind(module) if module is not None else None
+            kind = sites.get(name)
             if kind is None:
-                options = candidate_modules(self.denoiser)
+                options = list(sites)
                 shown = ", ".join(options[:6]) + (", ..." if len(options) > 6 else "")
                 raise InjectionError(
                     f"{name!r} is not a text attention module of this {self.component} "
@@ -218,6 +228,7 @@ class Injection:
             rows=torch.tensor(rows, dtype=torch.long, device=encoded.embeds.device),
             benign=encoded.embeds,
             benign_pooled=encoded.pooled,
+            benign_mask=encoded.mask,
         )
 
     def __enter__(self) -> Injection:
@@ -248,7 +259,7 @@ class Injection:
         if self.kind == "joint":
             self._install_joint_hooks(arguments)
         else:
-            self._install_unet_hook(arguments)
+            self._install_text_hooks(arguments)
 
     def _restore(self) -> None:
         for handle in self._handles:
@@ -264,13 +275,14 @@ class Injection:
         if problems:
             raise InjectionError(f"could not restore the processors of {problems}")
 
-    # ------------------------------------------------------------------ U-Net hook
+    # ------------------------------------------------------------------ cross / added-KV hooks
 
-    def _install_unet_hook(self, arguments: _Arguments) -> None:
+    def _install_text_hooks(self, arguments: _Arguments) -> None:
+        """Step counting and the mixed text (and mask) for cross, projected and added-KV attention."""
         state = self.state
         assert state is not None
         project = None
-        if getattr(self.denoiser, "encoder_hid_proj", None) is not None:
+        if self.kind != "projected" and getattr(self.denoiser, "encoder_hid_proj", None) is not None:
             hid_type = self.denoiser.config.get("encoder_hid_dim_type")
             if hid_type != "text_proj":
                 raise InjectionError(f"encoder_hid_dim_type={hid_type!r} is not supported (only text_proj)")
@@ -279,22 +291,76 @@ class Injection:
             def project(x: torch.Tensor) -> torch.Tensor:
                 return denoiser.process_encoder_hidden_states(x, {})
 
+        takes_mask = "encoder_attention_mask" in arguments.names
+        kind = self.kind
+
         def pre_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             _advance_step(state, arguments.get(args, kwargs, "timestep"))
+            state.raw = state.path_seen = state.path_out = None
             if not state.active:
                 return
             raw = arguments.get(args, kwargs, "encoder_hidden_states")
             if not isinstance(raw, torch.Tensor):
                 raise InjectionError("the denoiser was called without text encoder states")
-            if state.mixed is not None and state.mixed_key == (id(raw), raw._version):
-                return  # same text as the previous step: reuse
+            state.raw = raw
             targets = state.rows.to(raw.device) + state.cond_offset(raw.shape[0])
+            _mix_mask(state, arguments.get(args, kwargs, "encoder_attention_mask") if takes_mask else None, targets, kind)
+            if state.mixed_key == (id(raw), raw._version):
+                return  # same text as the previous step: reuse
             mixed = raw.index_copy(0, targets, state.benign.index_select(0, state.rows).to(raw.device, raw.dtype))
-            state.mixed = project(mixed) if project is not None else mixed
+            if kind == "projected":
+                state.mixed_raw, state.mixed = mixed, None  # projected by the caption modules' hook
+            else:
+                state.mixed = project(mixed) if project is not None else mixed
             state.mixed_key = (id(raw), raw._version)
             state.mixed_source = raw  # keeps `raw` alive, so its id cannot be reused this call
 
         self._handles.append(self.denoiser.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        if kind == "projected":
+            self._install_caption_hooks()
+
+    def _install_caption_hooks(self) -> None:
+        """Forward hooks on the caption modules (:func:`~safetext.inject.sites.text_path`)."""
+        state = self.state
+        assert state is not None
+        names = text_path(self.denoiser)
+        if not names:
+            raise InjectionError(f"{type(self.denoiser).__name__} has no caption modules to project the benign text")
+        modules = [self.denoiser.get_submodule(name) for name in names]
+
+        def hook_for(i: int) -> Any:
+            before = "the denoiser's encoder_hidden_states" if i == 0 else f"the output of {names[i - 1]}"
+
+            def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+                if state.projecting or not state.active:
+                    return
+                received = args[0] if args else next(iter(kwargs.values()), None)
+                expected = state.raw if i == 0 else state.path_seen
+                if not same_tensor(received, expected):
+                    raise InjectionError(
+                        f"{names[i]} of {type(self.denoiser).__name__} did not receive {before}; "
+                        "the injector does not know this model's text path"
+                    )
+                state.path_seen = output
+                if i < len(modules) - 1:
+                    return
+                if state.mixed is None:
+                    state.projecting = True
+                    try:
+                        text = state.mixed_raw
+                        for step in modules:
+                            text = step(text)
+                    finally:
+                        state.projecting = False
+                    if not isinstance(text, torch.Tensor) or text.shape != output.shape:
+                        raise InjectionError(f"projecting the benign text through {', '.join(names)} gave a wrong shape")
+                    state.mixed = text
+                state.path_out = output
+
+            return hook
+
+        for i, module in enumerate(modules):
+            self._handles.append(module.register_forward_hook(hook_for(i), with_kwargs=True))
 
     # ------------------------------------------------------------------ SD3 hooks
 
@@ -406,6 +472,28 @@ class Injection:
             rewritten_rows=state.rows.tolist(),
             encode_s=self.encode_s,
         )
+
+
+def _mix_mask(state: CallState, mask: Any, targets: torch.Tensor, kind: str) -> None:
+    """``state.mixed_mask``: the denoiser call's text mask with the benign mask in the rewrite rows."""
+    if mask is None:
+        state.call_mask = None
+        return
+    if kind not in ("cross", "projected"):
+        raise InjectionError(f"{kind} attention with an encoder_attention_mask is not supported")
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise InjectionError(f"the denoiser's encoder_attention_mask is {shape}; expected a (batch, tokens) mask")
+    if state.benign_mask is None:
+        raise InjectionError("the denoiser masks the text, but encode_prompt gave no mask for the benign text")
+    state.call_mask = mask
+    if state.mask_key == (id(mask), mask._version):
+        return
+    benign = state.benign_mask.index_select(0, state.rows).to(mask.device, mask.dtype)
+    if benign.shape[1] != mask.shape[1]:
+        raise InjectionError(f"the benign text mask has {benign.shape[1]} tokens, the call's {mask.shape[1]}")
+    state.mixed_mask = mask.index_copy(0, targets, benign)
+    state.mask_key, state.mask_source = (id(mask), mask._version), mask
 
 
 def run_injected(

@@ -5,7 +5,8 @@
 * ``"auto"``: first a ``safetext_preset.yaml`` in the pipeline's local model folder (a
   model can ship its own localization), then the packaged presets whose ``match`` fits
   the pipeline class and denoiser config. Anything else raises
-  :class:`UnsupportedArchitectureError`, which names ``safetext localize``.
+  :class:`UnsupportedArchitectureError`, which names ``safetext localize`` (PixArt and Sana:
+  injection works, no layers are measured) or says why safetext cannot inject at all.
 * a packaged preset name (``"sdxl-base-1.0"``, ``"sd3-medium"``, ``"if-i-xl-v1.0"``);
 * a path to a preset YAML file;
 * a list of module names (patched from step 0);
@@ -19,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from safetext.errors import PresetError, UnsupportedArchitectureError
+from safetext.errors import InjectionError, PresetError, UnsupportedArchitectureError
 from safetext.inject.config import InjectionConfig
 
 #: File name a model folder may carry to declare its own localized layers.
@@ -88,6 +89,7 @@ def auto_preset(pipe: Any) -> InjectionConfig:
         if matches(config, pipe):
             return config
     cls = type(pipe).__name__
+    _refuse_without_preset(pipe, cls)
     if "flux" in cls.lower():
         raise UnsupportedArchitectureError(
             f"{cls}: FLUX has no localized preset (the paper did not localize it) and safetext does not "
@@ -97,6 +99,24 @@ def auto_preset(pipe: Any) -> InjectionConfig:
         f"no safetext preset matches {cls} (packaged presets: {', '.join(presets)}; none fits this "
         f"pipeline class and model config, and its folder has no {MODEL_PRESET_FILE}). {LOCALIZE_HINT}"
     )
+
+
+def _refuse_without_preset(pipe: Any, cls: str) -> None:
+    """Raise the specific reason a pipeline with no preset cannot be guarded by ``"auto"``, if known."""
+    from safetext.inject.sites import attention_sites  # imports torch: only here
+
+    try:
+        sites = attention_sites(pipe)
+    except TypeError:  # no unet/transformer component: the generic message applies
+        return
+    except InjectionError as exc:
+        raise UnsupportedArchitectureError(f"{cls}: safetext cannot inject into this model: {exc}") from exc
+    if any(site.kind == "projected" for site in sites):
+        raise UnsupportedArchitectureError(
+            f"{cls} has no measured preset: safetext can inject into its {len(sites)} cross-attention modules "
+            "(which read the caption after the model's own projection), but which of them render text has not "
+            f"been localized for this model (the packaged presets cover SDXL, SD3 and DeepFloyd IF). {LOCALIZE_HINT}"
+        )
 
 
 def resolve_preset(pipe: Any, preset: str | Path | list[str] | tuple[str, ...] | InjectionConfig) -> InjectionConfig:

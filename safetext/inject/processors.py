@@ -16,8 +16,13 @@ pipeline already keeps per-call state on ``self`` and must be serialised anyway.
 Cross-attention and IF added-KV modules delegate to the module's original processor,
 with only ``encoder_hidden_states`` replaced (rewrite rows = benign text, all other rows
 the very same tensor values). Every row not rewritten therefore goes through exactly the
-original computation. SD3's joint processor mirrors ``JointAttnProcessor2_0`` and swaps
-the text K/V rows between the original rows and the benign rows batched beside them.
+original computation. Where the denoiser masks the text (PixArt, Sana: padding tokens get a
+-10000 bias), the rewrite rows get the benign prompt's mask with its text: when the token
+counts differ, the benign prompt's padding is not where the original's is. Projected
+cross-attention (PixArt, Sana) reads the caption after the model's own projection; its
+processor checks that the text it receives is that projection's output. SD3's joint
+processor mirrors ``JointAttnProcessor2_0`` and swaps the text K/V rows between the
+original rows and the benign rows batched beside them.
 """
 
 from __future__ import annotations
@@ -65,9 +70,24 @@ class CallState:
     benign_pooled: torch.Tensor | None = None  # SD3 only
     step: int = -1
     last_timestep: float | None = None
+    benign_mask: torch.Tensor | None = None  # (n_cond, L) token mask of `benign`, where the pipeline masks text
     mixed: torch.Tensor | None = None  # cross / added-KV: encoder states as the attention sees them
     mixed_key: tuple[int, int] | None = None  # (id, version) of the raw text states `mixed` came from
     mixed_source: torch.Tensor | None = None  # held so that id cannot be reused during the call
+    # Projected cross-attention: the raw mixed text, and what the caption modules saw this denoiser call.
+    mixed_raw: torch.Tensor | None = None
+    raw: torch.Tensor | None = None  # this denoiser call's encoder_hidden_states
+    path_seen: torch.Tensor | None = None  # output of the caption module that ran last
+    path_out: torch.Tensor | None = None  # the model's projected text: what its attention must receive
+    projecting: bool = False  # the caption modules are running on `mixed_raw` (their hooks stand aside)
+    # Text masks: the denoiser call's (B, L) mask, it with the benign rows, and their bias form.
+    call_mask: torch.Tensor | None = None
+    mixed_mask: torch.Tensor | None = None
+    mask_key: tuple[int, int] | None = None
+    mask_source: torch.Tensor | None = None
+    bias_key: tuple[int, int] | None = None
+    bias_source: torch.Tensor | None = None
+    mixed_bias: torch.Tensor | None = None
     extension: JointExtension | None = None
     injected: dict[str, set[int]] = field(default_factory=dict)
 
@@ -88,6 +108,48 @@ class CallState:
     def record(self, module: str) -> None:
         self.injected.setdefault(module, set()).add(self.step)
 
+    def attention_mask_for(self, received: torch.Tensor | None, module: str) -> torch.Tensor | None:
+        """The mask a patched module uses: the one it received, with the rewrite rows' from the benign text.
+
+        ``received`` must be the denoiser call's ``encoder_attention_mask`` in the bias form
+        the denoisers build before their blocks; anything else is refused, not guessed at.
+        """
+        if self.call_mask is None:
+            if received is not None:
+                raise InjectionError(f"{module} received an attention mask, but the denoiser call has no text mask")
+            return None
+        if received is None:
+            raise InjectionError(f"{module} received no attention mask, but the denoiser call masks the text")
+        key = (id(received), received._version)
+        if self.bias_key != key:
+            assert self.mixed_mask is not None
+            expected = mask_bias(self.call_mask, received.dtype)
+            if expected.shape != received.shape or not torch.equal(expected, received):
+                raise InjectionError(
+                    f"the attention mask {module} received (shape {tuple(received.shape)}) is not the denoiser "
+                    "call's encoder_attention_mask as a bias; cannot give the benign text its mask"
+                )
+            self.mixed_bias = mask_bias(self.mixed_mask, received.dtype)
+            self.bias_key, self.bias_source = key, received
+        return self.mixed_bias
+
+
+def mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A (B, L) keep-mask as the (B, 1, L) additive bias that U-Net, PixArt and Sana forwards make of it."""
+    return ((1 - mask.to(dtype)) * -10000.0).unsqueeze(1)
+
+
+def same_tensor(a: Any, b: Any) -> bool:
+    """Whether ``a`` is ``b`` or a same-shaped view of its memory (``.view`` between modules)."""
+    return (
+        isinstance(a, torch.Tensor)
+        and isinstance(b, torch.Tensor)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.device == b.device
+        and a.data_ptr() == b.data_ptr()
+    )
+
 
 def check_wrappable(processor: Any, module: str) -> None:
     """Refuse processors whose extra named inputs a wrapper would lose."""
@@ -105,7 +167,8 @@ def _heads(x: torch.Tensor, batch: int, heads: int, head_dim: int) -> torch.Tens
 
 
 class SwapProcessor:
-    """Cross-attention / IF added-KV: the benign text replaces the original text for rewrite rows."""
+    """Cross-attention (plain or projected) / IF added-KV: the benign text replaces the original
+    text for rewrite rows; with the benign mask where the text is masked."""
 
     def __init__(self, original: Any, module: str, kind: str, state: CallState) -> None:
         check_wrappable(original, module)
@@ -137,6 +200,13 @@ class SwapProcessor:
                 f"{self.module} received text states of shape {tuple(encoder_hidden_states.shape)}, "
                 f"expected {None if mixed is None else tuple(mixed.shape)}"
             )
+        if self.kind == "projected" and not same_tensor(encoder_hidden_states, state.path_out):
+            raise InjectionError(
+                f"{self.module} received text states that are not its denoiser's projected caption; "
+                "the injector does not know this model's text path"
+            )
+        if self.kind in ("cross", "projected"):
+            attention_mask = state.attention_mask_for(attention_mask, self.module)
         state.record(self.module)
         return self.original(attn, hidden_states, mixed, attention_mask, *args, **extra)
 

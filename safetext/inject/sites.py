@@ -1,13 +1,22 @@
-"""Find the attention modules that read text keys/values, in forward order.
+"""Find the attention modules that read text keys/values, in forward order, and refuse the rest.
 
-Three kinds exist in the supported pipelines:
+Four kinds exist in the supported denoisers:
 
 * ``cross``: U-Net cross-attention (``...transformer_blocks.N.attn2``, SD 1.x/2.x, SDXL).
-  K/V = ``to_k/to_v(text)``.
+  K/V = ``to_k/to_v(text)``, the text being the denoiser's ``encoder_hidden_states``.
+* ``projected``: cross-attention of DiTs that project the caption with their own modules
+  before the blocks (PixArt-alpha/Sigma: ``caption_projection``; Sana: ``caption_projection``
+  then ``caption_norm``). K/V = ``to_k/to_v(projected text)``; the benign text must take
+  the same path (:func:`text_path`).
 * ``added_kv``: DeepFloyd IF's attention with extra text projections (``...attentions.N``).
   The text K/V from ``add_k_proj/add_v_proj`` are joined to the image self-attention K/V.
 * ``joint``: MMDiT joint attention (SD3 ``transformer_blocks.N.attn``). The text stream has
   its own Q/K/V (``add_q_proj/add_k_proj/add_v_proj``); only the text K/V are swapped.
+
+A denoiser whose text path is not one of these (:data:`KNOWN_DENOISERS`) is refused with an
+:class:`InjectionError` as soon as its sites are asked for, which is at ``Guard``
+construction: swapping text states the attention does not read would give a wrong image
+with no error.
 
 Forward order is not registration order: ``UNet2DConditionModel`` registers ``up_blocks``
 before ``mid_block``. We order by the U-Net's data flow (down, mid, up) and keep
@@ -22,10 +31,30 @@ from typing import Any, Literal
 import torch
 from diffusers.models.attention_processor import Attention
 
-AttentionKind = Literal["cross", "added_kv", "joint"]
+from safetext.errors import InjectionError
+
+AttentionKind = Literal["cross", "projected", "added_kv", "joint"]
+ModuleKind = Literal["cross", "added_kv", "joint"]
 
 #: Data-flow rank of a U-Net's top-level children; anything else keeps rank 1 (stable sort).
 _TOP_LEVEL_RANK = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+
+#: Denoiser classes whose text path the injector knows, with the module kinds they may hold.
+KNOWN_DENOISERS: dict[str, tuple[ModuleKind, ...]] = {
+    "UNet2DConditionModel": ("cross", "added_kv"),
+    "SD3Transformer2DModel": ("joint",),
+    "PixArtTransformer2DModel": ("cross",),
+    "SanaTransformer2DModel": ("cross",),
+}
+
+#: U-Net ``encoder_hid_dim_type`` values whose attention reads (projected) text only.
+_UNET_TEXT_HID_TYPES = (None, "text_proj")
+
+#: The submodules each DiT applies, in this order, to ``encoder_hidden_states`` before its blocks.
+_CAPTION_PATHS: dict[str, tuple[str, ...]] = {
+    "PixArtTransformer2DModel": ("caption_projection",),
+    "SanaTransformer2DModel": ("caption_projection", "caption_norm"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +77,12 @@ def denoiser_of(pipe: Any) -> tuple[str, torch.nn.Module]:
     raise TypeError(f"{type(pipe).__name__} has no 'unet' or 'transformer' component")
 
 
-def attention_kind(module: torch.nn.Module) -> AttentionKind | None:
-    """The kind of text attention ``module`` is, or None when it reads no text K/V."""
+def attention_kind(module: torch.nn.Module) -> ModuleKind | None:
+    """The kind of text attention ``module`` is by its own layout, or None when it reads no text K/V.
+
+    This looks at the module alone: a ``cross`` module of a denoiser that projects its
+    caption is reported as ``projected`` by :func:`attention_sites`.
+    """
     if not isinstance(module, Attention):
         return None
     if getattr(module, "add_q_proj", None) is not None and getattr(module, "add_k_proj", None) is not None:
@@ -61,8 +94,20 @@ def attention_kind(module: torch.nn.Module) -> AttentionKind | None:
     return None
 
 
+def text_path(denoiser: torch.nn.Module) -> tuple[str, ...]:
+    """Names of the denoiser's own modules that turn its ``encoder_hidden_states`` into the
+    text its cross-attention reads, in the order its forward applies them (``()``: as given).
+
+    PixArt without ``caption_channels`` has no ``caption_projection`` and reads the text as given.
+    """
+    names = _CAPTION_PATHS.get(type(denoiser).__name__, ())
+    if names and getattr(denoiser, names[0], None) is None:
+        return ()
+    return names
+
+
 def _kv_params(module: torch.nn.Module, kind: AttentionKind) -> int:
-    names = ("to_k", "to_v") if kind == "cross" else ("add_k_proj", "add_v_proj")
+    names = ("to_k", "to_v") if kind in ("cross", "projected") else ("add_k_proj", "add_v_proj")
     return sum(p.numel() for n in names for p in getattr(module, n).parameters())
 
 
@@ -70,29 +115,64 @@ def _forward_rank(name: str) -> int:
     return _TOP_LEVEL_RANK.get(name.split(".", 1)[0], 1)
 
 
+def _refuse_unknown(denoiser: torch.nn.Module, found: list[tuple[str, torch.nn.Module, ModuleKind]], owner: str) -> None:
+    """Raise unless the injector knows how ``denoiser`` feeds text to every module in ``found``."""
+    if not found:
+        return
+    cls = type(denoiser).__name__
+    kinds = KNOWN_DENOISERS.get(cls)
+    for name, module, kind in found:
+        if kinds is None or kind not in kinds:
+            known = ", ".join(f"{k} ({'/'.join(v)})" for k, v in KNOWN_DENOISERS.items())
+            raise InjectionError(
+                f"{owner}: safetext does not know how {cls} feeds text to {name} ({type(module).__name__}, "
+                f"{kind} attention), so it cannot swap that module's text keys/values; known denoisers: {known}"
+            )
+    if cls == "UNet2DConditionModel" and getattr(denoiser, "encoder_hid_proj", None) is not None:
+        hid_type = denoiser.config.get("encoder_hid_dim_type")
+        if hid_type not in _UNET_TEXT_HID_TYPES:
+            raise InjectionError(
+                f"{owner}: its U-Net has encoder_hid_dim_type={hid_type!r}, so its attention does not read "
+                "the text encoder's states alone; safetext supports only 'text_proj' (DeepFloyd IF)"
+            )
+
+
 def attention_sites(pipe_or_denoiser: Any) -> list[AttentionSite]:
-    """All text-reading attention modules of a pipeline (or denoiser), in forward order."""
-    denoiser = pipe_or_denoiser if isinstance(pipe_or_denoiser, torch.nn.Module) else denoiser_of(pipe_or_denoiser)[1]
+    """All text-reading attention modules of a pipeline (or denoiser), in forward order.
+
+    Raises :class:`InjectionError` when the denoiser holds text attention whose text path
+    the injector does not know (see :data:`KNOWN_DENOISERS`).
+    """
+    if isinstance(pipe_or_denoiser, torch.nn.Module):
+        denoiser, owner = pipe_or_denoiser, type(pipe_or_denoiser).__name__
+    else:
+        denoiser = denoiser_of(pipe_or_denoiser)[1]
+        owner = f"{type(pipe_or_denoiser).__name__} ({type(denoiser).__name__})"
     found = [(name, module, attention_kind(module)) for name, module in denoiser.named_modules()]
     found = [item for item in found if item[2] is not None]
+    _refuse_unknown(denoiser, found, owner)  # type: ignore[arg-type]
     found.sort(key=lambda item: _forward_rank(item[0]))  # stable: keeps order within a part
-    return [
-        AttentionSite(
-            name=name,
-            kind=kind,  # type: ignore[arg-type]
-            index=i,
-            kv_params=_kv_params(module, kind),  # type: ignore[arg-type]
-            params=sum(p.numel() for p in module.parameters()),
+    projected = bool(text_path(denoiser))
+    sites = []
+    for i, (name, module, module_kind) in enumerate(found):
+        kind: AttentionKind = "projected" if projected and module_kind == "cross" else module_kind  # type: ignore[assignment]
+        sites.append(
+            AttentionSite(
+                name=name,
+                kind=kind,
+                index=i,
+                kv_params=_kv_params(module, kind),
+                params=sum(p.numel() for p in module.parameters()),
+            )
         )
-        for i, (name, module, kind) in enumerate(found)
-    ]
+    return sites
 
 
 def candidate_modules(pipe_or_denoiser: Any) -> list[str]:
     """Names of the attention modules that take text K/V, in forward order.
 
     These are the valid entries of ``InjectionConfig.modules`` and the search space of
-    ``safetext localize`` (70 for SDXL, 24 for SD3, 22 for IF-I-XL). Use
-    :func:`attention_sites` for each module's kind and parameter count.
+    ``safetext localize`` (70 for SDXL, 24 for SD3, 22 for IF-I-XL, 28 for PixArt-Sigma,
+    20 for Sana 1600M). Use :func:`attention_sites` for each module's kind and parameter count.
     """
     return [site.name for site in attention_sites(pipe_or_denoiser)]

@@ -2,12 +2,20 @@
 
 They exist so that injection, the guard, layer search and benchmarks can be tested on the
 real diffusers pipeline classes (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
-``IFPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``) without a network or a GPU.
+``IFPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``, ``PixArtSigmaPipeline``,
+``SanaPipeline``) without a network or a GPU.
 The weights are random, so the images are noise; what matters is that the code paths,
 tensor layouts and module names are the real ones.
 
 Tokenizers are built in memory: a byte-level CLIP BPE with no merges (one token per
-character) and a T5 unigram model over single characters. Nothing is downloaded.
+character), a T5 unigram model over single characters, and a Gemma BPE with no merges
+(single characters plus byte fallback). Nothing is downloaded.
+
+The PixArt-Sigma and Sana transformers have ``sample_size`` values the pipelines' resolution
+binning accepts, so a call with the pipeline's defaults runs (PixArt: 256x256 pixels; Sana:
+512x512, resized to 1024x1024). Tests pass ``use_resolution_binning=False`` and a small
+``height``/``width`` to stay fast. Their caption widths differ from the model widths (as in
+the released models), so the text their cross-attention reads is not the text encoder's.
 
 Example::
 
@@ -24,14 +32,20 @@ from typing import Any
 
 import torch
 from diffusers import (
+    AutoencoderDC,
     AutoencoderKL,
     DDPMScheduler,
+    DPMSolverMultistepScheduler,
     DiffusionPipeline,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
     FluxTransformer2DModel,
     IFPipeline,
+    PixArtSigmaPipeline,
+    PixArtTransformer2DModel,
+    SanaPipeline,
+    SanaTransformer2DModel,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
@@ -43,13 +57,16 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Gemma2Config,
+    Gemma2Model,
+    GemmaTokenizer,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
 )
 
 #: Kinds accepted by :func:`build_tiny_pipeline`.
-TINY_KINDS: tuple[str, ...] = ("sd", "sdxl", "if", "sd3", "flux")
+TINY_KINDS: tuple[str, ...] = ("sd", "sdxl", "if", "sd3", "flux", "pixart-sigma", "sana")
 
 #: Token budget of the tiny CLIP tokenizers. One token per character, so prompts of up
 #: to ~30 characters are encoded without truncation.
@@ -76,6 +93,20 @@ def tiny_t5_tokenizer(max_length: int = 512) -> T5Tokenizer:
     chars = string.ascii_letters + string.digits + string.punctuation
     pieces += [(c, -5.0) for c in chars] + [("\u2581" + c, -5.0) for c in chars]
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
+
+
+def tiny_gemma_tokenizer() -> GemmaTokenizer:
+    """A Gemma BPE tokenizer with no merges: one token per printable ASCII character, bytes otherwise.
+
+    It adds ``<bos>`` like the released Gemma tokenizers, so Sana's token selection (the first
+    token, then the last ``max_sequence_length - 1``) picks the same kind of tokens.
+    """
+    vocab: dict[str, int] = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    for char in ["\u2581", "\n", *(string.ascii_letters + string.digits + string.punctuation)]:
+        vocab.setdefault(char, len(vocab))
+    for byte in range(256):  # byte fallback for every other character
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True)
 
 
 # --------------------------------------------------------------------------- text encoders
@@ -114,13 +145,36 @@ def _t5_encoder(vocab_size: int, d_model: int) -> T5EncoderModel:
     return T5EncoderModel(config)
 
 
-def _vae(latent_channels: int = 4, **extra: Any) -> AutoencoderKL:
+def _gemma2_encoder(vocab_size: int, hidden_size: int) -> Gemma2Model:
+    # One attention head and no logit soft-capping: Sana's default instruction makes prompts
+    # ~1,400 tokens long with the one-character tokenizer, and eager attention is quadratic.
+    config = Gemma2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        max_position_embeddings=2048,
+        attn_logit_softcapping=None,
+        final_logit_softcapping=None,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        attn_implementation="eager",  # Gemma2 has no SDPA path in transformers 5
+    )
+    return Gemma2Model(config)
+
+
+def _vae(latent_channels: int = 4, blocks: int = 2, **extra: Any) -> AutoencoderKL:
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=(8,) * blocks,
         layers_per_block=1,
         latent_channels=latent_channels,
         norm_num_groups=8,
@@ -299,12 +353,89 @@ def _flux() -> DiffusionPipeline:
     )
 
 
+def _pixart_sigma() -> DiffusionPipeline:
+    tokenizer = tiny_t5_tokenizer()
+    # PixArt-Sigma's layout: T5 text (32 wide here) -> caption_projection -> 16-wide attn2 keys/values;
+    # learned sigma (out_channels = 2 x latent channels); a VAE with 8x downsampling.
+    transformer = PixArtTransformer2DModel(
+        sample_size=32,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_channels=32,
+        cross_attention_dim=16,
+        in_channels=4,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    return PixArtSigmaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_t5_encoder(len(tokenizer), d_model=32),
+        vae=_vae(blocks=4, scaling_factor=0.13025),
+        transformer=transformer,
+        scheduler=DPMSolverMultistepScheduler(),
+    )
+
+
+def _sana() -> DiffusionPipeline:
+    tokenizer = tiny_gemma_tokenizer()
+    # Sana's layout: Gemma2 text (32 wide) -> caption_projection -> caption_norm -> 16-wide attn2
+    # keys/values; a deep-compression autoencoder with 32x downsampling (six stages).
+    transformer = SanaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=8,
+        cross_attention_dim=16,
+        caption_channels=32,
+        sample_size=16,
+    )
+    stages = 6
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock",) * stages,
+        decoder_block_types=("ResBlock",) * stages,
+        encoder_block_out_channels=(8,) * stages,
+        decoder_block_out_channels=(8,) * stages,
+        encoder_qkv_multiscales=((),) * stages,
+        decoder_qkv_multiscales=((),) * stages,
+        encoder_layers_per_block=(1,) * stages,
+        decoder_layers_per_block=(1,) * stages,
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    )
+    return SanaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_gemma2_encoder(len(tokenizer), hidden_size=32),
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
+
+
 _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "sd": _sd,
     "sdxl": _sdxl,
     "if": _if,
     "sd3": _sd3,
     "flux": _flux,
+    "pixart-sigma": _pixart_sigma,
+    "sana": _sana,
 }
 
 
