@@ -65,8 +65,8 @@ def check_supported(sites: Sequence[AttentionSite]) -> None:
     kinds = sorted({s.kind for s in sites} - set(SUPPORTED_KINDS))
     if kinds:
         raise AttributionUnsupported(
-            f"attribution search supports {' and '.join(SUPPORTED_KINDS)} attention, not {', '.join(kinds)} "
-            "(SD3-style joint attention); use the group or sweep strategy"
+            f"attribution search supports {' and '.join(SUPPORTED_KINDS)} attention, not {', '.join(kinds)}; "
+            "use the group or sweep strategy"
         )
 
 
