@@ -436,10 +436,19 @@ class Guard:
 
     def _escalation(self, attempts: int) -> list[InjectionConfig]:
         """The injection for each attempt: the preset, then its modules from step 0, then
-        every text module of the same kind from step 0."""
-        configs = [self.config, self.config.model_copy(update={"start": 0.0})]
+        every text module of the same kind from step 0. Without ``reseed`` a repeated
+        configuration would redraw the same image, so each one is tried once."""
         denoiser = denoiser_of(self.pipe)[1]
         kind = attention_kind(denoiser.get_submodule(self.config.modules[0]))
         wider = [m for m in candidate_modules(denoiser) if attention_kind(denoiser.get_submodule(m)) == kind]
-        configs.append(InjectionConfig(modules=wider, start=0.0, name=f"{self.config.name or 'preset'}-all-{kind}"))
-        return (configs + configs[-1:] * attempts)[:attempts]
+        configs: list[InjectionConfig] = []
+        for config in (
+            self.config,
+            self.config.model_copy(update={"start": 0.0}),
+            InjectionConfig(modules=wider, start=0.0, name=f"{self.config.name or 'preset'}-all-{kind}"),
+        ):
+            if not any(set(c.modules) == set(config.modules) and c.start == config.start for c in configs):
+                configs.append(config)
+        if self.auditor is not None and self.auditor.config.reseed:
+            configs += configs[-1:] * attempts  # new seeds make repeats worth trying
+        return configs[:attempts]

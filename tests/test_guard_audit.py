@@ -137,3 +137,14 @@ def test_log_write_failure_fails_closed_unless_warn(tmp_path: Path) -> None:
     warned = Guard(tiny("sd"), policy=FakePolicy(), preset=LOCALIZED["sd"], log=bad, log_errors="warn")
     with pytest.warns(RuntimeWarning):
         assert warned(INNOCENT, **call_kwargs("sd")).images is not None
+
+
+def test_regenerate_never_repeats_an_attempt_without_reseed() -> None:
+    every = Guard(tiny("sd"), policy=FakePolicy(), preset=LOCALIZED["sd"], audit=AuditConfig(mode="regenerate", max_attempts=5))
+    configs = every._escalation(5)
+    assert len(configs) == 2  # the preset already starts at step 0: only it and every module remain
+    assert [c.start for c in configs] == [0.0, 0.0] and len(configs[1].modules) > len(configs[0].modules)
+    reseeding = Guard(
+        tiny("sd"), policy=FakePolicy(), preset=LOCALIZED["sd"], audit=AuditConfig(mode="regenerate", max_attempts=5, reseed=True)
+    )
+    assert len(reseeding._escalation(5)) == 5
