@@ -69,12 +69,12 @@ from safetext.inject.installer import InjectionReport, prompt_list, run_injected
 from safetext.inject.presets import resolve_preset
 from safetext.inject.sites import attention_kind, candidate_modules, denoiser_of
 from safetext.pipelines.output import images_of
-from safetext.policy.decision import Action, Decision
+from safetext.policy.decision import ACTION_SEVERITY, Action, Decision
 
 PolicyLike = Any  # a path or builtin name, a PolicyEngine, or any object with check()/decide(prompt)
 
 #: How a prompt's action combines over its inputs and a call's over its prompts: the worst wins.
-_SEVERITY = {Action.ALLOW: 0, Action.FLAG: 1, Action.REWRITE: 2, Action.BLOCK: 3}
+_SEVERITY = ACTION_SEVERITY
 
 
 class GuardBlockedError(GuardError):

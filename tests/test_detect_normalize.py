@@ -20,7 +20,20 @@ from safetext.detect.normalize import normalize
         ("e\u0301", "e"),  # combining accent
         ("𝐢𝐝𝐢𝐨𝐭", "idiot"),  # mathematical bold
         ("Ⓘⓓⓘⓞⓣ", "idiot"),  # circled
-        ("a\x00b\x1fc", "a b c"),  # control chars split words
+        ("a\x00b\x1fc", "abc"),  # control characters are dropped, as the text encoders drop them
+        ("a\tb\nc", "a b c"),  # tab and line feed are whitespace
+        ("idi  ot", "idi ot"),  # whitespace runs collapse: CLIP sees the same ids
+        ("idi \u2003\t ot", "idi ot"),
+        ("id&#105;ot", "idiot"),  # HTML entities are unescaped
+        ("&lt;b&gt;", "<b>"),
+        ("&amp;lt;", "<"),  # twice, as CLIP's cleaning does
+        ("idi&ot", "idi&ot"),  # a bare ampersand stays
+        ("“idiot”", '"idiot"'),  # curly quotes straightened
+        ("idiօt", "idiot"),  # Armenian oh, from the UTS #39 table
+        ("ᎥᎠᎥᎾᎢ", "idiot"),  # Cherokee
+        ("ɗսmb", "dumb"),  # Latin hooked d, Armenian seh
+        ("ƙill", "kill"),  # Latin-extended
+        ("ǀdǀot", "|d|ot"),  # a caseless vertical stroke reads like "|" (i or l)
         ("ﬁne", "fine"),  # ligature expands to two characters
     ],
 )
@@ -44,6 +57,30 @@ def test_span_of_a_folded_word_covers_invisible_characters() -> None:
     at = norm.text.index("idiot")
     start, end = norm.span(at, at + 5)
     assert text[start:end] == "ｉｄ\u200bｉｏｔ"
+
+
+@pytest.mark.parametrize(
+    ("text", "folded", "piece", "source"),
+    [
+        ("say id&#105;ot now", "say idiot now", "idiot", "id&#105;ot"),
+        ("say &amp;#105;diot", "say idiot", "idiot", "&amp;#105;diot"),
+        ("idi   ot!", "idi ot!", "idi ot", "idi   ot"),
+        ("idi\x00\x00ot", "idiot", "idiot", "idi\x00\x00ot"),
+        ("ｉｄ\u200b ｉｏｔ  x", "id iot x", "id iot", "ｉｄ\u200b ｉｏｔ"),
+    ],
+)
+def test_offset_map_is_exact_through_canonicalisation(text: str, folded: str, piece: str, source: str) -> None:
+    norm = normalize(text)
+    assert norm.text == folded
+    at = norm.text.index(piece)
+    start, end = norm.span(at, at + len(piece))
+    assert text[start:end] == source
+
+
+def test_plain_ascii_keeps_the_identity_map() -> None:
+    assert normalize("a sign that says idiot").starts is None
+    assert normalize("a sign\tthat says idiot").text == "a sign that says idiot"
+    assert normalize("two  spaces").starts is not None
 
 
 def test_toggles_switch_folding_off() -> None:

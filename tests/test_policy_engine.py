@@ -240,6 +240,7 @@ def test_render_mode_checks_only_rendered_text(tmp_path) -> None:  # noqa: ANN00
     path.write_text("extends: default\nscope:\n  mode: render\n", encoding="utf-8")
     engine = PolicyEngine(str(path))
     described = engine.check('an idiot holding a sign that says "hello"')
-    assert described.action is Action.ALLOW and described.spans[0].text == "idiot"  # reported, not acted on
+    assert described.action is Action.FLAG and described.spans[0].text == "idiot"  # reported, not acted on
+    assert described.is_valid and described.sanitized_prompt == described.prompt
     assert engine.check('a sign that says "idiot"').action is Action.REWRITE
     assert engine.check("idiot").action is Action.REWRITE  # nothing to render: the whole prompt is in scope

@@ -118,7 +118,7 @@ def _print_table(decisions: list, policy_name: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    colours = {"allow": "green", "rewrite": "yellow", "block": "red"}
+    colours = {"allow": "green", "flag": "cyan", "rewrite": "yellow", "block": "red"}
     table = Table(title=f"safetext check (policy: {policy_name})", show_lines=True)
     table.add_column("action")
     table.add_column("risk", justify="right")

@@ -10,7 +10,9 @@ fingerprint, so checking a prompt never imports spaCy (which pulls in torch thro
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -53,10 +55,12 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     """.split()
 )
 
-# Used when spaCy is unavailable: innocent words that contain strong terms.
+# Used when spaCy is unavailable: innocent words that contain strong terms, or read as one
+# with a letter repeated (assess, as a stretched "asses").
 _BUILTIN_KNOWN = frozenset(
     "snigger sniggers sniggered sniggering scunthorpe penistone cocktail cocktails peacock hancock "
-    "therapist therapists assassin assassins classic classical shiitake grape grapes".split()
+    "therapist therapists assassin assassins classic classical shiitake grape grapes "
+    "assess assessed assesses assessing assessment".split()
 )
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +213,8 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         elif words:
             allow_phrases.append(tuple(normalize(allowed).text.split()))
     vocabulary = english.vocabulary if english else frozenset()
-    known = _innocent_containers(forms, vocabulary | _BUILTIN_KNOWN | allow_words)
+    innocent = vocabulary | _BUILTIN_KNOWN | allow_words
+    known = _innocent_containers(forms, innocent) | _innocent_repeats(forms, innocent)
     pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
     english_words = vocabulary | FUNCTION_WORDS | GLUE_WORDS
     words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
@@ -233,6 +238,17 @@ def _phrase_variants(words: tuple[str, ...], english: _English | None, inflectio
             variants.setdefault((form,) + words[1:], f"1:{ending}" if ending else "")
         variants.setdefault(words[:-1] + (inflect.plural(words[-1]),), "s")
     return list(variants.items())
+
+
+def _collapse(word: str) -> str:
+    """``word`` with each run of one letter cut to one: assess -> ases."""
+    return "".join(ch for ch, _ in itertools.groupby(word))
+
+
+def _innocent_repeats(forms: dict[str, Entry], vocabulary: frozenset[str] | set[str]) -> set[str]:
+    """Real words that read as a form with a letter repeated: "assess" is not "asses" stretched."""
+    keys = {_collapse(form) for form in forms}
+    return {w for w in vocabulary if w not in forms and len(w) >= 3 and _collapse(w) in keys and _collapse(w) != w}
 
 
 def _innocent_containers(forms: dict[str, Entry], vocabulary: frozenset[str] | set[str]) -> set[str]:
@@ -267,6 +283,10 @@ def _code_version() -> str:
     here = Path(__file__).parent
     for name in ("lexicon.py", "inflect.py", "normalize.py", "settings.py"):
         digest.update((here / name).read_bytes())
+    try:  # terms and allow entries are folded with this package's confusables table
+        digest.update(importlib.metadata.version("confusable-homoglyphs").encode())
+    except importlib.metadata.PackageNotFoundError:
+        pass
     return digest.hexdigest()[:16]
 
 

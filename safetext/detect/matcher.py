@@ -1,9 +1,12 @@
 """The per-prompt lexicon matcher: pure Python, dict lookups and a few regexes.
 
-It scans folded text (see :mod:`safetext.detect.normalize`) token by token. Each token is
-tried whole (exact, inflected, leetspeak, repeated letters, masked), then in parts, then for
-glued terms. Letters split by spaces or dots are joined across tokens. Results are cached per
-token, since prompts reuse the same words.
+It scans canonical text (see :mod:`safetext.detect.normalize`) token by token. Each token is
+tried whole (exact, inflected, leetspeak, repeated letters, masked), then in parts, then with
+symbols between its letters dropped, then for glued terms. Then consecutive tokens are
+joined across whatever separates them (spaces, punctuation, quotes, emoji: a tokenizer
+drops all of it, and the model draws the letters side by side), so ``i d i o t``,
+``id, iot`` and ``"id" "iot"`` are found. Every path honours the allow list. Results are
+cached per token, since prompts reuse the same words.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from safetext.detect.lexicon import GLUE_WORDS, CompiledLexicon, Entry
+from safetext.detect.lexicon import FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry
 from safetext.detect.settings import NormalizeSettings
 from safetext.detect.trie import trie_regex
 
@@ -21,21 +24,37 @@ LEET: dict[str, str] = {
     "0": "o", "1": "il", "2": "z", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
     "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "#": "h", "€": "e", "¢": "c", "£": "l", "¡": "i",
 }
+_SYMBOLS = "@$!|+*#€¢£¡"
 _WORD = r"[^\W_]|[@$!|+*#€¢£¡]"
 TOKEN_RE = re.compile(rf"(?:{_WORD})+(?:[.\-_'’~](?:{_WORD})+)*")
 _JOIN = frozenset(".-_'’~*")
+_DROP_JOINERS = str.maketrans("", "", ".-_'’~")
+_DROP_SYMBOLS = str.maketrans("", "", _SYMBOLS)
+_PART = re.compile(r"[^.\-_'’~]+")
 _MASK = frozenset("*#_")
-_SEPARATOR_GAP = re.compile(r"[\s.\-*_~/\\|,:+]{1,3}")
 _MAX_VARIANTS = 32
-_MAX_TOKEN = 64  # longer tokens get only exact and substring checks, keeping the scan linear
+_MAX_TOKEN = 64  # longer tokens are split at joiners, or searched with a linear trie regex
+_MAX_JOINED = 40  # letters in one window of joined tokens
+_CONTEXT = 24  # letters of a spelled-out word looked at on each side of a hit
 _DOUBLE = re.compile(r"(.)\1")
-_MAX_RUN = 40  # single-letter runs longer than this are searched with the trie regex only
+_RUNS = re.compile(r"(.)\1+")
 _CACHE_LIMIT = 50_000
+_PROSE_GAP = re.compile(r"[.,;:!?]\s")
+_QUOTE_RE = re.compile("[\"'`«»‹›「」『』]")
+# A coarse key for pruning joined windows: every reading of a leet symbol, and letters a
+# leet symbol may stand for together (1 and | read i or l; 6 reads g or b), share one key.
+_SKELETON = str.maketrans(
+    {
+        "l": "i", "1": "i", "|": "i", "!": "i", "¡": "i", "£": "i", "g": "b", "6": "b", "8": "b", "9": "b",
+        "0": "o", "2": "z", "3": "e", "4": "a", "@": "a", "5": "s", "$": "s", "7": "t", "+": "t",
+        "#": "h", "€": "e", "¢": "c",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A match in folded-text coordinates."""
+    """A match in canonical-text coordinates."""
 
     start: int
     end: int
@@ -52,8 +71,27 @@ def _runs(s: str) -> tuple[str, tuple[int, ...]]:
     return "".join(letters), tuple(counts)
 
 
+def skeleton(letters: str) -> str:
+    """The pruning key of ``letters``: leet readings merged, repeated letters collapsed."""
+    return _RUNS.sub(r"\1", letters.translate(_SKELETON))
+
+
+def _single_runs(pieces: list[tuple[str, str, bool]], matched: list[bool]) -> tuple[list[int], list[int]]:
+    """For each token, the first and last index of the run of single-letter tokens holding it."""
+    n = len(pieces)
+    single = [len(p[0]) == 1 and p[2] and not m for p, m in zip(pieces, matched)]
+    first, last = list(range(n)), list(range(n))
+    for k in range(1, n):
+        if single[k] and single[k - 1]:
+            first[k] = first[k - 1]
+    for k in range(n - 2, -1, -1):
+        if single[k] and single[k + 1]:
+            last[k] = last[k + 1]
+    return first, last
+
+
 class Matcher:
-    """Finds lexicon terms in folded text. One instance per compiled lexicon; thread-safe reads."""
+    """Finds lexicon terms in canonical text. One instance per compiled lexicon; thread-safe reads."""
 
     def __init__(self, lexicon: CompiledLexicon, normalization: NormalizeSettings | None = None) -> None:
         self.lex = lexicon
@@ -65,17 +103,30 @@ class Matcher:
             key, counts = _runs(form)
             self._collapsed.setdefault(key, []).append((form, counts))
             self._by_length.setdefault(len(form), []).append(form)
-        self._lengths = sorted({len(f) for f in self.forms if 3 <= len(f) <= 24}, reverse=True)
-        self._all_forms = trie_regex(self.forms)
+        self._skeleton_prefixes = frozenset(
+            sk[:k] for sk in (skeleton(f) for f in self.forms if len(f) >= 3) for k in range(1, len(sk) + 1)
+        )
+        loose = [f for f, e in self.forms.items() if e.mode == "substring" or e.glue]
+        self._loose = trie_regex(loose) if loose else None
         substring_forms = [f for f, e in self.forms.items() if e.mode == "substring"]
         self._substring = trie_regex(substring_forms) if substring_forms else None
+        # Words a spelled-out term may stand beside: "y o u a r e a n i d i o t".
+        self._connectors = GLUE_WORDS | FUNCTION_WORDS | lexicon.allow_words | frozenset(self.forms)
+        self._innocent = lexicon.allow_words | lexicon.known
+        # Allowed words with letters repeated ("Scunthorrrpe") stay allowed, unless the
+        # stretched spelling would also read as a form.
+        form_keys = {skeleton(f) for f in self.forms}
+        self._allow_stretched = frozenset(
+            k for k in (_RUNS.sub(r"\1", w) for w in lexicon.allow_words) if skeleton(k) not in form_keys
+        )
+        self._innocent_lengths = sorted({len(w) for w in self._innocent if len(w) <= _CONTEXT * 2})
         self._phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
         for words, entry in lexicon.phrases:
             self._phrases.setdefault(words[0], []).append((words, entry))
         self._allow_phrase_re = (
             re.compile(
                 "|".join(
-                    r"(?<![^\W_])" + r"[\s\-_.]+".join(re.escape(w) for w in phrase) + r"(?![^\W_])"
+                    r"(?<![^\W_])" + r"[\W_]+".join(re.escape(w) for w in phrase) + r"(?![^\W_])"
                     for phrase in lexicon.allow_phrases
                 )
             )
@@ -83,6 +134,9 @@ class Matcher:
             else None
         )
         self._cache: dict[str, tuple[tuple[Hit, ...], str]] = {}
+        self._pieces: dict[str, tuple[str, str, bool]] = {}
+        self._inside: dict[tuple[str, int, int, str], bool] = {}
+        self._windows: dict[str, tuple[str, str] | None] = {}
 
     # ---- whole-string lookups -------------------------------------------------------------
 
@@ -93,7 +147,7 @@ class Matcher:
         for suffix in ("s", "es", "'s"):
             if word.endswith(suffix) and word[: -len(suffix)] in allow:
                 return True
-        return False
+        return bool(self._allow_stretched) and _DOUBLE.search(word) is not None and _RUNS.sub(r"\1", word) in self._allow_stretched
 
     def _leet_variants(self, s: str) -> list[str]:
         slots = [LEET.get(c, c) for c in s]
@@ -136,8 +190,6 @@ class Matcher:
         plain = letters.isalpha()
         if plain and not _DOUBLE.search(letters):
             return None
-        if len(letters) > _MAX_TOKEN:
-            return None
         variants = [letters] if plain or not self.norm.leetspeak else self._leet_variants(letters)
         if not plain and self.norm.leetspeak:
             for v in variants:
@@ -146,7 +198,7 @@ class Matcher:
         if self.norm.repeats:
             for v in variants:
                 form = self._repeat(v)
-                if form is not None and not self._allowed(v):
+                if form is not None and not self._allowed(v) and v not in self.lex.known:
                     return form, "repeat"
         return None
 
@@ -170,6 +222,8 @@ class Matcher:
         letters = "".join(token[i] for i in pos)
         if not letters or self._allowed(letters) or self._allowed(token):
             return (), letters
+        if self.norm.separators and any(c in _SYMBOLS for c in letters) and self._allowed(letters.translate(_DROP_SYMBOLS)):
+            return (), letters  # "Scunt+horpe"
         found = self.lookup(letters)
         if found is not None:
             form, method = found
@@ -200,6 +254,12 @@ class Matcher:
                     hits += [Hit(h.start + m.start(), h.end + m.start(), h.entry, h.method, h.form) for h in sub]
             if hits:
                 return tuple(hits), letters
+        # Symbols used as separators between letters: "id+iot", "i|d|i|o|t", "s*h*i*t".
+        if self.norm.separators and any(c in _SYMBOLS for c in letters):
+            bare = letters.translate(_DROP_SYMBOLS)
+            found = self.lookup(bare) if len(bare) >= 3 and bare.isalpha() else None
+            if found is not None:
+                return (Hit(pos[0], pos[-1] + 1, self.forms[found[0]], "split", found[0]),), found[0]
         plain = letters if letters.isalpha() else None
         if plain is None and self.norm.leetspeak and not letters.isdigit():
             plain = next((v for v in self._leet_variants(letters) if v.isalpha()), None)
@@ -210,11 +270,26 @@ class Matcher:
         return (), plain or letters
 
     def _long_token(self, token: str) -> tuple[Hit, ...]:
-        if self._substring is None or self._allowed(token):
+        """A token longer than ``_MAX_TOKEN`` without joiners, searched in one linear pass.
+
+        Terms that may stand inside a longer word (substring and glue-able terms) are found
+        in the token read three ways: as written, with symbols dropped, and in leetspeak.
+        """
+        if self._loose is None or self._allowed(token) or token in self.lex.known:
             return ()
-        return tuple(
-            Hit(m.start(), m.end(), self.forms[m.group()], "substring", m.group()) for m in self._substring.finditer(token)
-        )
+        pos = [i for i, c in enumerate(token) if c not in _SYMBOLS]
+        bare = "".join(token[i] for i in pos)
+        views = [(token, None), (bare, pos)]
+        if self.norm.leetspeak:
+            views.append(("".join(LEET.get(c, c)[0] for c in token), None))
+        hits: dict[tuple[int, int], Hit] = {}
+        for text, where in views:
+            for m in self._loose.finditer(text):
+                if self._innocent_around(text, m.start(), m.end()):
+                    continue
+                start, end = (m.start(), m.end()) if where is None else (where[m.start()], where[m.end() - 1] + 1)
+                hits.setdefault((start, end), Hit(start, end, self.forms[m.group()], "substring", m.group()))
+        return tuple(hits.values())
 
     def _glued(self, w: str) -> list[Hit]:
         """Terms inside a longer word that is not itself a known English word."""
@@ -238,9 +313,22 @@ class Matcher:
 
     # ---- whole text ---------------------------------------------------------------------------
 
+    def tokens(self, text: str) -> list[tuple[int, int, str]]:
+        """``(start, end, token)`` for each token; tokens over ``_MAX_TOKEN`` are split at joiners."""
+        found = [(m.start(), m.end(), m.group()) for m in TOKEN_RE.finditer(text)]
+        if all(e - s <= _MAX_TOKEN for s, e, _t in found):
+            return found
+        out = []
+        for start, end, token in found:
+            if end - start > _MAX_TOKEN and any(c in _JOIN for c in token):
+                out += [(start + p.start(), start + p.end(), p.group()) for p in _PART.finditer(token)]
+            else:
+                out.append((start, end, token))
+        return out
+
     def scan(self, text: str) -> list[Hit]:
-        """All hits in folded ``text``, possibly overlapping; the engine resolves overlaps."""
-        tokens = [(m.start(), m.end(), m.group()) for m in TOKEN_RE.finditer(text)]
+        """All hits in canonical ``text``, possibly overlapping; the engine resolves overlaps."""
+        tokens = self.tokens(text)
         hits: list[Hit] = []
         canon: list[str] = []
         matched: list[bool] = []
@@ -249,8 +337,8 @@ class Matcher:
             canon.append(word)
             matched.append(bool(token_hits))
             hits += [Hit(start + h.start, start + h.end, h.entry, h.method, h.form) for h in token_hits]
-        if self.norm.separators:
-            hits += self._split_hits(text, tokens, matched)
+        if self.norm.separators and len(tokens) > 1:
+            hits += self._joined_hits(text, tokens, matched)
         if self._phrases:
             hits += self._phrase_hits(tokens, canon)
         if self._allow_phrase_re is not None and hits:
@@ -259,65 +347,148 @@ class Matcher:
                 hits = [h for h in hits if not any(a <= h.start and h.end <= b for a, b in allowed)]
         return hits
 
-    def _split_hits(self, text: str, tokens: list[tuple[int, int, str]], matched: list[bool]) -> list[Hit]:
-        """Letters split by separators: "i d i o t", "f.u.c.k" across tokens, and "fu ck" pairs."""
-        hits: list[Hit] = []
+    def _piece(self, token: str) -> tuple[str, str, bool]:
+        """A token's letters (joiners dropped), their skeleton, and whether it may join others.
+
+        A number of two or more digits stays a number ("a 55 gallon drum"); single digits
+        may join, since they stand for letters in spaced-out leetspeak ("1 d 1 0 t").
+        """
+        cached = self._pieces.get(token)
+        if cached is None:
+            letters = token.translate(_DROP_JOINERS)
+            joinable = bool(letters) and not (len(letters) > 1 and letters.isdigit())
+            cached = (letters, skeleton(letters), joinable)
+            if len(self._pieces) >= _CACHE_LIMIT:
+                self._pieces.clear()
+            self._pieces[token] = cached
+        return cached
+
+    def _joined_hits(self, text: str, tokens: list[tuple[int, int, str]], matched: list[bool]) -> list[Hit]:
+        """Terms spelled across consecutive tokens, whatever separates them.
+
+        A window of two or more tokens is a hit when its letters are a lexicon form (after
+        leetspeak and repeats), none of its tokens has a hit of its own, it is not made of
+        real words only ("pen is"), and, inside a spelled-out word, the word is not innocent
+        ("c l a s s i c") and the term stands beside connector words ("y o u a s s").
+        A gap with an odd number of quotes leaves or enters quoted text, so it ends a window
+        (``"f r e a k" in``), while a quote split (``"id" "iot"``) is crossed.
+        Windows are pruned by skeleton prefix, so the scan stays linear.
+        """
+        pieces = [self._piece(tok) for _s, _e, tok in tokens]
         n = len(tokens)
+        prefixes = self._skeleton_prefixes
+        hits: list[Hit] = []
+        runs: tuple[list[int], list[int]] | None = None
         i = 0
         while i < n:
+            letters, skel, joinable = pieces[i]
+            if matched[i] or not joinable or skel not in prefixes:
+                i += 1
+                continue
+            best: tuple[int, str] | None = None
             j = i
-            while (
-                j + 1 < n
-                and len(tokens[j][2]) == 1
-                and len(tokens[j + 1][2]) == 1
-                and _SEPARATOR_GAP.fullmatch(text, tokens[j][1], tokens[j + 1][0])
-            ):
+            while j + 1 < n and not matched[j + 1] and pieces[j + 1][2]:
+                if len(_QUOTE_RE.findall(text, tokens[j][1], tokens[j + 1][0])) % 2:
+                    break
                 j += 1
-            if j - i + 1 >= 3 and len(tokens[i][2]) == 1:
-                hits += self._run_hits(tokens[i : j + 1])
-                i = j + 1
+                more, more_skel, _ = pieces[j]
+                letters += more
+                if len(letters) > _MAX_JOINED:
+                    break
+                skel = skel + more_skel[1:] if more_skel[:1] == skel[-1:] else skel + more_skel
+                if skel not in prefixes:
+                    break
+                if len(letters) >= 3:
+                    found = self._window_lookup(letters)
+                    if found is not None:
+                        if runs is None:
+                            runs = _single_runs(pieces, matched)
+                        if self._window_ok(text, tokens, pieces, runs, i, j, found[0]):
+                            best = (j, found[0])
+            if best is None:
+                i += 1
                 continue
-            i += 1
-        for k in range(n - 1):
-            (s1, e1, a), (s2, e2, b) = tokens[k], tokens[k + 1]
-            if matched[k] or matched[k + 1] or len(a) > 6 or len(b) > 6 or e2 - s1 - len(a) - len(b) != 1:
-                continue
-            if text[e1] not in " .-" or (len(a) == 1 and len(b) == 1):
-                continue
-            found = self.lookup(a + b)
-            if found is None:
-                continue
-            words = self.lex.words
-            if (a in words or a in GLUE_WORDS) and (b in words or b in GLUE_WORDS):
-                continue  # "pen is": two real words are not an obfuscation
-            hits.append(Hit(s1, e2, self.forms[found[0]], "split", found[0]))
+            end, form = best
+            hits.append(Hit(tokens[i][0], tokens[end][1], self.forms[form], "split", form))
+            i = end + 1
         return hits
 
-    def _run_hits(self, run: list[tuple[int, int, str]]) -> list[Hit]:
-        letters = "".join(t[2] for t in run)
-        if len(run) > _MAX_RUN:  # very long runs: linear trie search for plain and simple-leet forms
-            hits = []
-            for text in dict.fromkeys((letters, "".join(LEET.get(c, c)[0] for c in letters))):
-                for m in self._all_forms.finditer(text):
-                    form = m.group()
-                    if len(form) >= 3:
-                        hits.append(Hit(run[m.start()][0], run[m.end() - 1][1], self.forms[form], "split", form))
-            return hits
-        hits: list[Hit] = []
-        covered = [False] * len(run)
-        for length in self._lengths:
-            if length > len(run):
+    def _window_lookup(self, letters: str) -> tuple[str, str] | None:
+        """:meth:`lookup`, cached: spaced-out text repeats the same windows."""
+        if letters in self._windows:
+            return self._windows[letters]
+        found = self.lookup(letters)
+        if len(self._windows) >= _CACHE_LIMIT:
+            self._windows.clear()
+        self._windows[letters] = found
+        return found
+
+    def _window_ok(
+        self,
+        text: str,
+        tokens: list[tuple[int, int, str]],
+        pieces: list[tuple[str, str, bool]],
+        runs: tuple[list[int], list[int]],
+        i: int,
+        j: int,
+        form: str,
+    ) -> bool:
+        """Is the window ``pieces[i..j]`` spelling ``form`` an obfuscation rather than innocent text?"""
+        words = self.lex.words
+        if all(p[0] in words or p[0] in GLUE_WORDS for p in pieces[i : j + 1]):
+            return False  # "pen is": real words side by side are not an obfuscation
+        for k in range(i, j):
+            a, b = pieces[k][0], pieces[k + 1][0]
+            if len(a) == 1 and len(b) > 1 and self._word(b) or len(b) == 1 and len(a) > 1 and self._word(a):
+                single = a if len(a) == 1 else b
+                # A number before a word ("1 out of 10", "top 5 hits"), and an initial or list
+                # item before or after one ("S. Hit list", "Mr. T, it's"), are prose.
+                if single.isdigit() or _PROSE_GAP.search(text, tokens[k][1], tokens[k + 1][0]):
+                    return False
+        # Single letters next to the window spell one word with it: "c l a s s".
+        lo, hi = max(runs[0][i], i - _CONTEXT), min(runs[1][j], j + _CONTEXT)
+        if (lo, hi) == (i, j):
+            return True
+        left = "".join(p[0] for p in pieces[lo:i])
+        window = "".join(p[0] for p in pieces[i : j + 1])
+        right = "".join(p[0] for p in pieces[j + 1 : hi + 1])
+        return self._inside_ok(left + window + right, len(left), len(left) + len(window), form)
+
+    def _word(self, letters: str) -> bool:
+        """Is ``letters`` a real word (an English piece of a form, a function or glue word)?"""
+        return letters in self.lex.words or letters in GLUE_WORDS or letters in FUNCTION_WORDS or letters.rstrip("s") in self.lex.words
+
+    def _inside_ok(self, word: str, a: int, b: int, form: str) -> bool:
+        """May the form at ``word[a:b]`` count inside the spelled-out ``word``? (cached)"""
+        key = (word, a, b, form)
+        cached = self._inside.get(key)
+        if cached is not None:
+            return cached
+        if self._allowed(word) or word in self.lex.known or self._innocent_around(word, a, b):
+            ok = False
+        elif self.forms[form].mode == "substring":
+            ok = True
+        else:
+            connectors = self._connectors
+            left_ok = a == 0 or any(word[k:a] in connectors for k in range(max(0, a - 12), a))
+            right_ok = b == len(word) or any(word[b:k] in connectors for k in range(b + 1, min(len(word), b + 12) + 1))
+            ok = left_ok and right_ok
+        if len(self._inside) >= _CACHE_LIMIT:
+            self._inside.clear()
+        self._inside[key] = ok
+        return ok
+
+    def _innocent_around(self, text: str, a: int, b: int) -> bool:
+        """True when an allowed or known innocent word in ``text`` covers ``text[a:b]``."""
+        innocent = self._innocent
+        for length in self._innocent_lengths:
+            if length < b - a:
                 continue
-            for a in range(0, len(run) - length + 1):
-                if any(covered[a : a + length]):
-                    continue
-                found = self.lookup(letters[a : a + length])
-                if found is None:
-                    continue
-                hits.append(Hit(run[a][0], run[a + length - 1][1], self.forms[found[0]], "split", found[0]))
-                for k in range(a, a + length):
-                    covered[k] = True
-        return hits
+            for x in range(max(0, b - length), min(a, len(text) - length) + 1):
+                word = text[x : x + length]
+                if word in innocent or self._allowed(word):
+                    return True
+        return False
 
     def _phrase_hits(self, tokens: list[tuple[int, int, str]], canon: list[str]) -> list[Hit]:
         hits: list[Hit] = []

@@ -1,28 +1,65 @@
-"""Text normalisation that remembers where every character came from.
+"""Text canonicalisation that remembers where every character came from.
 
-Detection runs on a folded string (lower case, confusables and fullwidth forms mapped to
-ASCII, zero-width and soft-hyphen characters dropped), but spans must index the prompt the
-user wrote. Each normalised character therefore carries the ``[start, end)`` slice of the
-original text it came from.
+Detection runs on the text as a text-to-image encoder reads it, so that two prompts the
+encoder cannot tell apart are also one prompt to detection:
+
+* HTML entities are unescaped twice (CLIP's ``basic_clean`` does ``html.unescape`` twice):
+  ``id&#105;ot`` is ``idiot``, ``&amp;lt;`` is ``<``.
+* Control characters are dropped (ftfy in CLIP's cleaning, and T5's SentencePiece
+  normaliser, remove them), except tab, line feed, form feed and carriage return, which are
+  whitespace.
+* Format characters (zero-width, bidi controls, soft hyphen) and combining marks are
+  dropped: they render as nothing or as an accent.
+* Every whitespace run becomes one space (CLIP's ``whitespace_clean``): ``idi  ot`` and
+  ``idi ot`` give CLIP the same token ids.
+* Curly quotes become straight ones (ftfy's ``uncurl_quotes`` in CLIP's cleaning).
+* Unicode compatibility folding, as NFKC does (fullwidth forms, ligatures, mathematical
+  and circled letters), with accents removed; then visual look-alikes are mapped to the
+  ASCII letter they show, so the text reads as the image will.
+* Lower case.
+
+Look-alikes come from Unicode's confusables table (UTS #39, ``confusables.txt``) as shipped
+by the ``confusable-homoglyphs`` package (MIT; the one kept PyPI package that carries the
+whole table, covering Armenian, Cherokee, Latin-extended and the other scripts, as data
+with a small lookup API). Its data (about 1 MB of JSON) is loaded on the first character
+that neither the built-in overrides nor compatibility folding resolve, so pure-ASCII prompts
+never load it; each folded character is cached. A short built-in table overrides UTS #39
+where a rendered letter reads differently from its skeleton (Cyrillic ``и`` reads ``u``,
+capital-I shapes read ``i`` rather than the skeleton's ``l``).
+
+Spans must index the prompt the user wrote, so each canonical character carries the
+``[start, end)`` slice of the original text it came from; an unescaped entity maps to the
+whole entity, a collapsed whitespace run to the whole run.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Plain ASCII text that canonicalises character for character (no entity, no control
+# character, no whitespace run) keeps an identity offset map.
+_ASCII_SLOW = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f&]|[ \t\n\r\x0c]{2}")
+_ASCII_SPACES = str.maketrans("\t\n\r\x0c", "    ")
+_ASCII_WHITESPACE = frozenset(" \t\n\r\x0c")
 
-# Characters that render as nothing. Attackers insert them to split a word invisibly.
+# The character references html.unescape replaces (the standard library's own pattern).
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+
+# Characters that render as nothing and are not format characters (category Cf).
 _INVISIBLE = frozenset(
     "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200c\u200d\u200e\u200f"
     "\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069"
     "\u3164\ufeff\uffa0"
 )
 
-# Look-alikes that NFKD does not fold: Cyrillic, Greek, small capitals and a few Latin letters.
-_CONFUSABLES: dict[str, str] = {
+# Readings that take precedence over UTS #39: letters whose rendered shape reads as another
+# letter than their skeleton (Cyrillic и as u, capital I shapes as i), letters UTS #39 does
+# not map (ß, æ), and punctuation standing in for quotes, dashes, dots and spaces.
+_OVERRIDES: dict[str, str] = {
     # Cyrillic
     "а": "a", "б": "b", "в": "b", "г": "r", "д": "d", "е": "e", "ё": "e", "з": "3", "и": "u",
     "к": "k", "л": "n", "м": "m", "н": "h", "о": "o", "п": "n", "р": "p", "с": "c", "т": "t",
@@ -41,24 +78,29 @@ _CONFUSABLES: dict[str, str] = {
     "œ": "oe", "ɑ": "a", "ɡ": "g", "ɪ": "i", "ʏ": "y", "ʀ": "r", "ʜ": "h", "ʟ": "l", "ɴ": "n",
     "ʙ": "b", "ɢ": "g", "ᴀ": "a", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ᴊ": "j", "ᴋ": "k",
     "ᴍ": "m", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ᴢ": "z",
-    # Punctuation that stands in for quotes or separators
+    # Punctuation that stands in for quotes, dashes, dots or spaces
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
     "\u2022": ".", "\u00b7": ".", "\u2219": ".", "\u2027": ".",
     "\u00a0": " ", "\u2007": " ", "\u202f": " ", "\u3000": " ",
 }
 
+_FOLD_CACHE: dict[str, str] = {}
+_FOLD_CACHE_LIMIT = 65_536
+
 
 @dataclass(frozen=True, slots=True)
 class Normalized:
-    """A folded string plus, for each of its characters, the original slice it came from."""
+    """A canonical string plus, for each of its characters, the original slice it came from."""
 
     text: str
-    starts: tuple[int, ...] | None  # None: identity map (pure ASCII fast path)
+    starts: tuple[int, ...] | None  # None: identity map (plain ASCII fast path)
     ends: tuple[int, ...] | None
     original_length: int
 
     def span(self, start: int, end: int) -> tuple[int, int]:
-        """Map a ``[start, end)`` slice of the normalised text back to the original text."""
+        """Map a ``[start, end)`` slice of the canonical text back to the original text."""
         if self.starts is None or self.ends is None:
             return start, end
         if end <= start:
@@ -67,41 +109,126 @@ class Normalized:
         return self.starts[start], self.ends[end - 1]
 
 
-def _fold_char(ch: str, *, unicode: bool) -> str:
-    """Fold one non-ASCII character: confusables map, then NFKD without combining marks."""
-    if unicode:
-        mapped = _CONFUSABLES.get(ch)
-        if mapped is not None:
-            return mapped
-        decomposed = unicodedata.normalize("NFKD", ch)
-        ch = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return ch.lower()
+def _strip_marks(text: str) -> str:
+    """Compatibility decomposition without combining marks: NFKC's folding, accents removed."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _uts39(ch: str) -> str | None:
+    """The ASCII letter, digit or symbol that ``ch`` is confusable with in UTS #39, if any."""
+    from confusable_homoglyphs import confusables  # ~1 MB of JSON, loaded on first need only
+
+    found = confusables.is_confusable(ch, greedy=True, preferred_aliases=[])
+    if not found:
+        return None
+    readings = [_strip_marks(h["c"]) for h in found[0]["homoglyphs"]]
+    readings = [r for r in readings if r and r.isascii() and r.strip()]
+    if not readings:
+        return None
+    best = min(readings, key=lambda r: (not r.isalpha(), not r.isalnum(), len(r)))
+    if best in ("l", "I"):
+        # UTS #39 folds every vertical stroke to l. An upper-case one reads as capital I, a
+        # lower-case one as l; a caseless one (ǀ, ׀, ∣) reads either way, which is what the
+        # matcher reads "|" as.
+        category = unicodedata.category(ch)
+        return "i" if category == "Lu" else "l" if category == "Ll" else "|"
+    return best.lower()
+
+
+def fold_char(ch: str) -> str:
+    """The canonical reading of one non-ASCII character (cached): overrides, NFKC, UTS #39."""
+    cached = _FOLD_CACHE.get(ch)
+    if cached is not None:
+        return cached
+    folded = _OVERRIDES.get(ch)
+    if folded is None:
+        stripped = _strip_marks(ch)
+        if stripped.isascii():
+            folded = stripped.lower()
+        else:
+            folded = _uts39(ch) if len(stripped) == 1 else None
+            if folded is None:
+                folded = stripped.lower()
+    if len(_FOLD_CACHE) >= _FOLD_CACHE_LIMIT:
+        _FOLD_CACHE.clear()
+    _FOLD_CACHE[ch] = folded
+    return folded
+
+
+def _unescape(chars: list[str], starts: list[int], ends: list[int]) -> None:
+    """Replace HTML character references in place; replaced text maps to the whole reference."""
+    joined = "".join(chars)
+    if "&" not in joined:
+        return
+    out_c: list[str] = []
+    out_s: list[int] = []
+    out_e: list[int] = []
+    pos = 0
+    for m in _CHARREF.finditer(joined):
+        replaced = html.unescape(m.group())
+        if replaced == m.group():
+            continue
+        out_c += chars[pos : m.start()]
+        out_s += starts[pos : m.start()]
+        out_e += ends[pos : m.start()]
+        start, end = starts[m.start()], ends[m.end() - 1]
+        for c in replaced:
+            out_c.append(c)
+            out_s.append(start)
+            out_e.append(end)
+        pos = m.end()
+    if pos == 0:
+        return
+    out_c += chars[pos:]
+    out_s += starts[pos:]
+    out_e += ends[pos:]
+    chars[:], starts[:], ends[:] = out_c, out_s, out_e
 
 
 def normalize(text: str, *, unicode: bool = True, invisible: bool = True) -> Normalized:
-    """Fold ``text`` for matching and keep the offset map back to ``text``.
+    """Canonicalise ``text`` for matching and keep the offset map back to ``text``.
 
-    Control characters become spaces, so they split words rather than hide inside them.
-    Pure-ASCII text (the common case) takes a fast path with an identity offset map.
+    ``unicode`` switches compatibility folding and look-alike mapping, ``invisible`` the
+    dropping of format characters and combining marks. Entity unescaping, control
+    characters and whitespace runs are always canonicalised: the encoder does so too.
     """
-    if text.isascii():
-        folded = _ASCII_CONTROL.sub(" ", text.lower())
-        return Normalized(folded, None, None, len(text))
+    if text.isascii() and not _ASCII_SLOW.search(text):
+        return Normalized(text.lower().translate(_ASCII_SPACES), None, None, len(text))
+    source: Iterable[tuple[str, int, int]] = ((ch, i, i + 1) for i, ch in enumerate(text))
+    if "&" in text:
+        chars, starts, ends = list(text), list(range(len(text))), list(range(1, len(text) + 1))
+        _unescape(chars, starts, ends)
+        _unescape(chars, starts, ends)  # CLIP unescapes twice: &amp;lt; is <
+        source = zip(chars, starts, ends)
+    cache = _FOLD_CACHE
     out: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    for i, ch in enumerate(text):
+    out_s: list[int] = []
+    out_e: list[int] = []
+    for ch, start, end in source:
         if ch.isascii():
-            code = ord(ch)
-            piece = " " if code < 32 or code == 127 else ch.lower()
-        elif invisible and (ch in _INVISIBLE or unicodedata.category(ch) in ("Cf", "Mn", "Me")):
-            continue
-        else:
-            piece = _fold_char(ch, unicode=unicode)
-            if unicodedata.category(ch) == "Cc":
+            if ch in _ASCII_WHITESPACE:
                 piece = " "
+            elif ch < " " or ch == "\x7f":
+                continue
+            else:
+                piece = ch.lower()
+        else:
+            category = unicodedata.category(ch)
+            if category == "Cc":
+                piece = " " if ch.isspace() else ""
+            elif invisible and (ch in _INVISIBLE or category in ("Cf", "Mn", "Me")):
+                continue
+            elif ch.isspace():
+                piece = " "
+            elif unicode:
+                piece = cache.get(ch) or fold_char(ch)
+            else:
+                piece = ch.lower()
         for c in piece:
+            if c == " " and out and out[-1] == " ":
+                out_e[-1] = end  # one space stands for the whole whitespace run
+                continue
             out.append(c)
-            starts.append(i)
-            ends.append(i + 1)
-    return Normalized("".join(out), tuple(starts), tuple(ends), len(text))
+            out_s.append(start)
+            out_e.append(end)
+    return Normalized("".join(out), tuple(out_s), tuple(out_e), len(text))

@@ -20,10 +20,10 @@ MatchMode = Literal["word", "exact", "substring"]
 class NormalizeSettings:
     """Which obfuscations detection undoes. All on by default."""
 
-    unicode: bool = True  # fold confusables, fullwidth forms and accents
-    invisible: bool = True  # drop zero-width characters and soft hyphens
+    unicode: bool = True  # NFKC folding, accents, UTS #39 look-alikes
+    invisible: bool = True  # drop format characters (zero-width, soft hyphen) and combining marks
     leetspeak: bool = True  # read digits and symbols as letters
-    separators: bool = True  # join letters split by spaces, dots, dashes or stars
+    separators: bool = True  # join letters split by any non-letters: spaces, punctuation, quotes, emoji
     repeats: bool = True  # collapse repeated letters
     inflections: bool = True  # match plurals, -ing, -ed, -er forms of each term
     glued: bool = True  # find terms glued to another word

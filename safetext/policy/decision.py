@@ -12,11 +12,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Action(str, Enum):
-    """What the guard does with a prompt."""
+    """What the guard does with a prompt.
+
+    ``FLAG`` generates the prompt as given, like ``ALLOW``, and reports that the policy
+    flagged it: a category (or classifier finding) whose action is ``flag`` asks for review,
+    not for a change.
+    """
 
     ALLOW = "allow"
+    FLAG = "flag"
     REWRITE = "rewrite"
     BLOCK = "block"
+
+
+#: Strictness of each action; the worst action of a prompt's spans decides the prompt.
+ACTION_SEVERITY: dict[Action, int] = {Action.ALLOW: 0, Action.FLAG: 1, Action.REWRITE: 2, Action.BLOCK: 3}
 
 
 class Span(BaseModel):
@@ -49,14 +59,24 @@ class Decision(BaseModel):
 
     @property
     def is_valid(self) -> bool:
-        """LLM Guard's flag: True when the prompt may be generated as given."""
-        return self.action is Action.ALLOW
+        """LLM Guard's flag: True when the prompt may be generated as given (allow and flag).
+
+        A flagged prompt is valid: the policy lets it through unchanged and only asks that it
+        be reported, which :attr:`flagged` tells.
+        """
+        return self.action in (Action.ALLOW, Action.FLAG)
+
+    @property
+    def flagged(self) -> bool:
+        """True when the decision or any of its spans is a flag, to be reported with the result."""
+        return self.action is Action.FLAG or any(s.action is Action.FLAG for s in self.spans)
 
     @property
     def sanitized_prompt(self) -> str | None:
-        """The prompt that is safe to render: the benign prompt on rewrite, the prompt on allow, None on block."""
+        """The prompt that is safe to render: the benign prompt on rewrite, the prompt on allow
+        and flag, None on block."""
         if self.action is Action.REWRITE:
             return self.benign_prompt
-        if self.action is Action.ALLOW:
+        if self.action in (Action.ALLOW, Action.FLAG):
             return self.prompt
         return None

@@ -10,6 +10,7 @@ lexicon is compiled once per spec and cached on disk.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from safetext.detect.classifiers import Classifier, create_classifier, occlusion_spans
@@ -19,7 +20,8 @@ from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import Normalized, normalize
 from safetext.detect.scope import in_scope, render_scope
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
-from safetext.policy.decision import Action, Decision, Span
+from safetext.policy.checks import check_compiled
+from safetext.policy.decision import ACTION_SEVERITY, Action, Decision, Span
 from safetext.policy.loader import load_policy, policy_fingerprint
 from safetext.policy.schema import ACTION_RANK, SEVERITY_RANK, Normalization, Policy
 from safetext.rewrite.operators import Edit, apply_operators, choose_target, keep_case, pick_non_overlapping
@@ -62,6 +64,7 @@ class PolicyEngine:
         self.settings = normalize_settings(self.policy.normalization)
         self.lexicon = load_or_compile(lexicon_spec(self.policy), use_spacy=use_spacy)
         self.matcher = Matcher(self.lexicon, self.settings)
+        check_compiled(self.policy, self.matcher, self.fingerprint)  # toxic targets, terms that never match
         self._classifier = classifier
         self._classifier_lock = threading.Lock()
         self._target_cache: dict[tuple[str, str, str, str], str] = {}
@@ -188,6 +191,7 @@ class PolicyEngine:
                     Span(
                         start=r_start, end=r_end, text=text, category=config.category, term="<classifier>",
                         method="classifier", score=round(min(1.0, score), 4), in_render_scope=bool(scope),
+                        # with no located word there is nothing to rewrite, so rewrite flags
                         action=_to_action("block" if config.on_unlocated == "block" else "flag"),
                     )
                 )
@@ -204,7 +208,11 @@ class PolicyEngine:
     # ---- decide -------------------------------------------------------------------------------
 
     def decide(self, prompt: str, spans: list[Span]) -> Decision:
-        """Turn spans into one action, a benign prompt and a risk score."""
+        """Turn spans into one action, a benign prompt and a risk score.
+
+        The strictest span decides: block, else rewrite, else flag (generate as given and
+        report), else allow. A category whose action is ``flag`` therefore flags the prompt.
+        """
         if len(prompt) > self.policy.max_chars:
             return Decision(action=Action.BLOCK, prompt=prompt, risk=1.0, policy=self.name,
                             reasons=[f"prompt is {len(prompt)} characters; the policy allows {self.policy.max_chars}"])
@@ -223,7 +231,8 @@ class PolicyEngine:
             return Decision(action=Action.BLOCK, prompt=prompt, spans=spans, risk=round(risk, 4), reasons=reasons, policy=self.name)
         rewrites = [s for s in spans if s.action is Action.REWRITE]
         if not rewrites:
-            return Decision(action=Action.ALLOW, prompt=prompt, spans=spans, risk=round(risk, 4), reasons=reasons, policy=self.name)
+            action = Action.FLAG if any(s.action is Action.FLAG for s in spans) else Action.ALLOW
+            return Decision(action=action, prompt=prompt, spans=spans, risk=round(risk, 4), reasons=reasons, policy=self.name)
         edits = [Edit(s.start, s.end, "replace" if s.target else "remove", {"target": s.target, "keep_case": False} if s.target else {}) for s in rewrites]
         benign = apply_operators(prompt, edits)
         return Decision(action=Action.REWRITE, prompt=prompt, benign_prompt=benign, spans=spans, risk=round(risk, 4), reasons=reasons, policy=self.name)
@@ -232,11 +241,21 @@ class PolicyEngine:
         """``decide(prompt, analyze(prompt))``."""
         return self.decide(prompt, self.analyze(prompt))
 
+    def check_batch(self, prompts: Iterable[str]) -> list[Decision]:
+        """One decision per prompt, in order; equal to ``[check(p) for p in prompts]``.
+
+        A plain string is refused: iterating it would check each character.
+        """
+        if isinstance(prompts, str):
+            raise TypeError("check_batch takes an iterable of prompts, not one string; use check()")
+        return [self.check(prompt) for prompt in prompts]
+
     __call__ = check
 
 
 def _to_action(action: str) -> Action:
-    return {"block": Action.BLOCK, "rewrite": Action.REWRITE}.get(action, Action.ALLOW)
+    """A category action (allow, flag, rewrite, block) as the decision's action."""
+    return Action(action)
 
 
 def _resolve(spans: list[Span]) -> list[Span]:
@@ -244,8 +263,7 @@ def _resolve(spans: list[Span]) -> list[Span]:
     by_start = sorted(spans, key=lambda s: (s.start, s.end))
     if all(a.end <= b.start for a, b in zip(by_start, by_start[1:])):
         return by_start
-    rank = {Action.BLOCK: 3, Action.REWRITE: 2, Action.ALLOW: 1}
-    order = sorted(spans, key=lambda s: (-rank[s.action], -(s.end - s.start), -s.score, s.start))
+    order = sorted(spans, key=lambda s: (-ACTION_SEVERITY[s.action], -(s.end - s.start), -s.score, s.start))
     return pick_non_overlapping(order, lambda s: (s.start, s.end))
 
 
