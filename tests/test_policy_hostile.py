@@ -134,7 +134,7 @@ CASES = [
     Case("long-target", BASE + "    moron: [pal, " + "x" * 500 + "]\n", "bad.yaml:8", "terms.insult.moron.targets.1", f"targets are at most {MAX_WORD_CHARS}"),
     Case("long-allow", BASE + "allow: [" + "x" * 500 + "]\n", "bad.yaml:8", "allow.0", f"at most {MAX_WORD_CHARS} characters"),
     # 7. unknown classifier backend
-    Case("unknown-backend", BASE + "classifier:\n  backend: nope\n  category: insult\n", "bad.yaml:9", "classifier.backend", "known backends: detoxify, profanity-check"),
+    Case("unknown-backend", BASE + "classifier:\n  backend: nope\n  category: insult\n", "bad.yaml:9", "classifier.backend", "unknown classifier backend 'nope'; known backends:"),
 ]
 
 
