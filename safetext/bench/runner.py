@@ -120,7 +120,9 @@ def load_model(cfg: BenchConfig, state: Any) -> Any:
     device = cfg.device or str(state.device)
     from safetext.pipelines import load_pipeline
 
-    return load_pipeline(cfg.model, device=device, dtype=_dtype(cfg.dtype, device))
+    pipe = load_pipeline(cfg.model, device=device, dtype=_dtype(cfg.dtype, device))
+    pipe.set_progress_bar_config(disable=True)  # the bench shows its own progress
+    return pipe
 
 
 def generation_kwargs(cfg: BenchConfig, profile: ModelProfile = GENERIC) -> dict[str, Any]:
