@@ -223,3 +223,25 @@ def test_candidates_are_in_forward_order_with_kinds(kind: str) -> None:
     assert kinds == {"sd": {"cross"}, "sdxl": {"cross"}, "if": {"added_kv"}, "sd3": {"joint"}}[kind]
     if kind in ("sd", "sdxl"):
         assert all(name.endswith("attn2") for name in traced)
+
+
+@pytest.mark.parametrize(
+    ("config", "name"),
+    [
+        ({"num_layers": 38, "num_attention_heads": 38, "caption_projection_dim": 2432, "qk_norm": "rms_norm"}, "SD3.5 large"),
+        (
+            {"num_layers": 24, "num_attention_heads": 24, "caption_projection_dim": 1536, "qk_norm": "rms_norm",
+             "dual_attention_layers": list(range(13))},
+            "SD3.5 medium",
+        ),
+    ],
+)
+def test_auto_names_sd35_and_points_to_localize(config: dict, name: str) -> None:
+    """SD3.5 is recognised from its transformer config and never given SD3-medium's preset."""
+
+    class StableDiffusion3Pipeline:  # the class name is what presets match on
+        transformer = type("T", (), {"config": {**config, "attention_head_dim": 64, "joint_attention_dim": 4096,
+                                                "patch_size": 2, "in_channels": 16}})()
+
+    with pytest.raises(UnsupportedArchitectureError, match=rf"{name}.*safetext localize"):
+        auto_preset(StableDiffusion3Pipeline())

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from safetext.errors import InjectionError, PresetError, UnsupportedArchitectureError
-from safetext.inject.config import InjectionConfig
+from safetext.inject.config import InjectionConfig, PresetMatch
 
 #: File name a model folder may carry to declare its own localized layers.
 MODEL_PRESET_FILE = "safetext_preset.yaml"
@@ -50,7 +50,7 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def matches(config: InjectionConfig, pipe: Any) -> bool:
+def matches(config: InjectionConfig | KnownArchitecture, pipe: Any) -> bool:
     """True when ``config.match`` fits the pipeline class and its denoiser config."""
     match = config.match
     if match is None or type(pipe).__name__ not in match.pipelines:
@@ -79,6 +79,34 @@ def model_folders(pipe: Any) -> list[Path]:
     return folders
 
 
+class KnownArchitecture(NamedTuple):
+    """A model ``"auto"`` recognises (``match``, as in a preset) but has no measured layers for."""
+
+    name: str
+    notes: str
+    match: PresetMatch
+
+
+def _known(name: str, notes: str, **config: Any) -> KnownArchitecture:
+    return KnownArchitecture(name, notes, PresetMatch(pipelines=["StableDiffusion3Pipeline"], component="transformer", config=config))
+
+
+#: Architectures ``"auto"`` recognises but ships no measured preset for: it names them and
+#: points to ``safetext localize`` instead of borrowing a preset of a different model.
+KNOWN_UNMEASURED: tuple[KnownArchitecture, ...] = (
+    _known(
+        "SD3.5 large",
+        "38 joint blocks of width 2432 with RMS qk-norm",
+        num_layers=38, num_attention_heads=38, caption_projection_dim=2432, qk_norm="rms_norm",
+    ),
+    _known(
+        "SD3.5 medium",
+        "24 joint blocks with RMS qk-norm and dual attention in blocks 0-12",
+        num_layers=24, num_attention_heads=24, caption_projection_dim=1536, qk_norm="rms_norm",
+    ),
+)
+
+
 def auto_preset(pipe: Any) -> InjectionConfig:
     """The preset for ``pipe``: the model folder's own file first, then the packaged ones."""
     for folder in model_folders(pipe):
@@ -89,6 +117,12 @@ def auto_preset(pipe: Any) -> InjectionConfig:
         if matches(config, pipe):
             return config
     cls = type(pipe).__name__
+    for known in KNOWN_UNMEASURED:
+        if matches(known, pipe):
+            raise UnsupportedArchitectureError(
+                f"{cls} is {known.name}: no layer set has been measured for it, and the SD3-medium preset is not "
+                f"reused (its architecture differs: {known.notes}). {LOCALIZE_HINT}"
+            )
     _refuse_without_preset(pipe, cls)
     if "flux" in cls.lower():
         raise UnsupportedArchitectureError(
