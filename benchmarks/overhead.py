@@ -9,10 +9,13 @@ of the fastest runs (min/min, robust when other processes share the CPU), and th
 for process CPU time (unaffected by time spent descheduled; with one torch thread it is
 the work done).
 
-    python benchmarks/overhead.py                      # tiny sd, sdxl, if, sd3 on the local CPU
+    python benchmarks/overhead.py                      # every tiny pipeline on the local CPU
     python benchmarks/overhead.py --model PATH --steps 30 --preset auto   # a real local model
 
-Goals: <= 1.03x for cross-attention and IF pipelines, <= 1.3x for SD3.
+Goals: <= 1.03x for cross-attention and IF pipelines, <= 1.3x for double- and single-stream
+transformers (SD3, FLUX) with the localized block in the first half. For those, the cost
+model in ``benchmarks/cost_model.py`` predicts the ratio from the position of the last
+localized block; the report puts prediction and measurement side by side.
 Writes ``benchmarks/results/overhead.json`` and ``overhead.md``.
 """
 
@@ -33,18 +36,37 @@ import torch
 from safetext import Guard
 from safetext.policy.decision import Action, Decision
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cost_model import predict_for  # noqa: E402  (the benchmark folder is not a package)
+
 PROMPT = 'A sign that says "idiot"'
 BENIGN = 'A sign that says "angel"'
 # The paper's step counts per architecture, and the goal per architecture family.
-PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28}
-GOALS = {"cross": 1.03, "added_kv": 1.03, "joint": 1.3}
+PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28, "flux": 28, "pixart-sigma": 20, "sana": 20}
+GOALS = {"cross": 1.03, "projected": 1.03, "added_kv": 1.03, "joint": 1.3, "single": 1.3, "stream": 1.3}
+#: Call settings the tiny pipelines need to run small and offline.
+TINY_EXTRA: dict[str, dict[str, Any]] = {
+    "if": {"clean_caption": False},
+    "sd3": {"max_sequence_length": 32},
+    "flux": {"max_sequence_length": 16, "height": 32, "width": 32},
+    "pixart-sigma": {"clean_caption": False, "use_resolution_binning": False, "height": 64, "width": 64},
+    "sana": {"use_resolution_binning": False, "height": 128, "width": 128},
+}
 # Localized modules on the tiny pipelines, at about the paper's relative depth.
 TINY_PRESETS = {
     "sd": ["up_blocks.1.attentions.0.transformer_blocks.0.attn2"],
     "sdxl": [f"up_blocks.0.attentions.1.transformer_blocks.{i}.attn2" for i in (0, 1)],
     "if": ["up_blocks.0.attentions.1"],
     "sd3": ["transformer_blocks.1.attn"],  # block 10 of 24 in SD3 medium ~ block 1 of 4 here
+    "flux": ["transformer_blocks.1.attn"],  # block 2 of 4 (2 double, 2 single): the first half
+    "pixart-sigma": ["transformer_blocks.1.attn2"],
+    "sana": ["transformer_blocks.1.attn2"],
 }
+
+
+def _uses_cfg(pipe: Any, extra: dict[str, Any]) -> bool:
+    """Whether the call runs an unconditional half in the same denoiser batch (FLUX: no)."""
+    return type(pipe).__name__ != "FluxPipeline"
 
 
 class AlwaysRewrite:
@@ -97,11 +119,14 @@ def measure(
     cpu_ratios = [g / p for g, p in zip(guarded_cpu, plain_cpu)]
     from safetext.inject.sites import attention_sites
 
-    kinds = {s.kind for s in attention_sites(pipe) if s.name in guard.config.modules}
-    kind = kinds.pop()
+    sites = attention_sites(pipe)
+    kinds = {s.kind for s in sites if s.name in guard.config.modules}
+    kind = kinds.pop() if len(kinds) == 1 else "stream"
     goal = GOALS[kind]
     ratio = statistics.median(ratios)
+    predicted = predict_for(pipe, guard.config.modules, guidance=_uses_cfg(pipe, extra))
     return {
+        "predicted_ratio": predicted,
         "name": name,
         "pipeline": type(pipe).__name__,
         "attention": kind,
@@ -149,6 +174,9 @@ def measure_step(pipe: Any, guard: Guard, extra: dict[str, Any], pairs: int = 10
         handle.remove()
     args, call_kwargs = captured["call"]
     config = InjectionConfig(modules=guard.config.modules, start=0.0)
+    from safetext.inject.streams import layout_of
+
+    stream = layout_of(denoiser) is not None
 
     def timed() -> float:
         start = time.perf_counter()
@@ -160,6 +188,9 @@ def measure_step(pipe: Any, guard: Guard, extra: dict[str, Any], pairs: int = 10
         for _ in range(pairs):
             plain_best = min(plain_best, timed())
             with Injection(pipe, config, [PROMPT], [BENIGN], kwargs):
+                if stream:  # FLUX: only a step's first call is the prompt's, so time that one
+                    injected_best = min(injected_best, timed())
+                    continue
                 denoiser(*args, **call_kwargs)  # first call of a generation prepares the mixed text
                 injected_best = min(injected_best, timed())
     return {
@@ -230,8 +261,8 @@ def markdown(report: dict[str, Any]) -> str:
         "(range in brackets); fastest = min guarded / min unguarded; CPU = the same on process CPU time.",
         "",
         "| pipeline | attention | steps | unguarded (s) | guarded (s) | benign encode (s) "
-        "| wall ratio (range) | fastest | CPU ratio | CPU fastest | goal (on wall ratio) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| wall ratio (range) | fastest | CPU ratio | CPU fastest | predicted | goal (on wall ratio) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         mark = "met" if r["meets_goal"] else "missed"
@@ -239,7 +270,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['name']} | {r['attention']} | {r['steps']} | {r['unguarded_median_s']:.4f} | "
             f"{r['guarded_median_s']:.4f} | {r['benign_encode_median_s']:.4f} | "
             f"{r['ratio_median']:.3f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | {r['ratio_of_fastest']:.3f}x | "
-            f"{r['cpu_ratio_median']:.3f}x | {r['cpu_ratio_of_fastest']:.3f}x | <= {r['goal']}x {mark} |"
+            f"{r['cpu_ratio_median']:.3f}x | {r['cpu_ratio_of_fastest']:.3f}x | "
+            f"{_predicted(r)} | <= {r['goal']}x {mark} |"
         )
     lines += [
         "",
@@ -253,7 +285,7 @@ def markdown(report: dict[str, Any]) -> str:
         modules = (
             f"{1e6 * r['modules_unguarded_min_s']:.1f} / {1e6 * r['modules_guarded_min_s']:.1f}"
             if "modules_unguarded_min_s" in r
-            else "n/a (joint)"
+            else "n/a (needs the whole denoiser call)"
         )
         lines.append(
             f"| {r['name']} | {1e3 * r['step_unguarded_min_s']:.3f} | {1e3 * r['step_guarded_min_s']:.3f} | "
@@ -262,9 +294,16 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _predicted(r: dict[str, Any]) -> str:
+    value = r.get("predicted_ratio")
+    return "n/a" if value is None else f"{value:.3f}x"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kinds", default="sd,sdxl,if,sd3", help="tiny pipelines to measure ('' for none)")
+    parser.add_argument(
+        "--kinds", default="sd,sdxl,if,sd3,flux,pixart-sigma,sana", help="tiny pipelines to measure ('' for none)"
+    )
     parser.add_argument("--model", action="append", default=[], help="a local diffusers folder (repeatable)")
     parser.add_argument("--preset", default="auto", help="preset for --model pipelines")
     parser.add_argument("--steps", type=int, default=None, help="tiny pipelines' steps (default: the paper's)")
@@ -285,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         pipe = build_tiny_pipeline(kind).to(args.device)
         guard = Guard(pipe, policy=AlwaysRewrite(BENIGN), preset=TINY_PRESETS[kind])
         steps = args.steps or PAPER_STEPS[kind]
-        extra = {"if": {"clean_caption": False}, "sd3": {"max_sequence_length": 32}}.get(kind, {})
+        extra = TINY_EXTRA.get(kind, {})
         results.append(measure(f"tiny-{kind}", pipe, guard, steps, args.repeats, args.warmup, args.seed, extra))
         results[-1].update(measure_step(pipe, guard, extra))
-        if results[-1]["attention"] != "joint":
+        if results[-1]["attention"] in ("cross", "added_kv"):  # modules callable alone
             results[-1].update(measure_modules(pipe, guard, extra))
         print(results[-1]["name"], f"{results[-1]['ratio_median']:.3f}x", f"step {results[-1]['step_ratio']:.3f}x", flush=True)
     for path in args.model:
@@ -300,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = {"clean_caption": False} if type(pipe).__name__.startswith("IF") else {}
         results.append(measure(Path(path).name, pipe, guard, steps, args.repeats, args.warmup, args.seed, extra))
         results[-1].update(measure_step(pipe, guard, extra, pairs=10))
-        if results[-1]["attention"] != "joint":
+        if results[-1]["attention"] in ("cross", "added_kv"):  # modules callable alone
             results[-1].update(measure_modules(pipe, guard, extra, calls=50))
         print(results[-1]["name"], f"{results[-1]['ratio_median']:.3f}x", f"step {results[-1]['step_ratio']:.3f}x", flush=True)
 

@@ -103,7 +103,7 @@ def test_auto_rejects_flux_naming_localize() -> None:
     from safetext.pipelines import build_tiny_pipeline
 
     flux = build_tiny_pipeline("flux")
-    with pytest.raises(UnsupportedArchitectureError, match="FLUX.*safetext localize"):
+    with pytest.raises(UnsupportedArchitectureError, match="2 double-stream and 2 single-stream.*safetext localize"):
         auto_preset(flux)
     with pytest.raises(GuardError, match="safetext localize") as caught:  # the guard fails closed with a GuardError
         Guard(flux, policy=FakePolicy())

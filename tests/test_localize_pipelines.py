@@ -121,12 +121,20 @@ def test_default_max_start(steps: int, expected: int) -> None:
     assert default_max_start(steps) == expected
 
 
-def test_flux_is_refused_with_a_clear_error() -> None:
-    from safetext.localize.api import LocalizeError
+def test_flux_double_and_single_stream_modules_are_localized() -> None:
     from safetext.pipelines import build_tiny_pipeline
 
-    with pytest.raises(LocalizeError, match="FLUX is not supported"):
-        localize(build_tiny_pipeline("flux"), make_pairs(1), steps=1)
+    pipe = build_tiny_pipeline("flux")
+    result = localize(
+        pipe, make_pairs(1), steps=2, strategies=("sweep",),
+        call_kwargs={"height": 32, "width": 32, "max_sequence_length": 16},
+    )
+    swept = {modules[0] for (modules, _start) in result.evaluated if len(modules) == 1}
+    assert {site.kind for site in result.sites} == {"joint", "single"}
+    assert swept == {
+        "transformer_blocks.0.attn", "transformer_blocks.1.attn",
+        "single_transformer_blocks.0.attn", "single_transformer_blocks.1.attn",
+    }
 
 
 def test_out_of_memory_halves_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """Encode the benign prompts exactly as the pipeline encodes its own prompt.
 
-We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF, SD3, PixArt and Sana all have
-one) with the arguments the coming ``__call__`` will use (``clip_skip``,
+We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF, SD3, FLUX, PixArt and Sana all
+have one) with the arguments the coming ``__call__`` will use (``clip_skip``,
 ``max_sequence_length``, ``clean_caption``, Sana's ``complex_human_instruction``, the LoRA
 scale), each taken from the call or else from ``__call__``'s own default, classifier-free
 guidance off: the unconditional half is never touched. ``__call__`` and ``encode_prompt``
@@ -92,9 +92,10 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
     args: dict[str, Any] = {
         "prompt": texts["prompt"],
         "num_images_per_prompt": nipp,
-        "do_classifier_free_guidance": False,
         "device": pipe._execution_device,
     }
+    if "do_classifier_free_guidance" in accepted:  # FLUX's encode_prompt has no unconditional half
+        args["do_classifier_free_guidance"] = False
     for name in TEXT_INPUTS[1:]:
         if name in accepted:
             args[name] = texts.get(name)  # None: the pipeline reuses `prompt`, as in its own call
@@ -122,5 +123,9 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
                 f"for embeddings of shape {tuple(embeds.shape)}"
             )
         return EncodedText(embeds=embeds, pooled=None, mask=mask)
+    if "do_classifier_free_guidance" not in accepted and "pooled_prompt_embeds" in accepted:
+        # FLUX: (embeds, pooled, text ids), conditional only
+        pooled = out[1] if len(out) >= 2 and isinstance(out[1], torch.Tensor) else None
+        return EncodedText(embeds=embeds, pooled=pooled)
     pooled = out[2] if len(out) >= 4 and isinstance(out[2], torch.Tensor) else None
     return EncodedText(embeds=embeds, pooled=pooled)

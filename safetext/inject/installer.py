@@ -50,8 +50,18 @@ from safetext.errors import InjectionError
 from safetext.inject.config import InjectionConfig
 from safetext.inject.encode import TEXT_INPUTS, call_default, encode_text
 from safetext.inject.locking import pipeline_lock
-from safetext.inject.processors import CallState, JointExtension, JointSwapProcessor, SwapProcessor, same_tensor
+from diffusers.models.attention_processor import JointAttnProcessor2_0
+
+from safetext.inject.processors import (
+    CallState,
+    JointExtension,
+    JointSwapProcessor,
+    SwapProcessor,
+    check_wrappable,
+    same_tensor,
+)
 from safetext.inject.sites import attention_sites, denoiser_of, text_path
+from safetext.inject.streams import StreamHooks, check_stream_processors, layout_of
 
 
 @dataclass
@@ -117,6 +127,29 @@ def _trim(value: Any, n_ext: int, n: int) -> Any:
     if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == n_ext:
         return value[:n]
     return value
+
+
+def check_processors(pipe: Any, modules: list[str]) -> None:
+    """Refuse, before any call, localized modules whose attention processor the injector cannot use.
+
+    ``Guard`` calls this at construction, so an IP-Adapter, a custom processor or fused
+    projections fail there, naming the module, and not at the first rewritten prompt.
+    """
+    denoiser = denoiser_of(pipe)[1]
+    layout = layout_of(denoiser)
+    if layout is not None:
+        check_stream_processors(layout, denoiser, modules)
+        return
+    kinds = {site.name: site.kind for site in attention_sites(denoiser)}
+    for name in modules:
+        processor = getattr(denoiser.get_submodule(name), "processor", None)
+        if kinds.get(name) == "joint":
+            if type(processor) is not JointAttnProcessor2_0:
+                raise InjectionError(
+                    f"{name} uses {type(processor).__name__}; the SD3 injector mirrors JointAttnProcessor2_0 only"
+                )
+        elif name in kinds:
+            check_wrappable(processor, name)
 
 
 def prompt_list(value: Any, n: int, name: str) -> list[str] | None:
@@ -201,6 +234,11 @@ class Injection:
                     f"({len(options)} candidates: {shown}); the preset does not fit this model"
                 )
             kinds.add(kind)
+        self.module_kinds = {name: sites[name] for name in self.config.modules}
+        self.layout = layout_of(self.denoiser)
+        if self.layout is not None:
+            check_stream_processors(self.layout, self.denoiser, list(self.config.modules))
+            return "stream"  # double- and single-stream modules of one FLUX call may mix
         if len(kinds) != 1:
             raise InjectionError(f"modules mix attention kinds {sorted(kinds)}")
         return kinds.pop()
@@ -220,8 +258,8 @@ class Injection:
         n_cond = len(self.prompts) * nipp
         if encoded.embeds.shape[0] != n_cond:
             raise InjectionError(f"benign encoding gave {encoded.embeds.shape[0]} rows, expected {n_cond}")
-        if self.kind == "joint" and encoded.pooled is None:
-            raise InjectionError("joint attention needs pooled text embeddings; encode_prompt returned none")
+        if self.kind in ("joint", "stream") and encoded.pooled is None:
+            raise InjectionError(f"{self.kind} attention needs pooled text embeddings; encode_prompt returned none")
         return CallState(
             start_step=self.config.start_step(self.num_steps),
             n_cond=n_cond,
@@ -246,6 +284,13 @@ class Injection:
     def _install(self) -> None:
         state = self.state
         assert state is not None
+        arguments = _Arguments(self.denoiser.forward)
+        if self.layout is not None:  # FLUX: hooks on the text K/V projections, processors untouched
+            hooks = StreamHooks(
+                self.layout, self.denoiser, list(self.config.modules), self.module_kinds, state, arguments, _advance_step
+            )
+            hooks.install(self._handles)
+            return
         for name in self.config.modules:
             module = self.denoiser.get_submodule(name)
             original = module.processor
@@ -255,7 +300,6 @@ class Injection:
                 new = SwapProcessor(original, name, self.kind, state)
             self._originals[name] = original
             module.set_processor(new)
-        arguments = _Arguments(self.denoiser.forward)
         if self.kind == "joint":
             self._install_joint_hooks(arguments)
         else:

@@ -5,8 +5,8 @@
 * ``"auto"``: first a ``safetext_preset.yaml`` in the pipeline's local model folder (a
   model can ship its own localization), then the packaged presets whose ``match`` fits
   the pipeline class and denoiser config. Anything else raises
-  :class:`UnsupportedArchitectureError`, which names ``safetext localize`` (PixArt and Sana:
-  injection works, no layers are measured) or says why safetext cannot inject at all.
+  :class:`UnsupportedArchitectureError`, which names ``safetext localize`` (PixArt, Sana,
+  FLUX, SD3.5: injection works, no layers are measured) or says why safetext cannot inject at all.
 * a packaged preset name (``"sdxl-base-1.0"``, ``"sd3-medium"``, ``"if-i-xl-v1.0"``);
 * a path to a preset YAML file;
 * a list of module names (patched from step 0);
@@ -124,11 +124,6 @@ def auto_preset(pipe: Any) -> InjectionConfig:
                 f"reused (its architecture differs: {known.notes}). {LOCALIZE_HINT}"
             )
     _refuse_without_preset(pipe, cls)
-    if "flux" in cls.lower():
-        raise UnsupportedArchitectureError(
-            f"{cls}: FLUX has no localized preset (the paper did not localize it) and safetext does not "
-            f"inject into FLUX attention yet. {LOCALIZE_HINT}"
-        )
     raise UnsupportedArchitectureError(
         f"no safetext preset matches {cls} (packaged presets: {', '.join(presets)}; none fits this "
         f"pipeline class and model config, and its folder has no {MODEL_PRESET_FILE}). {LOCALIZE_HINT}"
@@ -145,6 +140,13 @@ def _refuse_without_preset(pipe: Any, cls: str) -> None:
         return
     except InjectionError as exc:
         raise UnsupportedArchitectureError(f"{cls}: safetext cannot inject into this model: {exc}") from exc
+    if any(site.kind == "single" for site in sites):
+        joint = sum(site.kind == "joint" for site in sites)
+        raise UnsupportedArchitectureError(
+            f"{cls} has no measured preset: safetext can inject into its {joint} double-stream and "
+            f"{len(sites) - joint} single-stream attention modules, but which of them render text has not been "
+            f"localized for this model (no published work has localized FLUX's text layers). {LOCALIZE_HINT}"
+        )
     if any(site.kind == "projected" for site in sites):
         raise UnsupportedArchitectureError(
             f"{cls} has no measured preset: safetext can inject into its {len(sites)} cross-attention modules "

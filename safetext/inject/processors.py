@@ -50,13 +50,15 @@ _WRAPPABLE_PARAMS = {
 
 @dataclass
 class JointExtension:
-    """Benign rows appended to one SD3 transformer call."""
+    """Benign rows appended to one SD3 or FLUX transformer call."""
 
     n_orig: int  # batch size the pipeline passed
     targets: torch.Tensor  # rows of the original batch that get benign text K/V
     sources: torch.Tensor  # the appended benign rows, aligned with ``targets``
     trim_after: int  # index of the last localized block that runs in this call
     trimmed: bool = False
+    text_len: int = 0  # text tokens at the front of a single-stream sequence (FLUX)
+    swapped: set[tuple[str, str]] = field(default_factory=set)  # (module, "k" | "v") swapped this call (FLUX)
 
 
 @dataclass

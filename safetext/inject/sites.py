@@ -10,8 +10,14 @@ Four kinds exist in the supported denoisers:
   the same path (:func:`text_path`).
 * ``added_kv``: DeepFloyd IF's attention with extra text projections (``...attentions.N``).
   The text K/V from ``add_k_proj/add_v_proj`` are joined to the image self-attention K/V.
-* ``joint``: MMDiT joint attention (SD3 ``transformer_blocks.N.attn``). The text stream has
-  its own Q/K/V (``add_q_proj/add_k_proj/add_v_proj``); only the text K/V are swapped.
+* ``joint``: double-stream attention (SD3 and FLUX ``transformer_blocks.N.attn``). The text
+  stream has its own Q/K/V (``add_q_proj/add_k_proj/add_v_proj``); only the text K/V are swapped.
+* ``single``: single-stream attention (FLUX ``single_transformer_blocks.N.attn``). The block
+  joins text and image tokens into one sequence, text first; the text K/V are the
+  ``to_k/to_v`` outputs at the text positions.
+
+Modules are found by class: diffusers' ``Attention`` and the model-specific
+``AttentionModuleMixin`` classes (``FluxAttention``).
 
 A denoiser whose text path is not one of these (:data:`KNOWN_DENOISERS`) is refused with an
 :class:`InjectionError` as soon as its sites are asked for, which is at ``Guard``
@@ -29,12 +35,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from diffusers.models.attention import AttentionModuleMixin
 from diffusers.models.attention_processor import Attention
 
 from safetext.errors import InjectionError
 
-AttentionKind = Literal["cross", "projected", "added_kv", "joint"]
-ModuleKind = Literal["cross", "added_kv", "joint"]
+AttentionKind = Literal["cross", "projected", "added_kv", "joint", "single"]
+ModuleKind = Literal["cross", "added_kv", "joint", "single"]
 
 #: Data-flow rank of a U-Net's top-level children; anything else keeps rank 1 (stable sort).
 _TOP_LEVEL_RANK = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
@@ -45,7 +52,12 @@ KNOWN_DENOISERS: dict[str, tuple[ModuleKind, ...]] = {
     "SD3Transformer2DModel": ("joint",),
     "PixArtTransformer2DModel": ("cross",),
     "SanaTransformer2DModel": ("cross",),
+    "FluxTransformer2DModel": ("joint", "single"),
 }
+
+#: Denoisers whose blocks in one ModuleList join text and image tokens into one sequence
+#: (text first) before their attention: that list's name.
+SINGLE_STREAM_BLOCKS: dict[str, str] = {"FluxTransformer2DModel": "single_transformer_blocks"}
 
 #: U-Net ``encoder_hid_dim_type`` values whose attention reads (projected) text only.
 _UNET_TEXT_HID_TYPES = (None, "text_proj")
@@ -83,14 +95,31 @@ def attention_kind(module: torch.nn.Module) -> ModuleKind | None:
     This looks at the module alone: a ``cross`` module of a denoiser that projects its
     caption is reported as ``projected`` by :func:`attention_sites`.
     """
-    if not isinstance(module, Attention):
+    if not is_attention(module):
         return None
     if getattr(module, "add_q_proj", None) is not None and getattr(module, "add_k_proj", None) is not None:
         return "joint"
-    if module.added_kv_proj_dim is not None and getattr(module, "add_k_proj", None) is not None:
+    if getattr(module, "added_kv_proj_dim", None) is not None and getattr(module, "add_k_proj", None) is not None:
         return "added_kv"
-    if module.is_cross_attention:
+    if getattr(module, "is_cross_attention", False):
         return "cross"
+    return None
+
+
+def is_attention(module: torch.nn.Module) -> bool:
+    """Whether ``module`` is a diffusers attention module (``Attention`` or an ``AttentionModuleMixin``)."""
+    return isinstance(module, (Attention, AttentionModuleMixin))
+
+
+def _site_kind(denoiser: torch.nn.Module, name: str, module: torch.nn.Module) -> ModuleKind | None:
+    """:func:`attention_kind`, plus ``single`` for the self-attention of single-stream blocks."""
+    kind = attention_kind(module)
+    if kind is not None or not is_attention(module):
+        return kind
+    blocks = SINGLE_STREAM_BLOCKS.get(type(denoiser).__name__)
+    parts = name.split(".")
+    if blocks is not None and len(parts) == 3 and parts[0] == blocks and parts[1].isdigit():
+        return "single"
     return None
 
 
@@ -107,7 +136,7 @@ def text_path(denoiser: torch.nn.Module) -> tuple[str, ...]:
 
 
 def _kv_params(module: torch.nn.Module, kind: AttentionKind) -> int:
-    names = ("to_k", "to_v") if kind in ("cross", "projected") else ("add_k_proj", "add_v_proj")
+    names = ("to_k", "to_v") if kind in ("cross", "projected", "single") else ("add_k_proj", "add_v_proj")
     return sum(p.numel() for n in names for p in getattr(module, n).parameters())
 
 
@@ -116,11 +145,24 @@ def _forward_rank(name: str) -> int:
 
 
 def _refuse_unknown(denoiser: torch.nn.Module, found: list[tuple[str, torch.nn.Module, ModuleKind]], owner: str) -> None:
-    """Raise unless the injector knows how ``denoiser`` feeds text to every module in ``found``."""
-    if not found:
-        return
+    """Raise unless the injector knows how ``denoiser`` feeds text to every module in ``found``.
+
+    A denoiser the injector does not know is refused whenever it has attention modules at
+    all: a text path of an unknown kind (one text-and-image sequence, a new attention class)
+    would otherwise be found as no sites, or the wrong ones.
+    """
     cls = type(denoiser).__name__
     kinds = KNOWN_DENOISERS.get(cls)
+    if kinds is None:
+        classes = sorted({type(m).__name__ for m in denoiser.modules() if is_attention(m)})
+        if classes:
+            known = ", ".join(KNOWN_DENOISERS)
+            raise InjectionError(
+                f"{owner}: safetext does not know how {cls} feeds text to its attention ({', '.join(classes)}), "
+                f"so it cannot swap text keys/values in it; known denoisers: {known}"
+            )
+    if not found:
+        return
     for name, module, kind in found:
         if kinds is None or kind not in kinds:
             known = ", ".join(f"{k} ({'/'.join(v)})" for k, v in KNOWN_DENOISERS.items())
@@ -148,7 +190,7 @@ def attention_sites(pipe_or_denoiser: Any) -> list[AttentionSite]:
     else:
         denoiser = denoiser_of(pipe_or_denoiser)[1]
         owner = f"{type(pipe_or_denoiser).__name__} ({type(denoiser).__name__})"
-    found = [(name, module, attention_kind(module)) for name, module in denoiser.named_modules()]
+    found = [(name, module, _site_kind(denoiser, name, module)) for name, module in denoiser.named_modules()]
     found = [item for item in found if item[2] is not None]
     _refuse_unknown(denoiser, found, owner)  # type: ignore[arg-type]
     found.sort(key=lambda item: _forward_rank(item[0]))  # stable: keeps order within a part

@@ -186,8 +186,8 @@ def localize(
     if not sites:
         raise LocalizeError(
             f"{type(pipe).__name__} has no text attention module that safetext's injection engine can patch "
-            "(it supports U-Net cross-attention (SD 1.x/2.x, SDXL), DeepFloyd IF added-KV attention and SD3 "
-            "joint attention; FLUX is not supported yet)"
+            "(it supports U-Net and DiT cross-attention, DeepFloyd IF added-KV attention, and the double- and "
+            "single-stream attention of SD3 and FLUX)"
         )
     resolved = resolve_strategies(sites, strategies)
     record = attribution_steps(steps, attribution_points) if "attribution" in resolved else ()

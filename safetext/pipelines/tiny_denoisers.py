@@ -1,0 +1,83 @@
+"""Tiny random-weight denoisers of the DiT families safetext does not inject into yet.
+
+Qwen-Image, HiDream, Lumina2, Z-Image and FLUX.2 each feed text to attention in a way of
+their own (new attention classes, one text-and-image sequence, per-row text masks), so
+:func:`safetext.inject.attention_sites` refuses them by class, and a ``Guard`` on their
+pipelines fails at construction naming the pipeline and the attention classes. These
+builds, with the real module trees of diffusers' classes and tiny widths, let tests check
+that refusal offline; no text encoder or pipeline is built around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def _qwen_image() -> torch.nn.Module:
+    from diffusers import QwenImageTransformer2DModel
+
+    return QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 6, 6),
+    )
+
+
+def _hidream() -> torch.nn.Module:
+    from diffusers import HiDreamImageTransformer2DModel
+
+    return HiDreamImageTransformer2DModel(
+        patch_size=2, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, caption_channels=[32, 16], text_emb_dim=32, num_routed_experts=2,
+        num_activated_experts=1, axes_dims_rope=(8, 8), max_resolution=(32, 32), llama_layers=[0, 1],
+    )
+
+
+def _lumina2() -> torch.nn.Module:
+    from diffusers import Lumina2Transformer2DModel
+
+    return Lumina2Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=4, hidden_size=32, num_layers=2, num_refiner_layers=1,
+        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(4, 6, 6),
+        axes_lens=(16, 16, 16), cap_feat_dim=32,
+    )
+
+
+def _z_image() -> torch.nn.Module:
+    from diffusers import ZImageTransformer2DModel
+
+    return ZImageTransformer2DModel(
+        in_channels=4, dim=32, n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2,
+        cap_feat_dim=32, axes_dims=[4, 6, 6], axes_lens=[16, 16, 16],
+    )
+
+
+def _flux2() -> torch.nn.Module:
+    from diffusers import Flux2Transformer2DModel
+
+    return Flux2Transformer2DModel(
+        in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, timestep_guidance_channels=16, axes_dims_rope=(4, 4, 4, 4),
+    )
+
+
+#: Family -> (pipeline class name, builder of its denoiser).
+REFUSED_DENOISERS: dict[str, tuple[str, Callable[[], torch.nn.Module]]] = {
+    "qwen-image": ("QwenImagePipeline", _qwen_image),
+    "hidream": ("HiDreamImagePipeline", _hidream),
+    "lumina2": ("Lumina2Pipeline", _lumina2),
+    "z-image": ("ZImagePipeline", _z_image),
+    "flux2": ("Flux2Pipeline", _flux2),
+}
+
+
+def build_tiny_denoiser(kind: str, seed: int = 0) -> torch.nn.Module:
+    """The tiny denoiser of ``kind`` (a key of :data:`REFUSED_DENOISERS`), in eval mode."""
+    try:
+        builder = REFUSED_DENOISERS[kind][1]
+    except KeyError:
+        raise ValueError(f"unknown tiny denoiser {kind!r}; choose one of {', '.join(REFUSED_DENOISERS)}") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return builder().eval()
