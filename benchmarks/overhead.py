@@ -42,13 +42,14 @@ from cost_model import predict_for  # noqa: E402  (the benchmark folder is not a
 PROMPT = 'A sign that says "idiot"'
 BENIGN = 'A sign that says "angel"'
 # The paper's step counts per architecture, and the goal per architecture family.
-PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28, "flux": 28, "pixart-sigma": 20, "sana": 20}
+PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28, "flux": 28, "qwen-image": 50, "pixart-sigma": 20, "sana": 20}
 GOALS = {"cross": 1.03, "projected": 1.03, "added_kv": 1.03, "joint": 1.3, "single": 1.3, "stream": 1.3}
 #: Call settings the tiny pipelines need to run small and offline.
 TINY_EXTRA: dict[str, dict[str, Any]] = {
     "if": {"clean_caption": False},
     "sd3": {"max_sequence_length": 32},
     "flux": {"max_sequence_length": 16, "height": 32, "width": 32},
+    "qwen-image": {"max_sequence_length": 64, "height": 32, "width": 32},
     "pixart-sigma": {"clean_caption": False, "use_resolution_binning": False, "height": 64, "width": 64},
     "sana": {"use_resolution_binning": False, "height": 128, "width": 128},
 }
@@ -59,6 +60,7 @@ TINY_PRESETS = {
     "if": ["up_blocks.0.attentions.1"],
     "sd3": ["transformer_blocks.1.attn"],  # block 10 of 24 in SD3 medium ~ block 1 of 4 here
     "flux": ["transformer_blocks.1.attn"],  # block 2 of 4 (2 double, 2 single): the first half
+    "qwen-image": ["transformer_blocks.0.attn"],  # block 1 of 2
     "pixart-sigma": ["transformer_blocks.1.attn2"],
     "sana": ["transformer_blocks.1.attn2"],
 }
@@ -66,7 +68,7 @@ TINY_PRESETS = {
 
 def _uses_cfg(pipe: Any, extra: dict[str, Any]) -> bool:
     """Whether the call runs an unconditional half in the same denoiser batch (FLUX: no)."""
-    return type(pipe).__name__ != "FluxPipeline"
+    return type(pipe).__name__ not in ("FluxPipeline", "QwenImagePipeline")  # both: true CFG is a second call
 
 
 class AlwaysRewrite:
@@ -302,7 +304,7 @@ def _predicted(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--kinds", default="sd,sdxl,if,sd3,flux,pixart-sigma,sana", help="tiny pipelines to measure ('' for none)"
+        "--kinds", default="sd,sdxl,if,sd3,flux,qwen-image,pixart-sigma,sana", help="tiny pipelines to measure ('' for none)"
     )
     parser.add_argument("--model", action="append", default=[], help="a local diffusers folder (repeatable)")
     parser.add_argument("--preset", default="auto", help="preset for --model pipelines")

@@ -1,7 +1,7 @@
 """Encode the benign prompts exactly as the pipeline encodes its own prompt.
 
-We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF, SD3, FLUX, PixArt and Sana all
-have one) with the arguments the coming ``__call__`` will use (``clip_skip``,
+We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF, SD3, FLUX, PixArt, Sana and
+Qwen-Image all have one) with the arguments the coming ``__call__`` will use (``clip_skip``,
 ``max_sequence_length``, ``clean_caption``, Sana's ``complex_human_instruction``, the LoRA
 scale), each taken from the call or else from ``__call__``'s own default, classifier-free
 guidance off: the unconditional half is never touched. ``__call__`` and ``encode_prompt``
@@ -12,6 +12,8 @@ so the call's value is what counts.
 Pipelines whose ``encode_prompt`` takes a ``prompt_attention_mask`` (PixArt, Sana) return
 ``(embeds, mask, negative embeds, negative mask)``; the mask marks the real tokens of each
 row and is returned with the embeddings, since the attention masks the padding by it.
+Qwen-Image's ``encode_prompt`` (``prompt_embeds_mask``) returns ``(embeds, mask)``, the
+mask None when every row is as long as the longest; None is kept (all tokens real).
 
 Every text input the pipeline takes is encoded as the pipeline would encode it:
 ``prompt`` feeds the first text encoder, ``prompt_2`` and ``prompt_3`` (SDXL, SD3) the
@@ -121,6 +123,14 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
             raise InjectionError(
                 f"{type(pipe).__name__}.encode_prompt returned a text mask of shape {shape} "
                 f"for embeddings of shape {tuple(embeds.shape)}"
+            )
+        return EncodedText(embeds=embeds, pooled=None, mask=mask)
+    if "prompt_embeds_mask" in accepted:  # Qwen-Image: (embeds, mask), the mask None when all tokens are real
+        mask = out[1] if len(out) >= 2 else None
+        if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != embeds.shape[:2]):
+            raise InjectionError(
+                f"{type(pipe).__name__}.encode_prompt returned a text mask that does not fit embeddings "
+                f"of shape {tuple(embeds.shape)}"
             )
         return EncodedText(embeds=embeds, pooled=None, mask=mask)
     if "do_classifier_free_guidance" not in accepted and "pooled_prompt_embeds" in accepted:

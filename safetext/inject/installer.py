@@ -258,7 +258,10 @@ class Injection:
         n_cond = len(self.prompts) * nipp
         if encoded.embeds.shape[0] != n_cond:
             raise InjectionError(f"benign encoding gave {encoded.embeds.shape[0]} rows, expected {n_cond}")
-        if self.kind in ("joint", "stream") and encoded.pooled is None:
+        needs_pooled = self.kind == "joint" or (
+            self.layout is not None and any(field == "pooled" for _, field in self.layout.text_args)
+        )
+        if needs_pooled and encoded.pooled is None:
             raise InjectionError(f"{self.kind} attention needs pooled text embeddings; encode_prompt returned none")
         return CallState(
             start_step=self.config.start_step(self.num_steps),

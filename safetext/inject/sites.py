@@ -10,7 +10,7 @@ Four kinds exist in the supported denoisers:
   the same path (:func:`text_path`).
 * ``added_kv``: DeepFloyd IF's attention with extra text projections (``...attentions.N``).
   The text K/V from ``add_k_proj/add_v_proj`` are joined to the image self-attention K/V.
-* ``joint``: double-stream attention (SD3 and FLUX ``transformer_blocks.N.attn``). The text
+* ``joint``: double-stream attention (SD3, FLUX and Qwen-Image ``transformer_blocks.N.attn``). The text
   stream has its own Q/K/V (``add_q_proj/add_k_proj/add_v_proj``); only the text K/V are swapped.
 * ``single``: single-stream attention (FLUX ``single_transformer_blocks.N.attn``). The block
   joins text and image tokens into one sequence, text first; the text K/V are the
@@ -53,6 +53,7 @@ KNOWN_DENOISERS: dict[str, tuple[ModuleKind, ...]] = {
     "PixArtTransformer2DModel": ("cross",),
     "SanaTransformer2DModel": ("cross",),
     "FluxTransformer2DModel": ("joint", "single"),
+    "QwenImageTransformer2DModel": ("joint",),
 }
 
 #: Denoisers whose blocks in one ModuleList join text and image tokens into one sequence
@@ -215,6 +216,6 @@ def candidate_modules(pipe_or_denoiser: Any) -> list[str]:
 
     These are the valid entries of ``InjectionConfig.modules`` and the search space of
     ``safetext localize`` (70 for SDXL, 24 for SD3, 22 for IF-I-XL, 28 for PixArt-Sigma,
-    20 for Sana 1600M). Use :func:`attention_sites` for each module's kind and parameter count.
+    20 for Sana 1600M, 60 for Qwen-Image). Use :func:`attention_sites` for each module's kind and parameter count.
     """
     return [site.name for site in attention_sites(pipe_or_denoiser)]

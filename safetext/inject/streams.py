@@ -1,10 +1,11 @@
-"""Double- and single-stream injection (FLUX) through forward hooks on the text K/V projections.
+"""Double- and single-stream injection (FLUX, Qwen-Image) through forward hooks on the text K/V projections.
 
 The model's own attention processor runs unchanged; nothing of it is mirrored here. What
 changes is what its projections return:
 
 * a forward pre-hook on the transformer appends one row per rewritten image to the call:
-  that image's latents, timestep and guidance, with the benign prompt's text and pooled
+  that image's latents, timestep and guidance (and, for per-row lists such as Qwen-Image's
+  ``img_shapes``, one more entry), with the benign prompt's text and (FLUX) pooled
   embeddings. The benign rows evolve their own text stream through the blocks, as a
   separate benign pass would, seeing the original's current latents;
 * double-stream modules (``transformer_blocks.N.attn``): forward hooks on ``add_k_proj``
@@ -17,11 +18,27 @@ changes is what its projections return:
   batch size.
 
 Norms on K (RMS qk-norm) and the rotary embedding act per token after the projection, and
-every row of a FLUX call shares the same text and image positions, so swapping the
-projection outputs equals swapping the final keys and values.
+every row of a FLUX or Qwen-Image call shares the same text and image positions, so
+swapping the projection outputs equals swapping the final keys and values.
+
+Qwen-Image masks its text (``encoder_hidden_states_mask``, None when every token is real)
+and pads a batch to its longest prompt, so the benign and original texts can differ in
+length. The pre-hook pads the shorter side with zero embeddings masked out, giving every
+row ``L = max`` text tokens and a mask (ones for a call that had none). The text rotary
+embedding is the slice ``[offset, offset + L)`` of a fixed table and the image one does
+not depend on ``L``, so padding leaves every real token's position as it was. A key's mask
+travels with it: a forward pre-hook on each localized ``attn`` module gives the rewritten
+rows the benign row's mask there, while every other module keeps each row's own mask.
+Masked keys get zero attention weight, so a rewritten row attends to the benign text
+tokens exactly as the benign prompt's own pass does. Rows that are not rewritten keep their
+tokens and shape when only the benign side is padded (a mask of ones adds 0 to their
+attention scores; the tests check they stay bitwise equal to the unguarded call). When the
+benign text is the longer one they are padded too, and then agree with the unguarded call
+to float rounding (the tests allow 5e-6), not bitwise.
 
 Which call is the prompt's: FLUX.1 is guidance-distilled, so a call has no unconditional
-rows. With ``true_cfg_scale > 1`` the pipeline calls the transformer a second time per
+rows, and Qwen-Image's guidance is a separate call too. With ``true_cfg_scale > 1`` (and,
+for Qwen-Image, a negative prompt) both pipelines call the transformer a second time per
 step with the negative prompt; only the first call of each step is the prompt's, and
 each later first call must receive the same text tensor as the first one did (otherwise
 the call fails closed).
@@ -47,6 +64,9 @@ class StreamLayout:
     text_args: tuple[tuple[str, str], ...]  # (forward argument, EncodedText field) given the benign text
     processors: tuple[str, ...]  # processor classes known to use the separate K/V projections
     refused_args: tuple[str, ...]  # forward arguments that must be None (per-row residuals)
+    text_mask_arg: str | None = None  # forward argument with the (batch, tokens) text mask
+    list_args: tuple[str, ...] = ()  # forward arguments that are per-row lists (all rows alike)
+    refused_config: tuple[str, ...] = ()  # config flags that must be off (a layout the hooks do not know)
 
 
 LAYOUTS: dict[str, StreamLayout] = {
@@ -56,6 +76,18 @@ LAYOUTS: dict[str, StreamLayout] = {
         text_args=(("encoder_hidden_states", "embeds"), ("pooled_projections", "pooled")),
         processors=("FluxAttnProcessor",),
         refused_args=("controlnet_block_samples", "controlnet_single_block_samples"),
+    ),
+    # zero_cond_t doubles temb's rows (a zero-timestep copy for the reference image tokens), and
+    # the 3D rotary embedding lays out positions differently; neither is the text-to-image layout.
+    "QwenImageTransformer2DModel": StreamLayout(
+        blocks=("transformer_blocks",),
+        batch_args=("hidden_states", "timestep", "guidance", "additional_t_cond"),
+        text_args=(("encoder_hidden_states", "embeds"),),
+        processors=("QwenDoubleStreamAttnProcessor2_0",),
+        refused_args=("controlnet_block_samples",),
+        text_mask_arg="encoder_hidden_states_mask",
+        list_args=("img_shapes",),
+        refused_config=("zero_cond_t", "use_layer3d_rope"),
     ),
 }
 
@@ -82,6 +114,13 @@ def all_blocks(layout: StreamLayout, denoiser: torch.nn.Module) -> list[torch.nn
 
 def check_stream_processors(layout: StreamLayout, denoiser: torch.nn.Module, modules: list[str]) -> None:
     """Refuse modules whose processor or projections the hooks do not know (at construction)."""
+    config = getattr(denoiser, "config", {})
+    for flag in layout.refused_config:
+        if config.get(flag):
+            raise InjectionError(
+                f"{type(denoiser).__name__} has {flag}=True; safetext injects only into its text-to-image "
+                f"layout ({flag} off)"
+            )
     for name in modules:
         attn = denoiser.get_submodule(name)
         processor = type(getattr(attn, "processor", None)).__name__
@@ -95,6 +134,14 @@ def check_stream_processors(layout: StreamLayout, denoiser: torch.nn.Module, mod
                 f"{name} has fused QKV projections (fuse_qkv_projections); call unfuse_qkv_projections() "
                 "before guarding, the injector swaps the separate text K/V projections"
             )
+
+
+def _pad_tokens(value: torch.Tensor, length: int) -> torch.Tensor:
+    """``value`` (batch, tokens, ...) with zeros appended along the tokens up to ``length``."""
+    missing = length - value.shape[1]
+    if missing == 0:
+        return value
+    return torch.cat([value, value.new_zeros((value.shape[0], missing, *value.shape[2:]))], dim=1)
 
 
 def _trim(value: Any, n_ext: int, n: int) -> Any:
@@ -141,6 +188,8 @@ class StreamHooks:
                 projections = (attn.to_k, "k"), (attn.to_v, "v")
             for projection, which in projections:
                 handles.append(projection.register_forward_hook(self._swap_hook(name, which)))
+            if self.layout.text_mask_arg is not None:
+                handles.append(attn.register_forward_pre_hook(self._swap_mask, with_kwargs=True))
         last = max(self.positions.values())
         handles.append(blocks[last].register_forward_hook(self._drop_rows))
         for block in blocks[min(self.positions.values()) + 1 :]:
@@ -181,24 +230,91 @@ class StreamHooks:
                 if value.shape[0] != n:
                     raise InjectionError(f"{name} has {value.shape[0]} rows for a batch of {n}")
                 call[name] = torch.cat([value, value.index_select(0, targets.to(value.device))])
-        for name, field in self.layout.text_args:
-            value, benign = call.get(name), getattr(state, "benign" if field == "embeds" else "benign_pooled")
-            if not isinstance(value, torch.Tensor) or benign is None:
-                raise InjectionError(f"the transformer call has no {name} for the benign text")
-            rows = benign.index_select(0, state.rows.to(benign.device)).to(value.device, value.dtype)
-            if rows.shape[1:] != value.shape[1:]:
-                raise InjectionError(
-                    f"the benign {name} has shape {tuple(rows.shape[1:])} per row, the call's {tuple(value.shape[1:])}"
-                )
-            call[name] = torch.cat([value, rows])
+        for name in self.layout.list_args:
+            value = call.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, list) or not value or any(entry != value[0] for entry in value):
+                raise InjectionError(f"{name} must be a list with the same entry for every row (got {value!r})")
+            call[name] = list(value) + [value[0]] * len(targets)
+        if self.layout.text_mask_arg is None:
+            self._append_text(call, state)
+        else:
+            self._append_masked_text(call, state, self.layout.text_mask_arg)
         state.extension = JointExtension(
             n_orig=n,
             targets=targets,
             sources=torch.arange(n, n + len(targets), device=hidden.device),
             trim_after=max(self.positions.values()),
-            text_len=text.shape[1],
+            text_len=call["encoder_hidden_states"].shape[1],
         )
         return (), call
+
+    def _benign_rows(self, state: CallState, field: str, like: torch.Tensor) -> torch.Tensor:
+        benign = getattr(state, "benign" if field == "embeds" else "benign_pooled")
+        if benign is None:
+            raise InjectionError(f"encode_prompt gave no {field} for the benign text")
+        return benign.index_select(0, state.rows.to(benign.device)).to(like.device, like.dtype)
+
+    def _append_text(self, call: dict[str, Any], state: CallState) -> None:
+        """FLUX: the benign text (and pooled) rows, which have the call's shape per row."""
+        for name, field in self.layout.text_args:
+            value = call.get(name)
+            if not isinstance(value, torch.Tensor):
+                raise InjectionError(f"the transformer call has no {name} for the benign text")
+            rows = self._benign_rows(state, field, value)
+            if rows.shape[1:] != value.shape[1:]:
+                raise InjectionError(
+                    f"the benign {name} has shape {tuple(rows.shape[1:])} per row, the call's {tuple(value.shape[1:])}"
+                )
+            call[name] = torch.cat([value, rows])
+
+    def _append_masked_text(self, call: dict[str, Any], state: CallState, mask_name: str) -> None:
+        """Qwen-Image: the benign text rows and their mask, both sides padded to the longer text.
+
+        A None mask means every token is real. The call keeps None only when no padding is
+        added anywhere; otherwise every row gets a mask, 0 at its padding.
+        """
+        ((name, field),) = self.layout.text_args
+        value = call.get(name)
+        if not isinstance(value, torch.Tensor) or value.ndim != 3:
+            raise InjectionError(f"the transformer call has no (batch, tokens, dim) {name} for the benign text")
+        rows = self._benign_rows(state, field, value)
+        if rows.shape[2] != value.shape[2]:
+            raise InjectionError(f"the benign {name} is {rows.shape[2]} wide, the call's {value.shape[2]}")
+        mask = call.get(mask_name)
+        if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != value.shape[:2]):
+            raise InjectionError(f"{mask_name} must be a (batch, tokens) mask of {name}")
+        benign_mask = state.benign_mask
+        if benign_mask is not None:
+            benign_mask = benign_mask.index_select(0, state.rows.to(benign_mask.device)).to(value.device)
+            if benign_mask.shape != rows.shape[:2]:
+                raise InjectionError(f"the benign text mask has shape {tuple(benign_mask.shape)}")
+        length = max(value.shape[1], rows.shape[1])
+        call[name] = torch.cat([_pad_tokens(value, length), _pad_tokens(rows, length)])
+        if mask is None and benign_mask is None and value.shape[1] == rows.shape[1]:
+            return
+        dtype = mask.dtype if mask is not None else torch.long
+        own = mask if mask is not None else value.new_ones(value.shape[:2], dtype=dtype)
+        benign_own = benign_mask.to(dtype) if benign_mask is not None else value.new_ones(rows.shape[:2], dtype=dtype)
+        call[mask_name] = torch.cat([_pad_tokens(own, length), _pad_tokens(benign_own, length)])
+
+    def _swap_mask(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """At a localized module, each rewritten row's text mask is its benign row's (keys carry their mask)."""
+        ext = self.state.extension
+        name = self.layout.text_mask_arg
+        if ext is None or ext.trimmed or name is None:
+            return None
+        if args:
+            raise InjectionError(f"{type(module).__name__} was called with positional arguments; expected keywords")
+        mask = kwargs.get(name)
+        if mask is None:
+            return None  # every row's text is all real tokens: nothing to carry
+        n_ext = ext.n_orig + len(ext.sources)
+        if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or mask.shape[0] != n_ext:
+            raise InjectionError(f"{name} at a localized module is not a ({n_ext}, tokens) mask")
+        targets, sources = ext.targets.to(mask.device), ext.sources.to(mask.device)
+        return args, {**kwargs, name: mask.index_copy(0, targets, mask.index_select(0, sources))}
 
     def _swap_hook(self, name: str, which: str) -> Any:
         single = self.kinds[name] == "single"

@@ -3,7 +3,8 @@
 They exist so that injection, the guard, layer search and benchmarks can be tested on the
 real diffusers pipeline classes (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
 ``IFPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``, ``PixArtSigmaPipeline``,
-``SanaPipeline``) without a network or a GPU.
+``SanaPipeline``, ``QwenImagePipeline``: see :mod:`safetext.pipelines.tiny_qwen`) without a
+network or a GPU.
 The weights are random, so the images are noise; what matters is that the code paths,
 tensor layouts and module names are the real ones.
 
@@ -65,8 +66,10 @@ from transformers import (
     T5Tokenizer,
 )
 
+from safetext.pipelines.tiny_qwen import build_tiny_qwen_image
+
 #: Kinds accepted by :func:`build_tiny_pipeline`.
-TINY_KINDS: tuple[str, ...] = ("sd", "sdxl", "if", "sd3", "flux", "pixart-sigma", "sana")
+TINY_KINDS: tuple[str, ...] = ("sd", "sdxl", "if", "sd3", "flux", "pixart-sigma", "sana", "qwen-image")
 
 #: Token budget of the tiny CLIP tokenizers. One token per character, so prompts of up
 #: to ~30 characters are encoded without truncation.
@@ -437,6 +440,7 @@ _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "flux": _flux,
     "pixart-sigma": _pixart_sigma,
     "sana": _sana,
+    "qwen-image": build_tiny_qwen_image,
 }
 
 

@@ -1,7 +1,7 @@
 """Tiny random-weight denoisers of the DiT families safetext does not inject into yet.
 
-Qwen-Image, HiDream, Lumina2, Z-Image and FLUX.2 each feed text to attention in a way of
-their own (new attention classes, one text-and-image sequence, per-row text masks), so
+HiDream, Lumina2, Z-Image and FLUX.2 each feed text to attention in a way of their own
+(new attention classes, one text-and-image sequence, per-row text masks), so
 :func:`safetext.inject.attention_sites` refuses them by class, and a ``Guard`` on their
 pipelines fails at construction naming the pipeline and the attention classes. These
 builds, with the real module trees of diffusers' classes and tiny widths, let tests check
@@ -13,15 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-
-
-def _qwen_image() -> torch.nn.Module:
-    from diffusers import QwenImageTransformer2DModel
-
-    return QwenImageTransformer2DModel(
-        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 6, 6),
-    )
 
 
 def _hidream() -> torch.nn.Module:
@@ -64,7 +55,6 @@ def _flux2() -> torch.nn.Module:
 
 #: Family -> (pipeline class name, builder of its denoiser).
 REFUSED_DENOISERS: dict[str, tuple[str, Callable[[], torch.nn.Module]]] = {
-    "qwen-image": ("QwenImagePipeline", _qwen_image),
     "hidream": ("HiDreamImagePipeline", _hidream),
     "lumina2": ("Lumina2Pipeline", _lumina2),
     "z-image": ("ZImagePipeline", _z_image),
