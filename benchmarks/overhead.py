@@ -42,7 +42,7 @@ from cost_model import predict_for  # noqa: E402  (the benchmark folder is not a
 PROMPT = 'A sign that says "idiot"'
 BENIGN = 'A sign that says "angel"'
 # The paper's step counts per architecture, and the goal per architecture family.
-PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28, "flux": 28, "qwen-image": 50, "pixart-sigma": 20, "sana": 20}
+PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28, "flux": 28, "qwen-image": 50, "z-image": 8, "lumina2": 30, "pixart-sigma": 20, "sana": 20}
 GOALS = {"cross": 1.03, "projected": 1.03, "added_kv": 1.03, "joint": 1.3, "single": 1.3, "stream": 1.3}
 #: Call settings the tiny pipelines need to run small and offline.
 TINY_EXTRA: dict[str, dict[str, Any]] = {
@@ -50,6 +50,8 @@ TINY_EXTRA: dict[str, dict[str, Any]] = {
     "sd3": {"max_sequence_length": 32},
     "flux": {"max_sequence_length": 16, "height": 32, "width": 32},
     "qwen-image": {"max_sequence_length": 64, "height": 32, "width": 32},
+    "z-image": {"max_sequence_length": 96, "height": 32, "width": 32},
+    "lumina2": {"max_sequence_length": 96, "height": 32, "width": 32},
     "pixart-sigma": {"clean_caption": False, "use_resolution_binning": False, "height": 64, "width": 64},
     "sana": {"use_resolution_binning": False, "height": 128, "width": 128},
 }
@@ -61,6 +63,8 @@ TINY_PRESETS = {
     "sd3": ["transformer_blocks.1.attn"],  # block 10 of 24 in SD3 medium ~ block 1 of 4 here
     "flux": ["transformer_blocks.1.attn"],  # block 2 of 4 (2 double, 2 single): the first half
     "qwen-image": ["transformer_blocks.0.attn"],  # block 1 of 2
+    "z-image": ["layers.0.attention"],
+    "lumina2": ["layers.0.attn"],
     "pixart-sigma": ["transformer_blocks.1.attn2"],
     "sana": ["transformer_blocks.1.attn2"],
 }
@@ -68,7 +72,7 @@ TINY_PRESETS = {
 
 def _uses_cfg(pipe: Any, extra: dict[str, Any]) -> bool:
     """Whether the call runs an unconditional half in the same denoiser batch (FLUX: no)."""
-    return type(pipe).__name__ not in ("FluxPipeline", "QwenImagePipeline")  # both: true CFG is a second call
+    return type(pipe).__name__ not in ("FluxPipeline", "QwenImagePipeline", "Lumina2Pipeline")  # a second call, if any
 
 
 class AlwaysRewrite:
@@ -177,8 +181,9 @@ def measure_step(pipe: Any, guard: Guard, extra: dict[str, Any], pairs: int = 10
     args, call_kwargs = captured["call"]
     config = InjectionConfig(modules=guard.config.modules, start=0.0)
     from safetext.inject.streams import layout_of
+    from safetext.inject.unified import is_unified
 
-    stream = layout_of(denoiser) is not None
+    stream = layout_of(denoiser) is not None or is_unified(denoiser)
 
     def timed() -> float:
         start = time.perf_counter()
@@ -190,7 +195,7 @@ def measure_step(pipe: Any, guard: Guard, extra: dict[str, Any], pairs: int = 10
         for _ in range(pairs):
             plain_best = min(plain_best, timed())
             with Injection(pipe, config, [PROMPT], [BENIGN], kwargs):
-                if stream:  # FLUX: only a step's first call is the prompt's, so time that one
+                if stream:  # FLUX and later: one prompt call per step, so time the first one
                     injected_best = min(injected_best, timed())
                     continue
                 denoiser(*args, **call_kwargs)  # first call of a generation prepares the mixed text
@@ -304,7 +309,7 @@ def _predicted(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--kinds", default="sd,sdxl,if,sd3,flux,qwen-image,pixart-sigma,sana", help="tiny pipelines to measure ('' for none)"
+        "--kinds", default="sd,sdxl,if,sd3,flux,qwen-image,z-image,lumina2,pixart-sigma,sana", help="tiny pipelines to measure ('' for none)"
     )
     parser.add_argument("--model", action="append", default=[], help="a local diffusers folder (repeatable)")
     parser.add_argument("--preset", default="auto", help="preset for --model pipelines")

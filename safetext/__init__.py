@@ -24,6 +24,8 @@ _LAZY = {
     "InjectionConfig": ("safetext.inject", "InjectionConfig"),
     "edit": ("safetext.editing", "edit"),
     "EditResult": ("safetext.editing", "EditResult"),
+    "finetune": ("safetext.lora", "finetune"),
+    "FinetuneResult": ("safetext.lora", "FinetuneResult"),
 }
 
 from safetext.errors import (  # noqa: E402 - light, no torch
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from safetext.editing import EditResult, edit
     from safetext.guard import Guard, GuardBlockedError, GuardResult
     from safetext.inject import InjectionConfig
+    from safetext.lora import FinetuneResult, finetune
     from safetext.policy import PolicyEngine, load_policy
     from safetext.policy.decision import Action, Decision, Span
 

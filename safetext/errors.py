@@ -66,3 +66,7 @@ class AuditLogError(SafetextError, RuntimeError):
 
 class EditError(SafetextError, ValueError):
     """A text edit that cannot be made: the text to change is missing or ambiguous, or the new text is unusable."""
+
+
+class FinetuneError(SafetextError, ValueError):
+    """A fine-tuning run that cannot start: bad training data, a preset that does not fit, or an unusable checkpoint."""

@@ -16,9 +16,12 @@ decides, over all its inputs:
 * **allow**: the pipeline is called exactly as a direct call would be; same generator,
   bitwise the same images.
 * **block**: nothing is generated. ``result.images`` is None (or, with
-  ``on_block="raise"``, :class:`GuardBlockedError` is raised). A batch is generated as a
-  unit, so one blocked prompt blocks the whole call; send prompts separately to get the
-  others.
+  ``on_block="raise"``, :class:`GuardBlockedError` is raised). By default
+  (``block_scope="call"``) a batch is generated as a unit, so one blocked prompt blocks
+  the whole call. With ``block_scope="row"`` the blocked prompts are dropped from the
+  pipeline call and their images are None in ``result.images``; the other prompts are
+  generated as a call of them alone would be (their own per-image generators, prompt_2
+  and negative rows), which is what a server batching many users' requests needs.
 * **rewrite**: the pipeline runs the *original* inputs; the localized attention modules
   read the benign texts' keys/values from the preset's start step on
   (:mod:`safetext.inject`). A rewritten ``prompt_2`` changes only what the second text
@@ -62,14 +65,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safetext.audit.config import AuditConfig, LogConfig, resolve_audit
+from safetext.detect.tokenized import TokenizerReadings, pipeline_tokenizers
 from safetext.errors import GuardError
 from safetext.inject.config import InjectionConfig
-from safetext.inject.encode import TEXT_INPUTS, precomputed_text_args
-from safetext.inject.installer import InjectionReport, prompt_list, run_injected
+from safetext.inject.encode import NEGATIVE_TEXT_INPUTS, TEXT_INPUTS, precomputed_text_args
+from safetext.inject.installer import InjectionReport, check_processors, prompt_list, run_injected
 from safetext.inject.presets import resolve_preset
-from safetext.inject.sites import attention_kind, candidate_modules, denoiser_of
+from safetext.inject.sites import attention_sites, candidate_modules, denoiser_of
 from safetext.pipelines.output import images_of
 from safetext.policy.decision import ACTION_SEVERITY, Action, Decision
+from safetext.policy.readings import check_with_readings
 
 PolicyLike = Any  # a path or builtin name, a PolicyEngine, or any object with check()/decide(prompt)
 
@@ -185,6 +190,30 @@ def _generators(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+#: Call arguments that hold one entry per prompt when given as a list.
+_ROW_INPUTS = (*TEXT_INPUTS[1:], *NEGATIVE_TEXT_INPUTS)
+
+
+def _select_rows(pipe_kwargs: dict[str, Any], rows: list[int], n: int, per_prompt: int) -> dict[str, Any]:
+    """``pipe_kwargs`` for the prompts ``rows`` of ``n`` alone: per-prompt text lists, per-image
+    generator lists and ``latents`` keep the kept rows; everything else passes unchanged."""
+    images = [i * per_prompt + k for i in rows for k in range(per_prompt)]
+    kept = dict(pipe_kwargs)
+    for name in _ROW_INPUTS:
+        value = kept.get(name)
+        if isinstance(value, (list, tuple)) and len(value) == n:
+            kept[name] = [value[i] for i in rows]
+    generator = kept.get("generator")
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != n * per_prompt:
+            raise GuardError(f"generator has {len(generator)} entries for {n * per_prompt} image(s); give one per image")
+        kept["generator"] = [generator[i] for i in images]
+    latents = kept.get("latents")
+    if latents is not None and getattr(latents, "shape", (0,))[0] == n * per_prompt:
+        kept["latents"] = latents[images]
+    return kept
+
+
 def _text_inputs_of(pipe: Any) -> tuple[str, ...]:
     """The positive text inputs ``pipe.__call__`` takes (at least ``prompt``)."""
     try:
@@ -213,6 +242,9 @@ class Guard:
       per call; None takes the policy's ``log:`` section. ``hash_prompts`` logs salted hashes
       instead of prompts; ``log_errors="warn"`` keeps serving when a write fails (the
       default fails the call closed).
+    * ``block_scope``: ``"call"`` blocks a whole batch when one prompt is blocked; ``"row"``
+      generates the others (blocked images are None). ``on_block="raise"`` then raises only
+      when every prompt is blocked.
 
     Any failure to build the guard raises :class:`GuardError` naming what is wrong.
     """
@@ -228,11 +260,15 @@ class Guard:
         log: str | Path | Any | None = None,
         hash_prompts: bool | None = None,
         log_errors: Literal["raise", "warn"] | None = None,
+        block_scope: Literal["call", "row"] = "call",
     ) -> None:
         if on_block not in ("result", "raise"):
             raise GuardError(f"on_block must be 'result' or 'raise', not {on_block!r}")
+        if block_scope not in ("call", "row"):
+            raise GuardError(f"block_scope must be 'call' or 'row', not {block_scope!r}")
         self.pipe = pipe
         self.on_block = on_block
+        self.block_scope = block_scope
         try:
             self.policy = _load_policy(policy)
             self.config = resolve_preset(pipe, preset)
@@ -247,7 +283,13 @@ class Guard:
                 f"preset {self.config.name or '(unnamed)'} names modules {type(pipe).__name__} lacks: {unknown}; "
                 "it was localized for a different model"
             )
+        try:
+            check_processors(pipe, list(self.config.modules))
+        except Exception as exc:  # noqa: BLE001 - fail closed at construction
+            raise GuardError(f"cannot guard {type(pipe).__name__}: {exc}") from exc
         self.text_inputs = _text_inputs_of(pipe)
+        # each prompt is also checked as the pipeline's tokenizers read it (safetext.detect.tokenized)
+        self.readings = TokenizerReadings(pipeline_tokenizers(pipe))
         try:
             self.auditor = self._make_auditor(audit)
             self.log = self._make_log(log, hash_prompts, log_errors)
@@ -288,7 +330,16 @@ class Guard:
     def check(self, prompt: str | list[str]) -> list[Decision]:
         """The policy's decisions for ``prompt``, without generating."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        return [self._decide(p) for p in prompts]
+        return [self._decide_input(p) for p in prompts]
+
+    def _decide_input(self, prompt: str) -> Decision:
+        """The strictest decision over ``prompt`` and its readings by the pipeline's tokenizers."""
+        if not self.readings:
+            return self._decide(prompt)
+        decision = check_with_readings(self.policy, prompt, self.readings(prompt), self._decide)
+        if decision.action is Action.REWRITE and not decision.benign_prompt:
+            raise GuardError(f"policy asked to rewrite {prompt!r} without a benign prompt")
+        return decision
 
     def _decide(self, prompt: str) -> Decision:
         decide = getattr(self.policy, "check", None) or self.policy.decide
@@ -335,15 +386,19 @@ class Guard:
                 self.log.write(make_record(result, include_decisions=True))
             except Exception as exc:  # noqa: BLE001 - AuditLogError: fail closed unless errors="warn"
                 raise GuardError(f"audit log write failed, no image returned: {exc}") from exc
-        if result.blocked and self.on_block == "raise":
+        if result.blocked and self.on_block == "raise" and not self._rows_generated(result):
             raise GuardBlockedError(result)
         return result
+
+    def _rows_generated(self, result: GuardResult) -> bool:
+        """With ``block_scope="row"``: whether any prompt of a blocked call was generated."""
+        return self.block_scope == "row" and any(a is not Action.BLOCK for a in result.actions)
 
     def _run(self, prompt: str | list[str], pipe_kwargs: dict[str, Any]) -> GuardResult:
         start = time.perf_counter()
         inputs = self._inputs(prompt, pipe_kwargs)
         try:
-            checked = {name: [self._decide(text) for text in texts] for name, texts in inputs.items()}
+            checked = {name: [self._decide_input(text) for text in texts] for name, texts in inputs.items()}
         except GuardError:
             raise
         except Exception as exc:  # noqa: BLE001 - fail closed on any policy failure
@@ -356,10 +411,43 @@ class Guard:
             preset=self.config.name or self.config.source,
         )
         if result.blocked:
+            if self._rows_generated(result):
+                self._generate_rows(result, inputs["prompt"], pipe_kwargs)
             timings["total_s"] = time.perf_counter() - start
             return result
+        self._generate_checked(result, prompt, pipe_kwargs)
+        timings["total_s"] = time.perf_counter() - start
+        return result
+
+    def _generate_rows(self, result: GuardResult, prompts: list[str], pipe_kwargs: dict[str, Any]) -> None:
+        """``block_scope="row"``: generate the unblocked prompts as a call of them alone, then
+        put their images back in place, None for each blocked prompt's images."""
+        rows = [i for i, action in enumerate(result.actions) if action is not Action.BLOCK]
+        per_prompt = int(pipe_kwargs.get("num_images_per_prompt") or 1)
+        sub = GuardResult(
+            decisions=[result.decisions[i] for i in rows],
+            input_decisions={name: [ds[i] for i in rows] for name, ds in result.input_decisions.items()},
+            timings=result.timings,
+            preset=result.preset,
+        )
+        kept = _select_rows(pipe_kwargs, rows, len(prompts), per_prompt)
+        self._generate_checked(sub, [prompts[i] for i in rows], kept)
+        result.output, result.injection, result.audit = sub.output, sub.injection, sub.audit
+        result.patched_layers = sub.patched_layers
+        if sub.images is None:  # the audit blocked the generated rows
+            result.images = None
+            return
+        images: list[Any] = [None] * (len(prompts) * per_prompt)
+        generated = list(sub.images)
+        for j, i in enumerate(rows):
+            images[i * per_prompt : (i + 1) * per_prompt] = generated[j * per_prompt : (j + 1) * per_prompt]
+        result.images = images
+
+    def _generate_checked(self, result: GuardResult, prompt: str | list[str], pipe_kwargs: dict[str, Any]) -> None:
+        """Generate the checked, unblocked prompts of ``result``; any failure is a GuardError."""
         benign = {
-            name: [d.benign_prompt if d.action is Action.REWRITE else None for d in ds] for name, ds in checked.items()
+            name: [d.benign_prompt if d.action is Action.REWRITE else None for d in ds]
+            for name, ds in result.input_decisions.items()
         }
         try:
             if self.auditor is None:
@@ -370,8 +458,6 @@ class Guard:
             raise
         except Exception as exc:  # noqa: BLE001 - fail closed: no image leaves on any error
             raise GuardError(f"guarded generation failed, no image returned: {exc}") from exc
-        timings["total_s"] = time.perf_counter() - start
-        return result
 
     def _generate(
         self,
@@ -439,13 +525,14 @@ class Guard:
         every text module of the same kind from step 0. Without ``reseed`` a repeated
         configuration would redraw the same image, so each one is tried once."""
         denoiser = denoiser_of(self.pipe)[1]
-        kind = attention_kind(denoiser.get_submodule(self.config.modules[0]))
-        wider = [m for m in candidate_modules(denoiser) if attention_kind(denoiser.get_submodule(m)) == kind]
+        sites = attention_sites(denoiser)
+        kinds = {site.kind for site in sites if site.name in self.config.modules}
+        wider = [site.name for site in sites if site.kind in kinds]
         configs: list[InjectionConfig] = []
         for config in (
             self.config,
             self.config.model_copy(update={"start": 0.0}),
-            InjectionConfig(modules=wider, start=0.0, name=f"{self.config.name or 'preset'}-all-{kind}"),
+            InjectionConfig(modules=wider, start=0.0, name=f"{self.config.name or 'preset'}-all-{'-'.join(sorted(kinds))}"),
         ):
             if not any(set(c.modules) == set(config.modules) and c.start == config.start for c in configs):
                 configs.append(config)

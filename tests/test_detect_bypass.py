@@ -194,8 +194,8 @@ def test_confusables_table_loads_only_when_a_character_needs_it() -> None:
 @pytest.fixture(scope="module")
 def blorf() -> Matcher:
     spec = LexiconSpec(
-        terms=(TermSpec("blorf", "insult", 3, "substring"), TermSpec("zib", "insult", 2)),
-        allow=("xblorfy", "zibzab", "blorf land"),
+        terms=(TermSpec("blorf", "insult", 3, "substring"), TermSpec("zib", "insult", 2), TermSpec("glorp", "insult", 2)),
+        allow=("xblorfy", "zibzab", "blorf land", "bigglorp"),
     )
     return Matcher(compile_lexicon(spec, use_spacy=False))
 
@@ -218,6 +218,8 @@ def _terms(matcher: Matcher, text: str) -> list[str]:
         ("long token with joiners", "-".join(["blorf"] * 12), "-".join(["xblorfy"] * 10)),
         ("word-mode term", "zib", "zibzab"),
         ("word-mode letter spaced", "z i b", "z i b z a b"),
+        ("glued", "youglorp", "bigglorp"),
+        ("glued run", "glorpglorp", "bigglorps"),
         ("phrase", "blorf", "blorf land"),
         ("phrase across separators", "blorf", 'the "blorf" "land"'),
         ("phrase across separators", "blorf", "blorf, land"),

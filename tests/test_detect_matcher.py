@@ -23,6 +23,18 @@ def matcher() -> Matcher:
     return PolicyEngine("default").matcher
 
 
+@pytest.fixture(scope="module")
+def core() -> Matcher:
+    """Core terms only, so the tests do not depend on the shipped lexicon's growth."""
+    spec = LexiconSpec(
+        terms=(
+            TermSpec("idiot", "insult", 2), TermSpec("kill", "violence", 2), TermSpec("shit", "profanity", 2),
+            TermSpec("fuck", "profanity", 3, "substring"), TermSpec("kill yourself", "violence", 3),
+        )
+    )
+    return Matcher(load_or_compile(spec))
+
+
 def _found(matcher: Matcher, text: str) -> list[tuple[str, str, str]]:
     norm = normalize(text).text
     return sorted((norm[h.start : h.end], h.entry.term, h.method) for h in matcher.scan(norm))
@@ -47,8 +59,8 @@ def _found(matcher: Matcher, text: str) -> list[tuple[str, str, str]]:
         ("killin", "kill", "lexicon"),
     ],
 )
-def test_obfuscations(matcher: Matcher, text: str, term: str, method: str) -> None:
-    found = _found(matcher, text)
+def test_obfuscations(core: Matcher, text: str, term: str, method: str) -> None:
+    found = _found(core, text)
     assert any(t == term and m == method for _, t, m in found), found
 
 

@@ -254,7 +254,7 @@ def test_fused_projections_are_refused(pipe: Any) -> None:
 
 # --------------------------------------------------------------------------- families without an injector
 
-REFUSED = ("hidream", "lumina2", "z-image", "flux2")
+REFUSED = ("hidream", "flux2")
 ATTENTION_CLASS = {"hidream": "HiDreamAttention", "flux2": "Flux2Attention"}
 
 

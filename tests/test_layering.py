@@ -15,7 +15,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "safetext"
 RUNTIME = ["policy", "detect", "rewrite", "inject", "audit", "ocr", "pipelines", "guard.py", "errors.py"]
-TOOLS = ("safetext.localize", "safetext.bench", "safetext.metrics", "safetext.editing", "safetext.testbed", "safetext.cli")
+TOOLS = (
+    "safetext.localize", "safetext.bench", "safetext.metrics", "safetext.editing", "safetext.lora", "safetext.testbed", "safetext.cli"
+)
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -44,6 +44,19 @@ def testbed() -> PolicyEngine:
     return PolicyEngine("testbed")
 
 
+@pytest.fixture(scope="module")
+def strict() -> PolicyEngine:
+    return PolicyEngine("strict", classifier=_NeverToxic())
+
+
+def _opt_in(strict: PolicyEngine, prompt: str) -> bool:
+    """True when the prompt's only toxic words are ordinary negative words (hate, killer) or
+    clinical words (penis): the default policy's opt-in categories ``negative`` and ``mature``,
+    which default allows and strict rewrites."""
+    spans = strict.check(prompt).spans
+    return bool(spans) and all(s.category in ("negative", "mature") for s in spans)
+
+
 def _covered(decision: Decision, prompt: str, expected: str) -> bool:
     at = prompt.find(expected)
     assert at >= 0, f"table error: {expected!r} not in {prompt!r}"
@@ -58,8 +71,12 @@ def test_tables_are_big_enough() -> None:
 
 
 @pytest.mark.parametrize(("prompt", "expected"), TOXIC, ids=[f"toxic{i}" for i in range(len(TOXIC))])
-def test_obfuscated_toxic_prompt_is_caught_with_exact_offsets(default: PolicyEngine, prompt: str, expected: str) -> None:
+def test_obfuscated_toxic_prompt_is_caught_with_exact_offsets(
+    default: PolicyEngine, strict: PolicyEngine, prompt: str, expected: str
+) -> None:
     decision = default.check(prompt)
+    if decision.action is Action.ALLOW and _opt_in(strict, prompt):
+        decision = strict.check(prompt)
     assert decision.action is not Action.ALLOW
     assert _covered(decision, prompt, expected), [(s.start, s.end, s.text) for s in decision.spans]
     for span in decision.spans:
@@ -85,8 +102,13 @@ def test_rewrite_is_idempotent(default: PolicyEngine, prompt: str, expected: str
 
 @pytest.mark.parametrize("policy", ["default", "testbed"])
 @pytest.mark.parametrize(("term", "target"), sorted(TOXIC_TO_BENIGN.items()))
-def test_testbed_terms_rewrite_to_their_targets(policy: str, term: str, target: str, default: PolicyEngine, testbed: PolicyEngine) -> None:
+def test_testbed_terms_rewrite_to_their_targets(
+    policy: str, term: str, target: str, default: PolicyEngine, testbed: PolicyEngine, strict: PolicyEngine
+) -> None:
     engine = default if policy == "default" else testbed
+    if policy == "default" and _opt_in(strict, term):
+        assert default.check(term).action is Action.ALLOW  # an opt-in negative word: allowed by default ...
+        engine = strict  # ... and rewritten by strict
     for template in TESTBED_TEMPLATES:
         prompt = template.format(w=term)
         decision = engine.check(prompt)

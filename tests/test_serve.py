@@ -1,4 +1,7 @@
-"""``safetext serve`` gateway mode: every endpoint and error path in-process, and one real server."""
+"""``safetext serve`` gateway mode: every endpoint and error path in-process, and one real server.
+
+Generation is tested in test_serve_generation.py (in-process), test_serve_process.py (real
+server processes) and test_serve_ray.py (Ray Serve)."""
 
 from __future__ import annotations
 
@@ -145,13 +148,21 @@ def test_token_file(tmp_path: Path) -> None:
     _error(c.post("/v1/check", json={"prompt": "x"}, headers=AUTH), 401, "unauthorized")
 
 
-def test_config_rejects_token_and_file_and_models(tmp_path: Path) -> None:
+def test_config_rejects_token_and_file_and_generation_options_without_model(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
         ServeConfig(token="a", token_file=tmp_path / "t")
     with pytest.raises(ValueError, match="gateway"):
-        ServeConfig(model="testbed")
+        ServeConfig(audit="flag")
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        ServeConfig(model="tiny:sd", sizes=["16by16"])
     with pytest.raises(ValueError, match="extra"):
         ServeConfig(polices=["default"])  # type: ignore[call-arg]
+
+
+def test_gateway_has_no_generation(client: TestClient) -> None:
+    message = _error(client.post("/v1/images/generations", json={"prompt": "a cat"}, headers=AUTH), 404, "no_model")
+    assert "--model" in message
+    assert client.get("/readyz").json()["mode"] == "gateway"
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:
@@ -228,3 +239,24 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = runner.invoke(app, ["serve", "--token-file", str(tmp_path / "missing")])
     assert result.exit_code == 2
+    result = runner.invoke(app, ["serve", "--audit", "flag"])  # gateway mode has no generation
+    assert result.exit_code == 2 and "--model" in result.output
+    result = runner.invoke(app, ["serve", "--model", str(tmp_path / "no-such-model")])
+    assert result.exit_code == 2 and "--model" in result.output
+
+
+def test_cli_gateway_mode_loads_no_torch() -> None:
+    code = (
+        "import sys, uvicorn\n"
+        "seen = {}\n"
+        "uvicorn.run = lambda app, **kw: seen.update(app=app, **kw)\n"
+        "from typer.testing import CliRunner\n"
+        "from safetext.cli import app\n"
+        "result = CliRunner().invoke(app, ['serve', '--model', 'none', '--policy', 'strict', '--port', '8123'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert seen['port'] == 8123 and seen['app'].state.generation is None\n"
+        "print('torch' in sys.modules, 'ray' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False False"

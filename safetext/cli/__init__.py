@@ -122,7 +122,7 @@ def _root(
 
 # Each module registers its commands on ``app`` when imported. A module that is not
 # written yet is skipped, so the CLI works while the project grows.
-for _name in ("check", "generate", "demo", "bench", "localize", "edit", "serve"):
+for _name in ("check", "generate", "demo", "bench", "localize", "edit", "serve", "finetune"):
     try:
         importlib.import_module(f"safetext.cli.{_name}")
     except ModuleNotFoundError as exc:  # pragma: no cover - only while a module is absent

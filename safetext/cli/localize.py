@@ -56,12 +56,12 @@ def _preset_name(model: str, profile: ModelProfile | None) -> str:
 
 
 def _call_kwargs(model: str, pipe: Any, profile: ModelProfile, guidance_scale: float | None) -> dict[str, Any]:
-    """Call keywords for every localization run: the profile's guidance, pipeline quirks, then the user's."""
+    """Call keywords for every localization run: the profile's generation defaults (the size,
+    guidance and text length the model was made for; ``--steps`` sets the step count),
+    pipeline quirks, then the user's."""
     from safetext.pipelines.load import is_tiny_spec
 
-    kwargs: dict[str, Any] = {}
-    if "guidance_scale" in profile.generation:
-        kwargs["guidance_scale"] = profile.generation["guidance_scale"]
+    kwargs: dict[str, Any] = {k: v for k, v in profile.generation.items() if k != "num_inference_steps"}
     if type(pipe).__name__.startswith("IF"):
         kwargs["clean_caption"] = False  # our templates are clean; cleaning needs bs4 + ftfy
     if is_tiny_spec(model) and type(pipe).__name__ == "StableDiffusion3Pipeline":
@@ -73,7 +73,7 @@ def _call_kwargs(model: str, pipe: Any, profile: ModelProfile, guidance_scale: f
 
 @app.command("localize")
 def localize_command(
-    model: str = typer.Option(..., "--model", help="A local diffusers folder, a shipped model ('testbed'), or 'tiny:KIND' with a random-weight KIND (sd, sdxl, if, sd3, pixart-sigma, sana; a code-path check)."),
+    model: str = typer.Option(..., "--model", help="A local diffusers folder, a shipped model ('testbed'), or 'tiny:KIND' with a random-weight KIND (sd, sdxl, if, sd3, flux, qwen-image, z-image, lumina2, pixart-sigma, sana; a code-path check)."),
     prompts: Optional[Path] = typer.Option(
         None, "--prompts", help="Pairs 'A<TAB>B', templates with {word}, 'words: ...' (default: the model profile's pairs)."
     ),

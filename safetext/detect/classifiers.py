@@ -168,6 +168,33 @@ def load_detoxify_local(checkpoint: Path, config_dir: Path, *, device: str = "cp
 
 
 _WORD = re.compile(r"\S+")
+_SENTENCE = re.compile(r"[^.!?;\n]+")
+WINDOW_WORDS = 12
+"""Words in one classifier window. A bag-of-words score over a long prompt is diluted by
+the scene description around a toxic word, so long sentences are scored in overlapping
+windows of this many words (half a window apart)."""
+
+
+def text_windows(text: str, scope: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    """``[start, end)`` slices of ``text`` a classifier scores separately; the max decides.
+
+    The render scope (text the prompt asks to draw), each sentence, and windows of
+    :data:`WINDOW_WORDS` words inside longer sentences. The whole text comes first.
+    """
+    out: list[tuple[int, int]] = [(0, len(text))]
+    out += [(s, e) for s, e in scope if text[s:e].strip()]
+    for sentence in _SENTENCE.finditer(text):
+        words = [m.span() for m in _WORD.finditer(text, sentence.start(), sentence.end())]
+        if not words:
+            continue
+        if len(words) <= WINDOW_WORDS:
+            out.append((words[0][0], words[-1][1]))
+            continue
+        step = WINDOW_WORDS // 2
+        for k in range(0, len(words) - step, step):
+            chunk = words[k : k + WINDOW_WORDS]
+            out.append((chunk[0][0], chunk[-1][1]))
+    return list(dict.fromkeys(out))
 
 
 def occlusion_spans(classifier: Classifier, text: str, *, threshold: float, base_score: float | None = None, max_words: int = 64) -> list[tuple[int, int, float]]:
@@ -214,4 +241,5 @@ __all__ = [
     "load_detoxify_local",
     "occlusion_spans",
     "register_classifier",
+    "text_windows",
 ]

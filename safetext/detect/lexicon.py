@@ -2,8 +2,9 @@
 
 Compilation expands every term into its written forms (inflections, and with spaCy the
 irregular forms from its lemmatizer tables), and precomputes which real English words merely
-*contain* a term (cocktail, therapist, snigger), so glued and substring matching can skip
-them. spaCy is imported only here, and the result is cached on disk keyed by the spec's
+*contain* a term (cocktail, therapist, snigger, Matsushita) or read as one with a letter
+repeated (assess, Pratt), from spaCy's tables and wordfreq's word list
+(:mod:`safetext.detect.vocabulary`), so glued, letter-spaced and repeat matching skip them. spaCy is imported only here, and the result is cached on disk keyed by the spec's
 fingerprint, so checking a prompt never imports spaCy (which pulls in torch through thinc).
 """
 
@@ -26,6 +27,7 @@ from safetext.detect import inflect
 from safetext.detect.normalize import normalize
 from safetext.detect.settings import LexiconSpec
 from safetext.detect.trie import trie_regex
+from safetext.detect.vocabulary import BUILTIN_PHRASES, BUILTIN_WORDS, CONTAINER_MIN_ZIPF, REPEAT_MIN_ZIPF, frequent_words, toxic_compound
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,6 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     why how all any both each few more most other some such no nor not only own same so than too
     very can will just should now as ok oh hey hi yes
     """.split()
-)
-
-# Used when spaCy is unavailable: innocent words that contain strong terms, or read as one
-# with a letter repeated (assess, as a stretched "asses").
-_BUILTIN_KNOWN = frozenset(
-    "snigger sniggers sniggered sniggering scunthorpe penistone cocktail cocktails peacock hancock "
-    "therapist therapists assassin assassins classic classical shiitake grape grapes "
-    "assess assessed assesses assessing assessment".split()
 )
 
 @dataclass(frozen=True, slots=True)
@@ -206,15 +200,21 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
                 forms[form] = entry
     allow_words: set[str] = set()
     allow_phrases: list[tuple[str, ...]] = []
-    for allowed in spec.allow:
+    for allowed in spec.allow + (BUILTIN_PHRASES if spec.builtin_names else ()):
         words = canonical_words(allowed)
         if len(words) == 1:
             allow_words.add(words[0])
         elif words:
-            allow_phrases.append(tuple(normalize(allowed).text.split()))
+            phrase = tuple(normalize(allowed).text.split())
+            if phrase not in allow_phrases:
+                allow_phrases.append(phrase)
     vocabulary = english.vocabulary if english else frozenset()
-    innocent = vocabulary | _BUILTIN_KNOWN | allow_words
-    known = _innocent_containers(forms, innocent) | _innocent_repeats(forms, innocent)
+    builtin = BUILTIN_WORDS if spec.builtin_names else frozenset()
+    innocent = vocabulary | builtin | allow_words
+    known = _innocent_containers(forms, innocent, builtin | allow_words) | _innocent_repeats(forms, innocent)
+    known |= {w for w in builtin if w not in forms}
+    known |= _frequent_containers(forms, frequent_words(CONTAINER_MIN_ZIPF))
+    known |= _frequent_repeats(forms, frequent_words(REPEAT_MIN_ZIPF))
     pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
     english_words = vocabulary | FUNCTION_WORDS | GLUE_WORDS
     words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
@@ -251,20 +251,58 @@ def _innocent_repeats(forms: dict[str, Entry], vocabulary: frozenset[str] | set[
     return {w for w in vocabulary if w not in forms and len(w) >= 3 and _collapse(w) in keys and _collapse(w) != w}
 
 
-def _innocent_containers(forms: dict[str, Entry], vocabulary: frozenset[str] | set[str]) -> set[str]:
-    """Real words (and their inflections) that contain a glue-able or substring-mode form."""
-    risky = [f for f, e in forms.items() if e.mode == "substring" or e.glue]
-    if not risky:
-        return set()
-    pattern = trie_regex(risky)
+def _innocent_containers(forms: dict[str, Entry], vocabulary: frozenset[str] | set[str], chosen: frozenset[str] | set[str]) -> set[str]:
+    """Real words (and their inflections) that contain a glue-able or substring-mode form.
+
+    A substring-mode term counts inside real words too (the policy says so), so a word
+    holding one is innocent only when ``chosen`` (the allow list and built-in names) names it.
+    """
+    glue = [f for f, e in forms.items() if e.glue]
+    substring = [f for f, e in forms.items() if e.mode == "substring"]
+    glue_re = trie_regex(glue) if glue else None
+    substring_re = trie_regex(substring) if substring else None
     known: set[str] = set()
     for word in vocabulary:
-        if word in forms or not pattern.search(word):
+        if word in forms:
+            continue
+        if substring_re is not None and substring_re.search(word):
+            if word not in chosen:
+                continue
+        elif glue_re is None or not glue_re.search(word):
             continue
         for form in inflect.expand(word, None):
             if form not in forms:
                 known.add(form)
     return known
+
+
+def _frequent_containers(forms: dict[str, Entry], frequent: frozenset[str]) -> set[str]:
+    """Frequent words that hold a form of at least three letters inside them (japan, Matsushita).
+
+    Left out: words holding a substring-mode form (the policy says such a term counts inside
+    words) and toxic compounds of a form (dumbass, bitchy; see ``toxic_compound``).
+    """
+    inner = [f for f, e in forms.items() if e.mode != "substring" and len(f) >= 3]
+    if not inner:
+        return set()
+    pattern = trie_regex(inner)
+    substring = [f for f, e in forms.items() if e.mode == "substring"]
+    substring_re = trie_regex(substring) if substring else None
+    out: set[str] = set()
+    for word in frequent:
+        if word in forms or not pattern.search(word) or (substring_re is not None and substring_re.search(word)):
+            continue
+        n = len(word)
+        spans = [(i, j) for i in range(n) for j in range(i + 3, n + 1) if word[i:j] in forms]
+        if spans and not any(toxic_compound(word, i, j, forms, GLUE_WORDS) for i, j in spans):
+            out.add(word)
+    return out
+
+
+def _frequent_repeats(forms: dict[str, Entry], frequent: frozenset[str]) -> set[str]:
+    """Frequent words that read as a form with a letter repeated (Pratt, rapper), and their inflections."""
+    found = _innocent_repeats(forms, frequent)
+    return {x for w in found for x in inflect.expand(w, None) if x not in forms and _collapse(x) != x}
 
 
 def cache_dir() -> Path:
@@ -281,12 +319,14 @@ def _code_version() -> str:
     """Hash of the compiler's own source, so a code change invalidates old caches."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("lexicon.py", "inflect.py", "normalize.py", "settings.py"):
+    for name in ("lexicon.py", "inflect.py", "normalize.py", "settings.py", "vocabulary.py"):
         digest.update((here / name).read_bytes())
-    try:  # terms and allow entries are folded with this package's confusables table
-        digest.update(importlib.metadata.version("confusable-homoglyphs").encode())
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    # terms and allow entries are folded with the confusables table; innocent words come from wordfreq
+    for package in ("confusable-homoglyphs", "wordfreq"):
+        try:
+            digest.update(f"{package}={importlib.metadata.version(package)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return digest.hexdigest()[:16]
 
 

@@ -185,6 +185,37 @@ def _unescape(chars: list[str], starts: list[int], ends: list[int]) -> None:
     chars[:], starts[:], ends[:] = out_c, out_s, out_e
 
 
+# After tabs and newlines became spaces: a run that starts with a control character, or a
+# space followed by more spaces or control characters.
+_ASCII_IRREGULAR = re.compile(r"[\x00-\x1f\x7f][\x00-\x20\x7f]*| [\x00-\x20\x7f]+")
+
+
+def _ascii_runs(text: str) -> Normalized:
+    """:func:`normalize` of ASCII text without entities, in slices rather than per character:
+    control characters dropped, each whitespace run one space mapped to the whole run."""
+    low = text.lower().translate(_ASCII_SPACES)
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    for m in _ASCII_IRREGULAR.finditer(low):
+        a, b = m.span()
+        out.append(low[pos:a])
+        starts.extend(range(pos, a))
+        ends.extend(range(pos + 1, a + 1))
+        run = m.group()
+        first = run.find(" ")
+        if first >= 0:
+            out.append(" ")
+            starts.append(a + first)
+            ends.append(a + run.rfind(" ") + 1)
+        pos = b
+    out.append(low[pos:])
+    starts.extend(range(pos, len(low)))
+    ends.extend(range(pos + 1, len(low) + 1))
+    return Normalized("".join(out), tuple(starts), tuple(ends), len(text))
+
+
 def normalize(text: str, *, unicode: bool = True, invisible: bool = True) -> Normalized:
     """Canonicalise ``text`` for matching and keep the offset map back to ``text``.
 
@@ -192,8 +223,14 @@ def normalize(text: str, *, unicode: bool = True, invisible: bool = True) -> Nor
     dropping of format characters and combining marks. Entity unescaping, control
     characters and whitespace runs are always canonicalised: the encoder does so too.
     """
-    if text.isascii() and not _ASCII_SLOW.search(text):
-        return Normalized(text.lower().translate(_ASCII_SPACES), None, None, len(text))
+    if text.isascii():
+        if text.isprintable():  # no control character, no tab or newline: only spaces can run
+            if "  " not in text and "&" not in text:
+                return Normalized(text.lower(), None, None, len(text))
+        elif not _ASCII_SLOW.search(text):
+            return Normalized(text.lower().translate(_ASCII_SPACES), None, None, len(text))
+        if "&" not in text:
+            return _ascii_runs(text)
     source: Iterable[tuple[str, int, int]] = ((ch, i, i + 1) for i, ch in enumerate(text))
     if "&" in text:
         chars, starts, ends = list(text), list(range(len(text))), list(range(1, len(text) + 1))

@@ -11,14 +11,15 @@ from __future__ import annotations
 import bisect
 import re
 
+# (opening quote, pattern): a pattern runs only on text holding its opening quote.
 _QUOTES = [
-    re.compile(r'"([^"\n]{1,2000})"'),
-    re.compile(r"“([^”\n]{1,2000})”"),
-    re.compile(r"„([^“”\n]{1,2000})[“”]"),
-    re.compile(r"«([^»\n]{1,2000})»"),
-    re.compile(r"‘([^’\n]{1,2000})’"),
-    re.compile(r"`([^`\n]{1,2000})`"),
-    re.compile(r"(?<![^\W_])'([^'\n]{1,2000})'(?![^\W_])"),
+    ('"', re.compile(r'"([^"\n]{1,2000})"')),
+    ("“", re.compile(r"“([^”\n]{1,2000})”")),
+    ("„", re.compile(r"„([^“”\n]{1,2000})[“”]")),
+    ("«", re.compile(r"«([^»\n]{1,2000})»")),
+    ("‘", re.compile(r"‘([^’\n]{1,2000})’")),
+    ("`", re.compile(r"`([^`\n]{1,2000})`")),
+    ("'", re.compile(r"(?<![^\W_])'([^'\n]{1,2000})'(?![^\W_])")),
 ]
 
 _MARKER = re.compile(
@@ -40,16 +41,36 @@ _BEFORE = re.compile(
 )
 
 
-def render_scope(text: str) -> list[tuple[int, int]]:
-    """Sorted, merged ``[start, end)`` slices of ``text`` that the prompt asks to render."""
+# Words without which neither _MARKER nor _BEFORE can match: a cheap test that skips both.
+_TRIGGERS = frozenset(
+    """
+    says said say reads read spells spell shows displays states saying reading spelling spelled spelt
+    stating displaying labeled labelled captioned titled inscribed printed written lettered painted
+    stamped engraved embroidered scrawled word words text caption message slogan phrase lettering
+    inscription title label sign letters name
+    """.split()
+)
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+def render_scope(text: str, words: set[str] | frozenset[str] | None = None) -> list[tuple[int, int]]:
+    """Sorted, merged ``[start, end)`` slices of ``text`` that the prompt asks to render.
+
+    ``words``, the set of lower-case words of ``text`` when the caller has it, only speeds
+    up the test for marker words.
+    """
     spans: list[tuple[int, int]] = []
-    for pattern in _QUOTES:
-        spans += [(m.start(1), m.end(1)) for m in pattern.finditer(text)]
-    for m in _MARKER.finditer(text):
-        rest = _CLAUSE.match(text, m.end())
-        if rest:
-            spans.append((rest.start(), rest.end()))
-    spans += [(m.start(1), m.end(1)) for m in _BEFORE.finditer(text)]
+    for opening, pattern in _QUOTES:
+        if opening in text:
+            spans += [(m.start(1), m.end(1)) for m in pattern.finditer(text)]
+    if words is None:
+        words = set(_WORDS.findall(text.lower()))
+    if not _TRIGGERS.isdisjoint(words):
+        for m in _MARKER.finditer(text):
+            rest = _CLAUSE.match(text, m.end())
+            if rest:
+                spans.append((rest.start(), rest.end()))
+        spans += [(m.start(1), m.end(1)) for m in _BEFORE.finditer(text)]
     if not spans:
         return []
     spans.sort()

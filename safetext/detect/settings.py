@@ -50,6 +50,7 @@ class LexiconSpec:
     terms: tuple[TermSpec, ...] = ()
     allow: tuple[str, ...] = ()
     inflections: bool = True
+    builtin_names: bool = True  # also allow safetext.detect.vocabulary's names and places
 
     def fingerprint(self) -> str:
         """A stable hash of the spec: equal specs compile to equal lexicons."""

@@ -1,19 +1,25 @@
 """Encode the benign prompts exactly as the pipeline encodes its own prompt.
 
-We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF, SD3, FLUX, PixArt, Sana and
-Qwen-Image all have one) with the arguments the coming ``__call__`` will use (``clip_skip``,
-``max_sequence_length``, ``clean_caption``, Sana's ``complex_human_instruction``, the LoRA
-scale), each taken from the call or else from ``__call__``'s own default, classifier-free
-guidance off: the unconditional half is never touched. ``__call__`` and ``encode_prompt``
-defaults differ (Sana's ``__call__`` prepends a default instruction, its ``encode_prompt``
-none; PixArt's ``__call__`` cleans captions by default, its ``encode_prompt`` does not),
+We call the pipeline's own ``encode_prompt`` (SD, SDXL, IF, SD3, FLUX, PixArt, Sana,
+Qwen-Image, Z-Image and Lumina2 all have one) with the arguments the coming ``__call__``
+will use (``clip_skip``, ``max_sequence_length``, ``clean_caption``, Sana's
+``complex_human_instruction``, Lumina2's ``system_prompt``, the LoRA scale), each taken
+from the call or else from ``__call__``'s own default, classifier-free guidance off: the
+unconditional half is never touched. ``__call__`` and ``encode_prompt`` defaults differ
+(Sana's ``__call__`` prepends a default instruction, its ``encode_prompt`` none; PixArt's
+``__call__`` cleans captions by default, its ``encode_prompt`` does not),
 so the call's value is what counts.
 
-Pipelines whose ``encode_prompt`` takes a ``prompt_attention_mask`` (PixArt, Sana) return
+Pipelines whose ``encode_prompt`` takes a ``prompt_attention_mask`` (PixArt, Sana, Lumina2) return
 ``(embeds, mask, negative embeds, negative mask)``; the mask marks the real tokens of each
 row and is returned with the embeddings, since the attention masks the padding by it.
 Qwen-Image's ``encode_prompt`` (``prompt_embeds_mask``) returns ``(embeds, mask)``, the
 mask None when every row is as long as the longest; None is kept (all tokens real).
+Z-Image's returns a list of per-prompt tensors of their own lengths (and takes no
+``num_images_per_prompt``: the pipeline repeats the rows); they are zero-padded into one
+batch with a mask of their real tokens, and repeated as the pipeline repeats them.
+Lumina2's repeats its embeddings per prompt but tiles its mask (:data:`_ENCODE_ONCE_PIPELINES`),
+so its prompts are encoded once and each row is repeated with its own mask.
 
 Every text input the pipeline takes is encoded as the pipeline would encode it:
 ``prompt`` feeds the first text encoder, ``prompt_2`` and ``prompt_3`` (SDXL, SD3) the
@@ -38,7 +44,12 @@ import torch
 from safetext.inject.processors import InjectionError
 
 #: ``__call__`` arguments that change how a prompt is encoded, forwarded when accepted.
-_ENCODE_PASSTHROUGH = ("clip_skip", "max_sequence_length", "clean_caption", "complex_human_instruction")
+_ENCODE_PASSTHROUGH = ("clip_skip", "max_sequence_length", "clean_caption", "complex_human_instruction", "system_prompt")
+
+#: Pipelines whose ``encode_prompt`` repeats the text mask tiled (``[p0, p1, p0, p1]``) but the
+#: embeddings interleaved (``[p0, p0, p1, p1]``) for ``num_images_per_prompt``: their prompts
+#: are encoded once each and repeated here, so each benign row keeps its own mask.
+_ENCODE_ONCE_PIPELINES = ("Lumina2Pipeline",)
 
 #: The positive text inputs of diffusers pipelines, in text-encoder order.
 TEXT_INPUTS = ("prompt", "prompt_2", "prompt_3")
@@ -91,11 +102,13 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
         raise InjectionError(f"{type(pipe).__name__} has no encode_prompt; cannot encode the benign prompt")
     accepted = inspect.signature(encode).parameters
     nipp = pipe_kwargs.get("num_images_per_prompt") or 1
-    args: dict[str, Any] = {
-        "prompt": texts["prompt"],
-        "num_images_per_prompt": nipp,
-        "device": pipe._execution_device,
-    }
+    args: dict[str, Any] = {"prompt": list(texts["prompt"]), "device": pipe._execution_device}
+    # Else the pipeline repeats the rows itself (Z-Image), or tiles its mask (Lumina2): we repeat them.
+    repeat = nipp
+    if "num_images_per_prompt" in accepted:
+        once = type(pipe).__name__ in _ENCODE_ONCE_PIPELINES
+        args["num_images_per_prompt"] = 1 if once else nipp
+        repeat = nipp if once else 1
     if "do_classifier_free_guidance" in accepted:  # FLUX's encode_prompt has no unconditional half
         args["do_classifier_free_guidance"] = False
     for name in TEXT_INPUTS[1:]:
@@ -113,6 +126,10 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
         raise InjectionError(f"{type(pipe).__name__}.encode_prompt does not take {sorted(unknown)}")
     with torch.no_grad():
         out = encode(**args)
+    if isinstance(out, tuple) and isinstance(out[0], list):
+        return _per_prompt(pipe, out[0], repeat)
+    if repeat > 1 and isinstance(out, tuple) and isinstance(out[0], torch.Tensor):
+        out = tuple(x.repeat_interleave(repeat, dim=0) if isinstance(x, torch.Tensor) else x for x in out)
     if not isinstance(out, tuple) or not isinstance(out[0], torch.Tensor):
         raise InjectionError(f"unexpected encode_prompt output from {type(pipe).__name__}")
     embeds = out[0]
@@ -139,3 +156,21 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
         return EncodedText(embeds=embeds, pooled=pooled)
     pooled = out[2] if len(out) >= 4 and isinstance(out[2], torch.Tensor) else None
     return EncodedText(embeds=embeds, pooled=pooled)
+
+
+def _per_prompt(pipe: Any, embeds: list[Any], repeat: int) -> EncodedText:
+    """Z-Image's per-prompt tensors (each its real tokens) as one zero-padded batch and its mask.
+
+    Row ``i``'s tensor is ``embeds[mask[i]]`` again; ``repeat`` copies each row as the pipeline
+    does for ``num_images_per_prompt``.
+    """
+    if not embeds or not all(isinstance(e, torch.Tensor) and e.ndim == 2 for e in embeds):
+        raise InjectionError(f"{type(pipe).__name__}.encode_prompt returned no list of (tokens, dim) tensors")
+    rows = [e for e in embeds for _ in range(repeat)]
+    length = max(e.shape[0] for e in rows)
+    batch = rows[0].new_zeros((len(rows), length, rows[0].shape[1]))
+    mask = torch.zeros((len(rows), length), dtype=torch.bool, device=rows[0].device)
+    for i, e in enumerate(rows):
+        batch[i, : e.shape[0]] = e
+        mask[i, : e.shape[0]] = True
+    return EncodedText(embeds=batch, pooled=None, mask=mask)

@@ -17,6 +17,10 @@ pipeline's batch size, so the pipeline never sees the extra rows. The benign row
 original's current latents (a batched pass in place of the paper's cached benign run),
 not a trajectory of their own.
 
+FLUX and Qwen-Image (:mod:`~safetext.inject.streams`), Z-Image and Lumina2
+(:mod:`~safetext.inject.unified`) keep their own attention processors: forward hooks on the
+text K/V projections swap the benign rows' outputs in, and no processor is replaced.
+
 Projected cross-attention (PixArt, Sana): the attention reads the caption after the model's
 own ``caption_projection`` (and Sana's ``caption_norm``). Forward hooks on those modules
 check that each one receives what the one before it produced (the first one, the
@@ -62,6 +66,7 @@ from safetext.inject.processors import (
 )
 from safetext.inject.sites import attention_sites, denoiser_of, text_path
 from safetext.inject.streams import StreamHooks, check_stream_processors, layout_of
+from safetext.inject.unified import UnifiedHooks, check_unified_processors, is_unified
 
 
 @dataclass
@@ -139,6 +144,10 @@ def check_processors(pipe: Any, modules: list[str]) -> None:
     layout = layout_of(denoiser)
     if layout is not None:
         check_stream_processors(layout, denoiser, modules)
+        return
+    if is_unified(denoiser):
+        attention_sites(denoiser)  # refuses unknown text paths
+        check_unified_processors(denoiser, modules)
         return
     kinds = {site.name: site.kind for site in attention_sites(denoiser)}
     for name in modules:
@@ -239,6 +248,9 @@ class Injection:
         if self.layout is not None:
             check_stream_processors(self.layout, self.denoiser, list(self.config.modules))
             return "stream"  # double- and single-stream modules of one FLUX call may mix
+        if is_unified(self.denoiser):
+            check_unified_processors(self.denoiser, list(self.config.modules))
+            return "unified"
         if len(kinds) != 1:
             raise InjectionError(f"modules mix attention kinds {sorted(kinds)}")
         return kinds.pop()
@@ -293,6 +305,10 @@ class Injection:
                 self.layout, self.denoiser, list(self.config.modules), self.module_kinds, state, arguments, _advance_step
             )
             hooks.install(self._handles)
+            return
+        if self.kind == "unified":  # Z-Image, Lumina2: hooks on the text K/V projections, processors untouched
+            unified = UnifiedHooks(self.denoiser, list(self.config.modules), state, arguments, _advance_step)
+            unified.install(self._handles)
             return
         for name in self.config.modules:
             module = self.denoiser.get_submodule(name)
@@ -581,7 +597,9 @@ def run_injected(
         benign: list[str | None] = [benign_prompt] * len(prompts)
     else:
         benign = list(benign_prompt)
-    call = dict(pipe_kwargs) if pipe_kwargs.get("prompt_embeds") is not None else {"prompt": prompt, **pipe_kwargs}
+    # A copy of a prompt list: Z-Image's encode_prompt writes its chat-templated text into the list it gets.
+    given = list(prompt) if isinstance(prompt, list) else prompt
+    call = dict(pipe_kwargs) if pipe_kwargs.get("prompt_embeds") is not None else {"prompt": given, **pipe_kwargs}
     plain = all(b is None for b in benign) and not any(
         b is not None for values in (benign_inputs or {}).values() for b in values
     )

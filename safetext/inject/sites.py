@@ -12,9 +12,11 @@ Four kinds exist in the supported denoisers:
   The text K/V from ``add_k_proj/add_v_proj`` are joined to the image self-attention K/V.
 * ``joint``: double-stream attention (SD3, FLUX and Qwen-Image ``transformer_blocks.N.attn``). The text
   stream has its own Q/K/V (``add_q_proj/add_k_proj/add_v_proj``); only the text K/V are swapped.
-* ``single``: single-stream attention (FLUX ``single_transformer_blocks.N.attn``). The block
-  joins text and image tokens into one sequence, text first; the text K/V are the
-  ``to_k/to_v`` outputs at the text positions.
+* ``single``: single-stream attention (FLUX ``single_transformer_blocks.N.attn``, Z-Image
+  ``layers.N.attention``, Lumina2 ``layers.N.attn``). The block joins text and image tokens
+  into one sequence (FLUX: text first; Z-Image: image then caption, per row; Lumina2:
+  caption then image, per row); the text K/V are the ``to_k/to_v``
+  outputs at the text positions.
 
 Modules are found by class: diffusers' ``Attention`` and the model-specific
 ``AttentionModuleMixin`` classes (``FluxAttention``).
@@ -54,11 +56,19 @@ KNOWN_DENOISERS: dict[str, tuple[ModuleKind, ...]] = {
     "SanaTransformer2DModel": ("cross",),
     "FluxTransformer2DModel": ("joint", "single"),
     "QwenImageTransformer2DModel": ("joint",),
+    "ZImageTransformer2DModel": ("single",),
+    "Lumina2Transformer2DModel": ("single",),
 }
 
 #: Denoisers whose blocks in one ModuleList join text and image tokens into one sequence
-#: (text first) before their attention: that list's name.
-SINGLE_STREAM_BLOCKS: dict[str, str] = {"FluxTransformer2DModel": "single_transformer_blocks"}
+#: before their attention: that list's name (FLUX: text first; Z-Image: ``[image, caption]``
+#: per row; Lumina2: ``[caption, image]`` per row, see :mod:`safetext.inject.unified`; their
+#: caption-only ``context_refiner`` and image-only ``noise_refiner`` are no sites).
+SINGLE_STREAM_BLOCKS: dict[str, str] = {
+    "FluxTransformer2DModel": "single_transformer_blocks",
+    "ZImageTransformer2DModel": "layers",
+    "Lumina2Transformer2DModel": "layers",
+}
 
 #: U-Net ``encoder_hid_dim_type`` values whose attention reads (projected) text only.
 _UNET_TEXT_HID_TYPES = (None, "text_proj")
@@ -216,6 +226,7 @@ def candidate_modules(pipe_or_denoiser: Any) -> list[str]:
 
     These are the valid entries of ``InjectionConfig.modules`` and the search space of
     ``safetext localize`` (70 for SDXL, 24 for SD3, 22 for IF-I-XL, 28 for PixArt-Sigma,
-    20 for Sana 1600M, 60 for Qwen-Image). Use :func:`attention_sites` for each module's kind and parameter count.
+    20 for Sana 1600M, 60 for Qwen-Image; 30 for Z-Image and 26 for Lumina2 at their
+    diffusers default configs). Use :func:`attention_sites` for each module's kind and parameter count.
     """
     return [site.name for site in attention_sites(pipe_or_denoiser)]

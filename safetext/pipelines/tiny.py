@@ -3,8 +3,9 @@
 They exist so that injection, the guard, layer search and benchmarks can be tested on the
 real diffusers pipeline classes (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
 ``IFPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``, ``PixArtSigmaPipeline``,
-``SanaPipeline``, ``QwenImagePipeline``: see :mod:`safetext.pipelines.tiny_qwen`) without a
-network or a GPU.
+``SanaPipeline``, ``QwenImagePipeline``: see :mod:`safetext.pipelines.tiny_qwen`,
+``ZImagePipeline`` and ``Lumina2Pipeline``: see :mod:`safetext.pipelines.tiny_single`)
+without a network or a GPU.
 The weights are random, so the images are noise; what matters is that the code paths,
 tensor layouts and module names are the real ones.
 
@@ -67,9 +68,12 @@ from transformers import (
 )
 
 from safetext.pipelines.tiny_qwen import build_tiny_qwen_image
+from safetext.pipelines.tiny_single import build_tiny_lumina2, build_tiny_z_image
 
 #: Kinds accepted by :func:`build_tiny_pipeline`.
-TINY_KINDS: tuple[str, ...] = ("sd", "sdxl", "if", "sd3", "flux", "pixart-sigma", "sana", "qwen-image")
+TINY_KINDS: tuple[str, ...] = (
+    "sd", "sdxl", "if", "sd3", "flux", "pixart-sigma", "sana", "qwen-image", "z-image", "lumina2",
+)
 
 #: Token budget of the tiny CLIP tokenizers. One token per character, so prompts of up
 #: to ~30 characters are encoded without truncation.
@@ -441,6 +445,8 @@ _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "pixart-sigma": _pixart_sigma,
     "sana": _sana,
     "qwen-image": build_tiny_qwen_image,
+    "z-image": build_tiny_z_image,
+    "lumina2": build_tiny_lumina2,
 }
 
 

@@ -1,11 +1,12 @@
 """Tiny random-weight denoisers of the DiT families safetext does not inject into yet.
 
-HiDream, Lumina2, Z-Image and FLUX.2 each feed text to attention in a way of their own
-(new attention classes, one text-and-image sequence, per-row text masks), so
+HiDream and FLUX.2 each feed text to attention in a way of their own (new attention
+classes, their own text-and-image streams), so
 :func:`safetext.inject.attention_sites` refuses them by class, and a ``Guard`` on their
 pipelines fails at construction naming the pipeline and the attention classes. These
 builds, with the real module trees of diffusers' classes and tiny widths, let tests check
-that refusal offline; no text encoder or pipeline is built around them.
+that refusal offline; no text encoder or pipeline is built around them. (Z-Image and
+Lumina2 are injected into: their tiny pipelines are in :mod:`safetext.pipelines.tiny_single`.)
 """
 
 from __future__ import annotations
@@ -25,25 +26,6 @@ def _hidream() -> torch.nn.Module:
     )
 
 
-def _lumina2() -> torch.nn.Module:
-    from diffusers import Lumina2Transformer2DModel
-
-    return Lumina2Transformer2DModel(
-        sample_size=16, patch_size=2, in_channels=4, hidden_size=32, num_layers=2, num_refiner_layers=1,
-        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(4, 6, 6),
-        axes_lens=(16, 16, 16), cap_feat_dim=32,
-    )
-
-
-def _z_image() -> torch.nn.Module:
-    from diffusers import ZImageTransformer2DModel
-
-    return ZImageTransformer2DModel(
-        in_channels=4, dim=32, n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2,
-        cap_feat_dim=32, axes_dims=[4, 6, 6], axes_lens=[16, 16, 16],
-    )
-
-
 def _flux2() -> torch.nn.Module:
     from diffusers import Flux2Transformer2DModel
 
@@ -56,8 +38,6 @@ def _flux2() -> torch.nn.Module:
 #: Family -> (pipeline class name, builder of its denoiser).
 REFUSED_DENOISERS: dict[str, tuple[str, Callable[[], torch.nn.Module]]] = {
     "hidream": ("HiDreamImagePipeline", _hidream),
-    "lumina2": ("Lumina2Pipeline", _lumina2),
-    "z-image": ("ZImagePipeline", _z_image),
     "flux2": ("Flux2Pipeline", _flux2),
 }
 

@@ -10,16 +10,17 @@ lexicon is compiled once per spec and cached on disk.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from safetext.detect.classifiers import Classifier, create_classifier, occlusion_spans
+from safetext.detect.classifiers import Classifier, create_classifier, occlusion_spans, text_windows
 from safetext.detect.inflect import inflect
 from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import Normalized, normalize
 from safetext.detect.scope import in_scope, render_scope
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
+from safetext.detect.tokenized import align, map_span
 from safetext.policy.checks import check_compiled
 from safetext.policy.decision import ACTION_SEVERITY, Action, Decision, Span
 from safetext.policy.loader import load_policy, policy_fingerprint
@@ -34,6 +35,8 @@ METHOD_SCORE = {
 # Risk contributed by a span of each severity (1..4, capped after the render boost).
 SEVERITY_RISK = {1: 0.35, 2: 0.6, 3: 0.85, 4: 1.0}
 _MAX_REASONS = 50
+_CACHED_CHARS = 2_000  # longest prompt whose spans are cached
+_SPANS_CACHE_LIMIT = 8_192  # cached prompts; the cache is cleared when full
 
 
 def normalize_settings(normalization: Normalization) -> NormalizeSettings:
@@ -48,7 +51,7 @@ def lexicon_spec(policy: Policy) -> LexiconSpec:
     for category, term, spec in policy.term_items():
         cat = policy.categories[category]
         terms.append(TermSpec(term, category, SEVERITY_RANK[spec.severity or cat.severity], spec.match or cat.match))
-    return LexiconSpec(tuple(terms), tuple(policy.allow), policy.normalization.inflections)
+    return LexiconSpec(tuple(terms), tuple(policy.allow), policy.normalization.inflections, policy.builtin_names)
 
 
 class PolicyEngine:
@@ -68,6 +71,7 @@ class PolicyEngine:
         self._classifier = classifier
         self._classifier_lock = threading.Lock()
         self._target_cache: dict[tuple[str, str, str, str], str] = {}
+        self._spans_cache: dict[str, tuple[Span, ...]] = {}
         self._targets: dict[tuple[str, str], list[str]] = {}
         for category, term, spec in self.policy.term_items():
             self._targets[(category, " ".join(canonical_words(term)))] = list(spec.targets)
@@ -80,12 +84,30 @@ class PolicyEngine:
     # ---- analyze ------------------------------------------------------------------------------
 
     def analyze(self, prompt: str) -> list[Span]:
-        """Non-overlapping spans found in ``prompt``; offsets index the original string."""
+        """Non-overlapping spans found in ``prompt``; offsets index the original string.
+
+        Results for prompts up to :data:`_CACHED_CHARS` characters are cached: services see
+        the same prompt again (several images per prompt, retries), and spans are immutable.
+        """
         if not prompt or len(prompt) > self.policy.max_chars:
             return []
+        if len(prompt) > _CACHED_CHARS:
+            return self._analyze(prompt)
+        cached = self._spans_cache.get(prompt)
+        if cached is None:
+            cached = tuple(self._analyze(prompt))
+            if len(self._spans_cache) >= _SPANS_CACHE_LIMIT:
+                self._spans_cache.clear()
+            self._spans_cache[prompt] = cached
+        return list(cached)
+
+    def _analyze(self, prompt: str) -> list[Span]:
         norm = normalize(prompt, unicode=self.settings.unicode, invisible=self.settings.invisible)
+        hits = self.matcher.scan(norm.text)
+        if not hits and self.policy.classifier is None:
+            return []  # the render scope only qualifies spans, so most prompts never need it
         scope = render_scope(norm.text)
-        spans = [self._span(prompt, norm, scope, hit) for hit in self.matcher.scan(norm.text)]
+        spans = [self._span(prompt, norm, scope, hit) for hit in hits]
         spans = [s for s in spans if s is not None]
         if self.policy.classifier is not None:
             spans += self._classifier_spans(prompt, norm, scope, spans)
@@ -152,28 +174,37 @@ class PolicyEngine:
         return keep_case(matched, base)
 
     def _classifier_spans(self, prompt: str, norm: Normalized, scope: list[tuple[int, int]], found: list[Span]) -> list[Span]:
+        """Spans from the classifier, scored over windows (:func:`text_windows`): the render
+        scope, each sentence and word windows of long ones, so scene text around a toxic word
+        does not dilute its score. Occlusion locates the words in each window that fires."""
         config = self.policy.classifier
         assert config is not None
         clf = self._get_classifier()
+        rendered_regions = [norm.span(s, e) for s, e in scope]
         if config.scope == "render" and scope:
-            regions = [norm.span(s, e) for s, e in scope]
+            windows = [w for w in text_windows(prompt, rendered_regions)[1:] if any(a <= w[0] and w[1] <= b for a, b in rendered_regions)]
         else:
-            regions = [(0, len(prompt))]
+            windows = text_windows(prompt, rendered_regions)
+        windows = [w for w in windows if prompt[w[0] : w[1]].strip()]
+        if not windows:
+            return []
+        scores = clf.score([prompt[a:b] for a, b in windows])
+        fired = sorted(((sc, w) for sc, w in zip(scores, windows) if sc >= config.threshold), key=lambda x: (-x[0], x[1][1] - x[1][0]))
         out: list[Span] = []
+        explained = False  # a located word was on the allow list
         category = self.policy.categories[config.category]
-        for r_start, r_end in regions:
+        for score, (r_start, r_end) in fired:
+            if not config.occlusion:
+                break
             text = prompt[r_start:r_end]
-            if not text.strip():
-                continue
-            score = clf.score([text])[0]
-            if score < config.threshold:
-                continue
-            located = occlusion_spans(clf, text, threshold=config.threshold, base_score=score) if config.occlusion else []
-            for s, e, _drop in located:
+            for s, e, _drop in occlusion_spans(clf, text, threshold=config.threshold, base_score=score):
                 start, end = r_start + s, r_start + e
-                if any(f.start < end and start < f.end for f in found):
+                if any(f.start < end and start < f.end for f in [*found, *out]):
                     continue
-                rendered = any(a <= start < b for a, b in (norm.span(x, y) for x, y in scope))
+                if self.matcher.allowed(normalize(prompt[start:end]).text):
+                    explained = True
+                    continue
+                rendered = any(a <= start < b for a, b in rendered_regions)
                 action = category.effective_render_action if rendered else category.action
                 if action == "allow":
                     continue
@@ -186,15 +217,16 @@ class PolicyEngine:
                         target=self._target(word.lower(), config.category, "", word) if action == "rewrite" and (category.targets or category.operator != "replace") else None,
                     )
                 )
-            if not located and config.on_unlocated != "allow" and not found:
-                out.append(
-                    Span(
-                        start=r_start, end=r_end, text=text, category=config.category, term="<classifier>",
-                        method="classifier", score=round(min(1.0, score), 4), in_render_scope=bool(scope),
-                        # with no located word there is nothing to rewrite, so rewrite flags
-                        action=_to_action("block" if config.on_unlocated == "block" else "flag"),
-                    )
+        if fired and not out and not explained and config.on_unlocated != "allow" and not found:
+            score, (r_start, r_end) = fired[0]
+            out.append(
+                Span(
+                    start=r_start, end=r_end, text=prompt[r_start:r_end], category=config.category, term="<classifier>",
+                    method="classifier", score=round(min(1.0, score), 4), in_render_scope=bool(scope),
+                    # with no located word there is nothing to rewrite, so rewrite flags
+                    action=_to_action("block" if config.on_unlocated == "block" else "flag"),
                 )
+            )
         return out
 
     def _get_classifier(self) -> Classifier:
@@ -241,6 +273,42 @@ class PolicyEngine:
         """``decide(prompt, analyze(prompt))``."""
         return self.decide(prompt, self.analyze(prompt))
 
+    def check_readings(self, prompt: str, readings: Sequence[str]) -> Decision:
+        """Check ``prompt`` and other readings of it (what tokenizers make of it) as one prompt.
+
+        Each reading's spans are mapped back onto ``prompt`` (:func:`safetext.detect.tokenized.align`),
+        so the strictest finding over all readings decides and the benign prompt is still a
+        rewrite of ``prompt``. A span that maps onto no character of ``prompt`` cannot be
+        rewritten there: the prompt is then blocked when that span asks for more than a flag.
+        """
+        spans = self.analyze(prompt)
+        raw = list(spans)
+        unmapped: list[Span] = []
+        for reading in readings:
+            found = self.analyze(reading)
+            if not found:
+                continue
+            mapping = align(prompt, reading)
+            for span in found:
+                where = map_span(mapping, span.start, span.end)
+                if where is None:
+                    unmapped.append(span)
+                    continue
+                start, end = where
+                if any(r.start < end and start < r.end for r in raw):
+                    continue  # the prompt's own span covers it
+                spans.append(span.model_copy(update={"start": start, "end": end, "text": prompt[start:end], "method": f"tokenizer/{span.method}"}))
+        decision = self.decide(prompt, _resolve(spans) if len(spans) > 1 else spans)
+        if not unmapped:
+            return decision
+        worst = max((s.action for s in unmapped), key=ACTION_SEVERITY.__getitem__)
+        action = Action.BLOCK if ACTION_SEVERITY[worst] >= ACTION_SEVERITY[Action.REWRITE] else worst
+        if ACTION_SEVERITY[action] <= ACTION_SEVERITY[decision.action]:
+            return decision
+        reasons = [*decision.reasons, *(f"{s.category}: {s.text!r} in a tokenizer reading ({s.method}) -> {action.value}" for s in unmapped)]
+        benign = None if action is Action.BLOCK else decision.benign_prompt
+        return decision.model_copy(update={"action": action, "benign_prompt": benign, "risk": max(decision.risk, *(s.score for s in unmapped)), "reasons": reasons})
+
     def check_batch(self, prompts: Iterable[str]) -> list[Decision]:
         """One decision per prompt, in order; equal to ``[check(p) for p in prompts]``.
 
@@ -253,9 +321,12 @@ class PolicyEngine:
     __call__ = check
 
 
+_ACTIONS: dict[str, Action] = {a.value: a for a in Action}
+
+
 def _to_action(action: str) -> Action:
     """A category action (allow, flag, rewrite, block) as the decision's action."""
-    return Action(action)
+    return _ACTIONS[action]
 
 
 def _resolve(spans: list[Span]) -> list[Span]:

@@ -145,6 +145,9 @@ class Policy(_Strict):
         default_factory=dict, description="category -> term -> targets (string, list, mapping, false to disable)"
     )
     allow: list[Word] = Field(default_factory=list, description="Innocent words and phrases that never match.")
+    builtin_names: bool = Field(
+        True, description="Also allow safetext's built-in names and places (Dick Van Dyke, Penistone; safetext.detect.vocabulary)."
+    )
     classifier: ClassifierConfig | None = None
     max_chars: int = Field(1_000_000, ge=1, description="Longer prompts are blocked without analysis.")
     audit: AuditConfig | None = Field(None, description="The post-generation OCR audit of guards built on this policy.")

@@ -1,12 +1,14 @@
 """The HTTP service: one FastAPI app built by :func:`create_app` from a :class:`ServeConfig`.
 
 Gateway mode (``model=None``) checks prompts only and never imports torch, so it can run
-in front of any image service. Endpoints:
+in front of any image service. With a model it also generates, every image through a
+:class:`~safetext.Guard`. Endpoints:
 
 * ``GET /healthz`` - the process answers (never needs a token);
-* ``GET /readyz`` - the policies are compiled and answered a warm-up check (503 until then);
+* ``GET /readyz`` - the policies (and the model) are loaded and warmed (503 until then);
 * ``GET /metrics`` - Prometheus text;
-* ``POST /v1/check`` - decisions for one prompt or a list.
+* ``POST /v1/check`` - decisions for one prompt or a list;
+* ``POST /v1/images/generations`` - OpenAI's images API, guarded, dynamically batched.
 
 Every error is ``{"error": {"code", "message", "type"}}``. With a token configured, every
 endpoint but ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer <token>``.
@@ -14,182 +16,67 @@ endpoint but ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer <token>`
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import itertools
+import logging
+import math
+import os
+import socket
 import time
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from safetext.errors import SafetextError
+from safetext.serve.batching import Batcher, BatcherClosed, Job, QueueFull
+from safetext.serve.config import ServeConfig, ServeError, error_body
 from safetext.serve.metrics import Metrics
+from safetext.serve.middleware import BodyLimit, Measure, error_response, install_error_handlers
+from safetext.serve.schemas import (
+    CheckRequest,
+    CheckResponse,
+    DecisionOut,
+    GenerationInfo,
+    ImageData,
+    ImageRequest,
+    ImageResponse,
+    Prompts,
+    decision_out,
+)
+
+__all__ = ["ServeConfig", "ServeError", "create_app", "error_body"]
 
 #: Prompt used to warm each policy engine before readiness is reported.
 _WARMUP_PROMPT = "a sign that says hello"
 
+#: Most prompts a check runs on the event loop; larger checks run in a worker thread.
+_INLINE_PROMPTS = 8
 
-class ServeError(SafetextError, ValueError):
-    """A request the service refuses; carries the HTTP status and the error code it answers with."""
+#: How often a waiting generation request looks for a client that disconnected (seconds).
+_DISCONNECT_POLL_S = 0.05
 
-    def __init__(self, status: int, code: str, message: str, type_: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.type = type_
+log = logging.getLogger("safetext.serve")
 
 
-class ServeConfig(BaseModel):
-    """What the service runs with. The first policy is the default of requests that name none."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    policies: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
-    token: str | None = Field(default=None, description="Bearer token; None: no authentication.")
-    token_file: Path | None = Field(default=None, description="File whose first line is the token (keeps it out of argv).")
-    max_body_bytes: int = Field(default=1_000_000, gt=0)
-    max_prompt_chars: int = Field(default=4_000, gt=0)
-    max_prompts: int = Field(default=256, gt=0, description="Most prompts one check request may carry.")
-    model: str | None = Field(default=None, description="None: gateway mode, checks only, no torch.")
-
-    @model_validator(mode="after")
-    def _one_token_source(self) -> "ServeConfig":
-        if self.token is not None and self.token_file is not None:
-            raise ValueError("give token or token_file, not both")
-        if self.token is not None and not self.token.strip():
-            raise ValueError("token is empty")
-        if self.model is not None:
-            raise ValueError("model serving is not available yet; use model=None (gateway mode)")
-        return self
-
-    def resolved_token(self) -> str | None:
-        """The token to require, read from ``token_file`` when that is set."""
-        if self.token_file is None:
-            return self.token
-        try:
-            lines = self.token_file.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ServeError(500, "config_error", f"cannot read token file {self.token_file}: {exc.strerror}") from None
-        token = lines[0].strip() if lines else ""
-        if not token:
-            raise ServeError(500, "config_error", f"token file {self.token_file} is empty")
-        return token
-
-
-Prompts = Union[str, list[str]]
-
-
-class CheckRequest(BaseModel):
-    """Body of ``POST /v1/check``. ``prompt_2``/``prompt_3`` are the second and third text encoders' prompts (SDXL, SD3)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: Prompts
-    prompt_2: Prompts | None = None
-    prompt_3: Prompts | None = None
-    policy: str | None = None
-
-
-class DecisionOut(BaseModel):
-    """One decision as the API returns it: the engine's record plus LLM Guard's sanitized prompt and validity flag."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: str
-    prompt: str
-    benign_prompt: str | None
-    sanitized_prompt: str | None
-    is_valid: bool
-    flagged: bool
-    risk: float
-    spans: list[dict[str, Any]]
-    reasons: list[str]
-
-
-class CheckResponse(BaseModel):
-    """Body of a successful check. ``decisions_2``/``decisions_3`` are set when the request carried ``prompt_2``/``prompt_3``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    policy: str
-    decisions: list[DecisionOut]
-    decisions_2: list[DecisionOut] | None = None
-    decisions_3: list[DecisionOut] | None = None
-
-
-def error_body(code: str, message: str, type_: str) -> dict[str, Any]:
-    """The one error shape every endpoint answers with."""
-    return {"error": {"code": code, "message": message, "type": type_}}
-
-
-def _error(status: int, code: str, message: str, type_: str = "invalid_request_error", headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, type_), status_code=status, headers=headers)
-
-
-class BodyLimit:
-    """ASGI middleware answering 413 for bodies over ``limit`` bytes.
-
-    Why ASGI and not a FastAPI middleware: the limit must hold for chunked bodies that carry
-    no Content-Length, so it counts bytes as they are received, before anything is parsed.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._too_large(scope, receive, send)
-                return
-        seen = 0
-        over = False
-        replaced = False
-
-        async def counted() -> Message:
-            nonlocal seen, over
-            if over:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    over = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        async def guarded(message: Message) -> None:
-            # Once the body passed the limit, whatever the app answers (a parse error on the
-            # cut body) is replaced by one 413.
-            nonlocal replaced
-            if not over:
-                await send(message)
-            elif not replaced and message["type"] == "http.response.start":
-                replaced = True
-                await self._too_large(scope, receive, send)
-
-        await self.app(scope, counted, guarded)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _error(413, "request_too_large", f"request body is over {self.limit} bytes")
-        await response(scope, receive, send)
+def _policy_violation(decision: Any) -> ServeError:
+    reasons = "; ".join(getattr(decision, "reasons", []) or []) if decision is not None else ""
+    message = "the prompt was rejected by the content policy" + (f": {reasons}" if reasons else "")
+    return ServeError(400, "content_policy_violation", message)
 
 
 def create_app(config: ServeConfig) -> FastAPI:
-    """Build the service: compile and warm every policy, then wire the endpoints.
+    """Build the service: compile and warm every policy, load the model, then wire the endpoints.
 
     Policies compile here, not per request, so a bad policy name fails at startup with its
-    :class:`~safetext.errors.PolicyError` and requests never pay for compilation.
+    :class:`~safetext.errors.PolicyError` and requests never pay for compilation. The model
+    and its guards load here too, so a bad model or preset fails before the port opens.
     """
     from safetext.policy import PolicyEngine
+    from safetext.policy.decision import Action
 
     token = config.resolved_token()
     engines: dict[str, PolicyEngine] = {}
@@ -199,56 +86,62 @@ def create_app(config: ServeConfig) -> FastAPI:
     default_policy = config.policies[0]
     metrics = Metrics()
     state: dict[str, Any] = {"ready": False}
+    instance = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (one per Ray replica)
 
-    app = FastAPI(title="safetext", version=_version(), docs_url=None, redoc_url=None, openapi_url=None)
+    generation = None
+    batcher: Batcher | None = None
+    if config.model is not None:
+        from safetext.serve.generation import Generation
+
+        generation = Generation(config, engines)
+
+        def batched(jobs: Any, seconds: float) -> None:
+            metrics.observe_batch(sum(job.images for job in jobs), seconds)
+
+        batcher = Batcher(
+            generation.run,
+            max_queue=config.max_queue,
+            max_batch=config.max_batch,
+            window_s=config.batch_window_ms / 1000.0,
+            on_batch=batched,
+        )
+        metrics.gauge("safetext_queue_depth", "Generation requests waiting for the model.", lambda: batcher.depth)
+        metrics.gauge("safetext_queue_capacity", "Most generation requests that may wait (--max-queue).", lambda: config.max_queue)
+        metrics.gauge("safetext_generations_running", "Generation requests in the pipeline call now running.", lambda: batcher.running)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if batcher is not None:  # the server stopped taking requests: finish what was queued
+            await run_in_threadpool(batcher.close)
+
+    app = FastAPI(title="safetext", version=_version(), docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.config = config
     app.state.metrics = metrics
-
+    app.state.batcher = batcher
+    app.state.generation = generation
     # Added first, so it runs inside the metrics middleware and its 413s are counted.
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(Measure, metrics=metrics)
+    install_error_handlers(app)
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            metrics.observe_request(endpoint, request.method, status, time.perf_counter() - start)
+    async def authorize(request: Request) -> None:
+        """Require the bearer token when one is configured (constant-time comparison).
 
-    @app.exception_handler(ServeError)
-    async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.code, exc.message, exc.type, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body"
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return _error(422, "invalid_request", "; ".join(problems))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", f"internal error ({type(exc).__name__})", "server_error")
-
-    def authorize(request: Request) -> None:
-        """Require the bearer token when one is configured (constant-time comparison)."""
+        Async because it only compares bytes: a sync dependency would cost a threadpool hop per request.
+        """
         if token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise ServeError(401, "unauthorized", "missing or wrong bearer token", "authentication_error")
+
+    def engine_for(policy: str | None) -> tuple[str, PolicyEngine]:
+        name = policy or default_policy
+        engine = engines.get(name)
+        if engine is None:
+            raise ServeError(404, "unknown_policy", f"policy {name!r} is not served; served: {', '.join(engines)}")
+        return name, engine
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -257,10 +150,25 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Ready: every policy compiled and answered a warm-up check."""
+        """Ready: every policy compiled and answered a warm-up check, and the model is loaded."""
         if not state["ready"]:
-            return _error(503, "not_ready", "policies are not warmed yet", "server_error")
-        return JSONResponse({"status": "ready", "mode": "gateway", "policies": list(engines), "default_policy": default_policy})
+            return error_response(503, "not_ready", "policies are not warmed yet", "server_error")
+        body: dict[str, Any] = {
+            "status": "ready",
+            "mode": "gateway",
+            "policies": list(engines),
+            "default_policy": default_policy,
+            "instance": instance,
+        }
+        if generation is not None:
+            body.update(
+                mode="generation",
+                model=config.model,
+                sizes=[f"{w}x{h}" for w, h in generation.sizes],
+                max_batch=config.max_batch,
+                max_queue=config.max_queue,
+            )
+        return JSONResponse(body)
 
     @app.get("/metrics", dependencies=[Depends(authorize)])
     def prometheus() -> PlainTextResponse:
@@ -278,38 +186,114 @@ def create_app(config: ServeConfig) -> FastAPI:
         out = []
         for decision in engine.check_batch(items):
             metrics.observe_action(policy, decision.action.value)
-            out.append(
-                DecisionOut(
-                    action=decision.action.value,
-                    prompt=decision.prompt,
-                    benign_prompt=decision.benign_prompt,
-                    sanitized_prompt=decision.sanitized_prompt,
-                    is_valid=decision.is_valid,
-                    flagged=decision.flagged,
-                    risk=decision.risk,
-                    spans=[span.model_dump(mode="json") for span in decision.spans],
-                    reasons=list(decision.reasons),
-                )
-            )
+            out.append(decision_out(decision))
         return out
 
     @app.post("/v1/check", dependencies=[Depends(authorize)])
-    def check(body: CheckRequest) -> CheckResponse:
-        """Decisions for ``prompt`` (and ``prompt_2``/``prompt_3``) under one policy. Sync: FastAPI runs it in a worker thread."""
-        policy = body.policy or default_policy
-        engine = engines.get(policy)
-        if engine is None:
-            raise ServeError(404, "unknown_policy", f"policy {policy!r} is not served; served: {', '.join(engines)}")
+    async def check(body: CheckRequest) -> CheckResponse:
+        """Decisions for ``prompt`` (and ``prompt_2``/``prompt_3``) under one policy.
+
+        A check of one prompt takes tens of microseconds, less than a hop to the threadpool,
+        so small requests run on the event loop; large ones go to a worker thread so they
+        cannot stall other requests.
+        """
+        policy, engine = engine_for(body.policy)
         count = sum(0 if p is None else 1 if isinstance(p, str) else len(p) for p in (body.prompt, body.prompt_2, body.prompt_3))
         if count > config.max_prompts:
             raise ServeError(413, "too_many_prompts", f"request carries {count} prompts; the limit is {config.max_prompts}")
         if isinstance(body.prompt, list) and not body.prompt:
             raise ServeError(400, "invalid_request", "prompt: the list is empty")
-        return CheckResponse(
-            policy=policy,
-            decisions=_decide(engine, policy, body.prompt, "prompt") or [],
-            decisions_2=_decide(engine, policy, body.prompt_2, "prompt_2"),
-            decisions_3=_decide(engine, policy, body.prompt_3, "prompt_3"),
+
+        def decide() -> CheckResponse:
+            return CheckResponse(
+                policy=policy,
+                decisions=_decide(engine, policy, body.prompt, "prompt") or [],
+                decisions_2=_decide(engine, policy, body.prompt_2, "prompt_2"),
+                decisions_3=_decide(engine, policy, body.prompt_3, "prompt_3"),
+            )
+
+        return decide() if count <= _INLINE_PROMPTS else await run_in_threadpool(decide)
+
+    tags = itertools.count()
+
+    def retry_after() -> int:
+        """Seconds until the queue has likely moved on: the batches ahead times the mean call, at least the configured floor."""
+        assert batcher is not None
+        ahead = math.ceil(batcher.depth / config.max_batch) + 1  # the waiting batches and the running one
+        return max(config.retry_after_s, math.ceil(ahead * metrics.mean_generation_s()))
+
+    async def wait_for(job: Job, request: Request) -> Any:
+        """The job's outcome; a client that left or a timeout drops the job if it has not started."""
+        assert batcher is not None
+        waiter = asyncio.wrap_future(job.future)
+        deadline = time.monotonic() + config.request_timeout_s
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=_DISCONNECT_POLL_S)
+            if done:
+                return waiter.result()
+            if await request.is_disconnected():
+                metrics.observe_dropped("cancelled" if batcher.cancel(job) else "disconnected")
+                return None
+            if time.monotonic() >= deadline:
+                started = not batcher.cancel(job)
+                metrics.observe_dropped("timeout")
+                note = "; its generation had started and its result is discarded" if started else ""
+                raise ServeError(504, "timeout", f"no image within {config.request_timeout_s:g} s{note}", "server_error")
+
+    @app.post("/v1/images/generations", dependencies=[Depends(authorize)], response_model=None)
+    async def generations(body: ImageRequest, request: Request) -> ImageResponse | Response:
+        """Check the prompt, queue it for a batched guarded pipeline call, answer like OpenAI's images API."""
+        began = time.perf_counter()
+        if generation is None or batcher is None:
+            raise ServeError(404, "no_model", "this server runs in gateway mode (no model); start it with --model")
+        policy, engine = engine_for(body.policy)
+        spec = generation.spec(body, policy)
+        texts = [spec.prompt] + ([spec.prompt_2] if spec.prompt_2 is not None else [])
+        decisions = await run_in_threadpool(engine.check_batch, texts)
+        for decision in decisions:
+            metrics.observe_action(policy, decision.action.value)
+        blocked = next((d for d in decisions if d.action is Action.BLOCK), None)
+        if blocked is not None:  # refused before it takes a queue slot
+            metrics.observe_dropped("blocked")
+            raise _policy_violation(blocked)
+        try:
+            job = batcher.submit(spec.key(generation.batchable, next(tags)), spec.n, spec)
+        except QueueFull as exc:
+            metrics.observe_dropped("queue_full")
+            message = f"the generation queue is full ({exc}); retry later"
+            retry = {"Retry-After": str(retry_after())}
+            raise ServeError(429, "rate_limit_exceeded", message, "rate_limit_error", retry) from None
+        except BatcherClosed:
+            raise ServeError(503, "shutting_down", "the server is shutting down", "server_error") from None
+        try:
+            outcome = await wait_for(job, request)
+        except ServeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fail closed: no image, and the server keeps serving
+            log.error("generation failed: %s", exc, exc_info=exc)
+            metrics.observe_dropped("error")
+            return error_response(500, "generation_failed", f"generation failed, no image returned ({type(exc).__name__})", "server_error")
+        if outcome is None:  # the client disconnected; nobody reads this
+            return error_response(499, "client_closed_request", "the client disconnected")
+        metrics.observe_audit(outcome.audit["action"] if outcome.audit else "off")
+        if outcome.images is None:  # the guard blocked it: by policy, or a block audit read a blocked word
+            metrics.observe_dropped("blocked")
+            if outcome.audit is not None and outcome.audit["leaked"]:
+                raise ServeError(400, "content_policy_violation", "the OCR audit read a blocked word in the image; no image returned")
+            raise _policy_violation(outcome.decision)
+        return ImageResponse(
+            created=int(time.time()),
+            data=[ImageData(b64_json=image) for image in outcome.images],
+            safetext=GenerationInfo(
+                decision=decision_out(outcome.decision),
+                patched_layers=outcome.patched_layers,
+                audit=outcome.audit,
+                timings={**outcome.timings, "total_s": time.perf_counter() - began},
+                seed=spec.seed,
+                size=f"{spec.width}x{spec.height}",
+                steps=spec.steps,
+                batch_images=outcome.batch_images,
+            ),
         )
 
     for engine in engines.values():

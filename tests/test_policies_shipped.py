@@ -1,0 +1,119 @@
+"""The shipped policies' vocabulary: size, structure, language files, opt-in negative words."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from safetext.policy import Action, PolicyEngine, load_policy
+from safetext.policy.loader import policies_dir, resolve_policy_path
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGS = ("es", "fr", "de", "pt", "it")
+
+# (language, prompt with an accented or language-specific toxic word, its unaccented spelling, innocent prompts)
+LANG_CASES = {
+    "es": ('un cartel que dice "maricón"', "maricon", ["un cartel que dice hola amigo", "un gato negro en la ventana", "una casa con jardín"]),
+    "fr": ('une pancarte avec le mot "enculé"', "encule", ["une pancarte avec le mot bonjour", "un cul-de-sac à Paris", "une belle journée"]),
+    "de": ('ein Schild mit der Aufschrift "Scheiße"', "scheisse", ["ein Schild mit der Aufschrift Bäckerei", "ein dicker Hund im Park", "guten Morgen"]),
+    "pt": ('uma placa que diz "otário"', "otario", ["uma placa que diz bom dia", "uma casa na praia", "obrigado amigo"]),
+    "it": ('un cartello con la scritta "coglione"', "coglione", ["un cartello con la scritta buongiorno", "una pizza margherita", "grazie mille"]),
+}
+
+
+class _NeverToxic:
+    name = "never"
+
+    def score(self, texts: list[str]) -> list[float]:
+        return [0.0] * len(texts)
+
+
+@pytest.fixture(scope="module")
+def default() -> PolicyEngine:
+    return PolicyEngine("default")
+
+
+@pytest.fixture(scope="module")
+def strict() -> PolicyEngine:
+    return PolicyEngine("strict", classifier=_NeverToxic())
+
+
+def test_default_is_a_real_lexicon_with_category_severity_and_targets() -> None:
+    policy = load_policy("default")
+    items = policy.term_items()
+    assert len(items) >= 1500
+    categories = {cat for cat, _, _ in items}
+    assert {"profanity", "insult", "sexual", "slur", "violence", "hate", "negative", "mature"} <= categories
+    assert policy.categories["negative"].action == policy.categories["mature"].action == "allow"
+    for cat, term, spec in items:
+        category = policy.categories[cat]
+        assert spec.severity or category.severity, term
+        assert spec.targets or category.targets, term
+
+
+def test_default_header_states_the_source() -> None:
+    head = (policies_dir() / "default.yaml").read_text(encoding="utf-8")[:1500]
+    assert "Source of the lexicon: written by hand" in head
+
+
+def test_no_benign_target_is_itself_toxic(default: PolicyEngine, strict: PolicyEngine) -> None:
+    policy = strict.policy
+    targets = {t for _, _, spec in policy.term_items() for t in spec.targets}
+    targets |= {t for cat in policy.categories.values() for t in cat.targets}
+    for engine in (default, strict):
+        flagged = [t for t in sorted(targets) if engine.check(t).action is not Action.ALLOW]
+        assert flagged == [], flagged
+
+
+@pytest.mark.parametrize("prompt", ["a poster of a killer whale", "The Texas Chainsaw Massacre", "Murder on the Orient Express",
+                                    'a sign that says "I hate Mondays"', "a torture chamber in a castle museum",
+                                    "a medical diagram of the penis and testicles"])
+def test_opt_in_words_are_allowed_by_default_and_rewritten_by_strict(
+    default: PolicyEngine, strict: PolicyEngine, prompt: str
+) -> None:
+    assert default.check(prompt).action is Action.ALLOW
+    decision = strict.check(prompt)
+    assert decision.action is Action.REWRITE
+    assert {s.category for s in decision.spans} <= {"negative", "mature"}
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["FUCK", "sh1t", "f.u.c.k", "b-i-t-c-h", "i d i o t", "id\u200biot", "аsshole", "ｆｕｃｋ", "𝐜𝐮𝐧𝐭", "fuuuck", "dickhead", "shittier",
+     "motherfucking", "blow job", "fuckery", "bitchy", "dumbass", "m0r0n", "wanker", "kys"],
+)
+def test_obfuscated_forms_are_caught(default: PolicyEngine, form: str) -> None:
+    assert default.check(f'a sign that says "{form}"').action is not Action.ALLOW
+
+
+@pytest.mark.parametrize("prompt", ["Dick Van Dyke on stage", "a map of Scunthorpe", "a cocktail bar in Essex", "Chris Pratt smiling",
+                                    "a classic car", "summa cum laude diploma", "a rapper on stage", "a Shiite mosque"])
+def test_names_and_places_are_allowed(default: PolicyEngine, prompt: str) -> None:
+    assert default.check(prompt).action is Action.ALLOW
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_language_policy_loads_extends_default_and_detects(lang: str, default: PolicyEngine) -> None:
+    by_name = PolicyEngine(f"lang/{lang}")
+    by_path = PolicyEngine(policies_dir() / "lang" / f"{lang}.yaml")
+    assert by_name.fingerprint == by_path.fingerprint
+    assert resolve_policy_path(f"lang/{lang}") == (policies_dir() / "lang" / f"{lang}.yaml").resolve()
+    policy = by_name.policy
+    assert str((policies_dir() / "default.yaml").resolve()) in policy._files
+    own = {(c, t) for c, t, _ in policy.term_items()} - {(c, t) for c, t, _ in default.policy.term_items()}
+    assert len(own) >= 200
+    toxic, unaccented, innocent = LANG_CASES[lang]
+    assert by_name.check(toxic).action is Action.REWRITE
+    assert by_name.check(toxic.replace(toxic.split('"')[1], unaccented)).action is Action.REWRITE
+    assert by_name.check('a sign that says "idiot"').action is Action.REWRITE  # the English lexicon still applies
+    for prompt in innocent:
+        assert by_name.check(prompt).action is Action.ALLOW, (prompt, by_name.check(prompt).reasons)
+
+
+def test_wheel_ships_the_language_files() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["safetext.policies"]
+    assert "*/*.yaml" in patterns
+    assert sorted(p.stem for p in (policies_dir() / "lang").glob("*.yaml")) == sorted(LANGS)
