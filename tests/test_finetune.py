@@ -50,7 +50,8 @@ def images(pipe: Any, prompt: str = PROMPTS[0], seed: int = 0) -> np.ndarray:
 def lora_state(pipe: Any) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
-    return {k: v.clone() for k, v in get_peft_model_state_dict(pipe.unet, adapter_name=ADAPTER).items()}
+    denoiser = pipe.unet if hasattr(pipe, "unet") else pipe.transformer
+    return {k: v.clone() for k, v in get_peft_model_state_dict(denoiser, adapter_name=ADAPTER).items()}
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +317,183 @@ def test_data_order_visits_every_example_once_per_epoch() -> None:
     assert stream[:n] != stream[n : 2 * n], "each epoch has its own order"
     assert batch_indices(5, n, batch, 4) == stream[12:15]
     assert batch_indices(6, n, batch, 0) != stream[:3] or batch_indices(6, n, batch, 1) != stream[3:6]
+
+
+# --------------------------------------------------------------------------- FLUX.1
+
+FLUX_MODULES = ["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"]  # one double-, one single-stream module
+FLUX_SUFFIXES = {
+    FLUX_MODULES[0]: {"to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj"},
+    FLUX_MODULES[1]: {"to_q", "to_k", "to_v"},
+}
+FLUX_CALL: dict[str, Any] = dict(num_inference_steps=2, output_type="np", height=32, width=32, max_sequence_length=32)
+
+
+def tiny_flux() -> Any:
+    from safetext.pipelines import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("flux", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def flux_images(pipe: Any, prompt: str = PROMPTS[0], seed: int = 0) -> np.ndarray:
+    return pipe(prompt, generator=torch.Generator().manual_seed(seed), **FLUX_CALL).images
+
+
+def flux_data(folder: Path, n: int) -> Path:
+    from safetext.lora.objective import image_size
+
+    return make_data(folder, n=n, size=image_size(tiny_flux()))
+
+
+@pytest.fixture(scope="module")
+def flux_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path, dict[str, torch.Tensor]]:
+    """tiny:flux (guidance-embedded) with 2 steps of LoRA on FLUX_MODULES."""
+    root = tmp_path_factory.mktemp("ftflux")
+    data = flux_data(root / "data", n=4)
+    pipe = tiny_flux()
+    base = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
+    result = finetune(pipe, data, FLUX_MODULES, steps=2, batch=2, lr=5e-2, out=root / "adapter", progress=False)
+    return pipe, result, root, base
+
+
+def test_flux_baseline_targets() -> None:
+    pipe = tiny_flux()
+    local = select_targets(pipe, FLUX_MODULES, "localized", rank=4)
+    assert {m: {layer.removeprefix(m + ".") for layer in local.layers if layer.startswith(m + ".")} for m in FLUX_MODULES} == FLUX_SUFFIXES
+    every = select_targets(pipe, FLUX_MODULES, "all", rank=4)
+    assert set(every.modules) == {f"transformer_blocks.{i}.attn" for i in range(2)} | {f"single_transformer_blocks.{i}.attn" for i in range(2)}
+    assert len(every.layers) == 2 * 6 + 2 * 3
+    rand = select_targets(pipe, FLUX_MODULES, "random", rank=4, seed=1)
+    assert rand.modules and not set(rand.modules) & set(FLUX_MODULES)
+    assert rand.lora_params <= local.lora_params
+
+
+def test_flux_only_the_preset_modules_get_lora_and_gradients(flux_trained: Any) -> None:
+    pipe, result, _, base = flux_trained
+    model = pipe.transformer
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n and any(n.startswith(m + ".") for m in FLUX_MODULES) for n in trainable)
+    for module, suffixes in FLUX_SUFFIXES.items():
+        assert {n.split(".lora_")[0].removeprefix(module + ".") for n in trainable if n.startswith(module + ".")} == suffixes
+    assert result.trainable_params == sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
+    now = model.state_dict()
+    for key, value in base.items():
+        peft_key = key.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
+        assert torch.equal(now.get(key, now.get(peft_key)), value), key
+    assert json.loads((result.out / "finetune.json").read_text())["objective"] == "flow"
+    # one loss on small inputs: gradients reach the LoRA parameters of both modules and nothing else
+    model.zero_grad(set_to_none=True)
+    g = torch.Generator().manual_seed(1)
+    out = model(hidden_states=torch.randn(1, 16, 16, generator=g), timestep=torch.tensor([0.5]), guidance=torch.tensor([3.5]),
+                pooled_projections=torch.randn(1, 32, generator=g), encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+                txt_ids=torch.zeros(8, 3), img_ids=torch.zeros(16, 3), return_dict=False)[0]
+    out.square().mean().backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad and with_grad <= set(trainable)
+    assert all(any(n.startswith(m + ".") and ".lora_B." in n for n in with_grad) for m in FLUX_MODULES)
+    model.zero_grad(set_to_none=True)
+
+
+def test_flux_save_load_bitwise_and_scale_zero_is_the_base(flux_trained: Any) -> None:
+    pipe, _, root, _ = flux_trained
+    expected = flux_images(pipe)
+    fresh = tiny_flux()
+    reference = flux_images(fresh)
+    assert not np.array_equal(reference, expected), "the adapter should change the output"
+    fresh.load_lora_weights(str(root / "adapter"), adapter_name="ft")
+    assert np.array_equal(flux_images(fresh), expected)
+    fresh.set_adapters(["ft"], adapter_weights=[0.0])
+    assert np.array_equal(flux_images(fresh), reference)
+
+
+@pytest.mark.slow
+def test_flux_resume_continues_from_the_saved_step(tmp_path: Path) -> None:
+    data = flux_data(tmp_path / "data", n=3)  # 3 images, batch 2: step 2 crosses the epoch boundary
+    straight = tiny_flux()
+    finetune(straight, data, FLUX_MODULES, steps=2, batch=2, lr=1e-2, out=tmp_path / "a", progress=False)
+    first = tiny_flux()
+    finetune(first, data, FLUX_MODULES, steps=1, batch=2, lr=1e-2, out=tmp_path / "b", progress=False)
+    resumed = tiny_flux()
+    rest = finetune(resumed, data, FLUX_MODULES, steps=2, batch=2, lr=1e-2, out=tmp_path / "b", resume=True, progress=False)
+    assert (rest.stats.start_step, rest.stats.steps) == (1, 2)
+    a, b, one = lora_state(straight), lora_state(resumed), lora_state(first)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], one[k]) for k in a), "step 2 must have changed the weights"
+
+
+def test_flux_guard_injects_through_the_lora_layers(flux_trained: Any) -> None:
+    from _inject_helpers import TOXIC, FakePolicy
+
+    from safetext import Guard
+
+    _, _, root, _ = flux_trained
+    pipe = tiny_flux()
+    pipe.load_lora_weights(str(root / "adapter"))
+    projection = pipe.transformer.get_submodule(FLUX_MODULES[0]).add_k_proj
+    assert type(projection).__module__.startswith("peft"), "the text K projection is a LoRA layer"
+    unguarded = flux_images(pipe, TOXIC)
+    calls: list[int] = []
+    hook = projection.register_forward_hook(lambda m, args, out: calls.append(out.shape[0]))
+    guard = Guard(pipe, policy=FakePolicy(), preset=FLUX_MODULES)
+    guarded = guard(TOXIC, generator=torch.Generator().manual_seed(0), **FLUX_CALL)
+    hook.remove()
+    assert guarded.decision.action.value == "rewrite" and guarded.injection is not None
+    steps = guarded.injection.injected_steps
+    assert set(FLUX_MODULES) <= set(steps) and all(steps[m] for m in FLUX_MODULES)
+    assert calls, "the guarded call ran the LoRA text K projection"
+    assert not np.array_equal(guarded.images, unguarded), "the benign text K/V changed the output"
+    allowed = guard(PROMPTS[2], generator=torch.Generator().manual_seed(0), **FLUX_CALL)
+    assert allowed.decision.action.value == "allow"
+    assert np.array_equal(allowed.images, flux_images(pipe, PROMPTS[2]))
+
+
+def test_cli_trains_tiny_flux(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from safetext.cli import app
+
+    data = flux_data(tmp_path / "data", n=2)
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("name: tiny-flux-test\nmodules:\n" + "".join(f"- {m}\n" for m in FLUX_MODULES))
+    out = tmp_path / "adapter"
+    args = ["finetune", "--model", "tiny:flux", "--data", str(data), "--preset", str(preset), "--steps", "2", "--batch", "1", "--lr", "0.05", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"2 module(s): {', '.join(FLUX_MODULES)}" in result.output and "steps 0->2" in result.output
+    assert (out / "pytorch_lora_weights.safetensors").is_file() and "| preset | tiny-flux-test |" in (out / "README.md").read_text()
+    fresh = tiny_flux()
+    base = flux_images(fresh)
+    fresh.load_lora_weights(str(out))
+    assert not np.array_equal(flux_images(fresh), base), "the trained adapter loads and changes the output"
+
+
+def test_dit_testbed_layout_trains_and_loads_bitwise(tmp_path: Path) -> None:
+    """The DiT testbed's FluxPipeline: no guidance embedding, a 6-channel VAE with position
+    channels, size and T5 length from its model profile."""
+    import yaml
+
+    from safetext.lora.objective import default_latent_encoder, encode_texts, image_size, testbed_latents
+    from safetext.pipelines.load import load_pipeline
+    from safetext.testbed.dit import model as dm
+
+    folder = tmp_path / "dit"
+    dm.build_pipeline(sizes=dm.TINY).save_pretrained(folder)
+    (folder / "safetext_model.yaml").write_text(yaml.safe_dump(dm.PROFILE, sort_keys=False))
+    pipe = load_pipeline(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    assert image_size(pipe) == (dm.WIDTH, dm.HEIGHT) and default_latent_encoder(pipe) is testbed_latents
+    cond = encode_texts(pipe, PROMPTS[:2], image_size(pipe))
+    assert "guidance" not in cond and cond["encoder_hidden_states"].shape[1] == dm.T5_MAX_LENGTH
+    data = make_data(tmp_path / "data", n=2, size=image_size(pipe))
+    modules = ["transformer_blocks.0.attn", "single_transformer_blocks.0.attn"]
+    finetune(pipe, data, modules, steps=2, batch=2, lr=5e-2, out=tmp_path / "a", progress=False)
+    call = dict(num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0))
+    expected = pipe(PROMPTS[0], **call).images
+    fresh = load_pipeline(str(folder))
+    fresh.set_progress_bar_config(disable=True)
+    base = fresh(PROMPTS[0], **dict(call, generator=torch.Generator().manual_seed(0))).images
+    fresh.load_lora_weights(str(tmp_path / "a"))
+    assert not np.array_equal(base, expected)
+    assert np.array_equal(fresh(PROMPTS[0], **dict(call, generator=torch.Generator().manual_seed(0))).images, expected)

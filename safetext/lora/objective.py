@@ -5,6 +5,14 @@ schedulers train flow matching (x_t = (1 - s) x0 + s n, target n - x0); the othe
 their beta schedule with ``prediction_type`` ``epsilon``, ``v_prediction`` or ``sample``.
 Text is encoded by the pipeline's own ``encode_prompt``, so training sees the prompt
 exactly as generation does. VAE and text encoders are frozen, so both are computed once.
+
+FLUX.1 (``FluxPipeline``) trains rectified flow as its pipeline samples it: latents stay
+(B, C, H, W) for noising, :func:`denoise` packs them into 2x2 tokens with the pipeline's
+``_pack_latents`` / ``_prepare_latent_image_ids``, passes ``timestep = sigma`` (the
+transformer multiplies it by 1000) and the guidance scale when the transformer embeds it,
+and unpacks the prediction, so the target is ``noise - x0`` in the latent layout.
+Image size, T5 length and guidance come from the model profile's ``generation`` keys,
+else from ``FluxPipeline.__call__``'s defaults.
 """
 
 from __future__ import annotations
@@ -22,10 +30,38 @@ from safetext.inject.sites import denoiser_of
 
 LatentEncoder = Callable[[Any, torch.Tensor], torch.Tensor]
 ENCODE_CHUNK = 16  # images per VAE / text-encoder call while pre-computing
+FLUX_TIME_SCALE = 1000.0  # FluxPipeline passes timestep / 1000 (= sigma); the transformer scales it back
+FLUX_PACK = 2  # FLUX tokens are 2x2 latent patches
+
+
+def is_flux(pipe: Any) -> bool:
+    """Whether ``pipe`` is a text-to-image ``FluxPipeline`` (its variants take other inputs)."""
+    from diffusers import FluxPipeline
+
+    return isinstance(pipe, FluxPipeline) and type(pipe).__name__ == "FluxPipeline"
+
+
+def generation_default(pipe: Any, key: str) -> Any:
+    """The model profile's ``generation[key]``, else the default of the pipeline's ``__call__`` (None if neither)."""
+    import inspect
+
+    from safetext.pipelines.profile import profile_of
+
+    profile = profile_of(pipe)
+    if profile is not None and profile.generation.get(key) is not None:
+        return profile.generation[key]
+    parameter = inspect.signature(type(pipe).__call__).parameters.get(key)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default
 
 
 def image_size(pipe: Any) -> tuple[int, int]:
     """(width, height) in pixels of the images the denoiser's default latent decodes to."""
+    if is_flux(pipe):  # FluxPipeline's own default: default_sample_size latent pixels per side
+        side = int(pipe.default_sample_size * pipe.vae_scale_factor)
+        width, height = generation_default(pipe, "width"), generation_default(pipe, "height")
+        return int(width or side), int(height or side)
     _, denoiser = denoiser_of(pipe)
     size = denoiser.config.get("sample_size")
     factor = int(getattr(pipe, "vae_scale_factor", 8))
@@ -92,7 +128,16 @@ def encode_texts(pipe: Any, prompts: list[str], size: tuple[int, int]) -> dict[s
     for i in range(0, len(prompts), ENCODE_CHUNK):
         chunk = prompts[i : i + ENCODE_CHUNK]
         cls = type(pipe).__name__
-        if cls.startswith("StableDiffusion3"):
+        if is_flux(pipe):
+            length = int(generation_default(pipe, "max_sequence_length") or 512)
+            embeds, pooled, text_ids = pipe.encode_prompt(chunk, prompt_2=None, device=device, max_sequence_length=length)
+            part = {"encoder_hidden_states": embeds, "pooled_projections": pooled,
+                    "txt_ids": text_ids.expand(len(chunk), -1, -1)}  # batch first like the rest; denoise takes one row
+            if pipe.transformer.config.guidance_embeds:
+                scale = float(generation_default(pipe, "guidance_scale") or 0.0)
+                part["guidance"] = torch.full((len(chunk),), scale, device=device)
+            parts.append(part)
+        elif cls.startswith("StableDiffusion3"):
             embeds, _, pooled, _ = pipe.encode_prompt(chunk, None, None, device=device, do_classifier_free_guidance=False)
             parts.append({"encoder_hidden_states": embeds, "pooled_projections": pooled})
         elif cls.startswith("StableDiffusionXL"):
@@ -104,18 +149,37 @@ def encode_texts(pipe: Any, prompts: list[str], size: tuple[int, int]) -> dict[s
             embeds, _ = pipe.encode_prompt(chunk, device, 1, False)
             parts.append({"encoder_hidden_states": embeds})
         else:
-            raise FinetuneError(f"safetext finetune supports Stable Diffusion 1.x/2.x, SDXL and SD3 pipelines, not {cls}")
+            raise FinetuneError(f"safetext finetune supports Stable Diffusion 1.x/2.x, SDXL, SD3 and FLUX.1 pipelines, not {cls}")
     return {key: torch.cat([p[key] for p in parts]).float() for key in parts[0]}
 
 
 def denoise(denoiser: Any, component: str, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
     """One denoiser prediction with the conditioning :func:`encode_texts` made."""
+    if "txt_ids" in cond:
+        return _denoise_flux(denoiser, x_t, t, cond)
     if component == "transformer":
         return denoiser(hidden_states=x_t, timestep=t, encoder_hidden_states=cond["encoder_hidden_states"],
                         pooled_projections=cond["pooled_projections"], return_dict=False)[0]
     added = {k: cond[k] for k in ("text_embeds", "time_ids") if k in cond}
     return denoiser(x_t, t, encoder_hidden_states=cond["encoder_hidden_states"],
                     added_cond_kwargs=added or None, return_dict=False)[0]
+
+
+def _denoise_flux(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    """FLUX's prediction for (B, C, H, W) latents, in that layout: packed in, unpacked out."""
+    from diffusers import FluxPipeline
+
+    b, c, h, w = x_t.shape
+    if h % FLUX_PACK or w % FLUX_PACK:
+        raise FinetuneError(f"FLUX packs 2x2 latent patches; the latent is {h}x{w}")
+    tokens = FluxPipeline._pack_latents(x_t, b, c, h, w)
+    img_ids = FluxPipeline._prepare_latent_image_ids(b, h // FLUX_PACK, w // FLUX_PACK, x_t.device, x_t.dtype)
+    guidance = cond.get("guidance")
+    pred = denoiser(hidden_states=tokens, timestep=t / FLUX_TIME_SCALE, guidance=guidance,
+                    pooled_projections=cond["pooled_projections"], encoder_hidden_states=cond["encoder_hidden_states"],
+                    txt_ids=cond["txt_ids"][0], img_ids=img_ids, return_dict=False)[0]
+    # _unpack_latents takes pixel sizes: with a scale factor of 1 they are the latent's own
+    return FluxPipeline._unpack_latents(pred, h, w, 1)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ Two baselines take the same projections of other modules: ``all`` (every attenti
 the denoiser, self- and cross-attention) and ``random`` (attention modules drawn at random,
 outside the preset, whose LoRA parameter count matches the localized set's as closely as
 possible), so a comparison can tell the layers' choice apart from the parameter budget.
+
+Each module gets LoRA on those of its projections that exist: joint attention (SD3, and
+FLUX's double-stream ``transformer_blocks.N.attn``) adds the text K/V ``add_k_proj`` /
+``add_v_proj``; FLUX's single-stream ``single_transformer_blocks.N.attn`` has no ``to_out``
+(the block's ``proj_out`` mixes attention and MLP), so it gets ``to_q``, ``to_k``, ``to_v``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ METHODS: tuple[str, ...] = ("localized", "all", "random")
 
 #: The projections of every attention module that get LoRA.
 PROJECTIONS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-#: Extra text K/V projections of joint (SD3) and added-K/V (IF) attention.
+#: Extra text K/V projections of joint (SD3, FLUX double-stream) and added-K/V (IF) attention.
 TEXT_PROJECTIONS: tuple[str, ...] = ("add_k_proj", "add_v_proj")
 RANDOM_TRIES = 256  # random orders tried when matching the localized parameter count
 
