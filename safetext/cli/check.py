@@ -182,20 +182,42 @@ def validate(
 
 
 def near_misses(policy: Policy) -> list[str]:
-    """Benign targets one letter away from a blocked term (e.g. mate / hate, books / boobs).
+    """Benign targets one letter away from a term the policy acts on (e.g. mate / hate, books / boobs).
 
     Why: image models misdraw single letters, so such a target can come out as the blocked
     word itself (the testbed once wrote MATE as HATE). Listed, not refused: a look-alike
-    target keeps the layout, and may still be the best choice.
-    """
-    from safetext.metrics.edit import levenshtein
+    target keeps the layout, and may still be the best choice. Terms of categories the
+    policy allows (opt-in categories) are not counted.
 
-    terms = {term.lower() for _, term, _ in policy.term_items()}
+    One-edit neighbours are found through an index of each term's one-deletion and
+    one-wildcard forms, so the cost grows with the number of terms, not with their product.
+    """
+    acted = {c for c, cat in policy.categories.items() if cat.action != "allow"}
+    terms = sorted({term.lower() for category, term, _ in policy.term_items() if category in acted})
+    wildcard: dict[str, set[str]] = {}  # term with one position blanked -> terms (substitutions)
+    deleted: dict[str, set[str]] = {}  # term with one character removed -> terms (one longer)
+    for term in terms:
+        for i in range(len(term)):
+            wildcard.setdefault(term[:i] + "\0" + term[i + 1 :], set()).add(term)
+            deleted.setdefault(term[:i] + term[i + 1 :], set()).add(term)
+    known = set(terms)
+    cache: dict[str, list[str]] = {}
+
+    def neighbours(low: str) -> list[str]:
+        if low not in cache:
+            close = set(deleted.get(low, ())) | ({low} & known)
+            for i in range(len(low)):
+                close |= wildcard.get(low[:i] + "\0" + low[i + 1 :], set())
+                shorter = low[:i] + low[i + 1 :]
+                if shorter in known:
+                    close.add(shorter)
+            cache[low] = sorted(close)
+        return cache[low]
+
     out = []
     for category, term, spec in policy.term_items():
         for target in spec.targets or policy.categories[category].targets:
-            low = target.lower()
-            close = sorted(t for t in terms if abs(len(t) - len(low)) <= 1 and levenshtein(low, t) <= 1)
+            close = neighbours(target.lower())
             if close:
                 out.append(f"terms.{category}.{term}: benign target {target!r} is one letter from blocked {', '.join(map(repr, close))}")
     return out
