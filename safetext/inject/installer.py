@@ -128,11 +128,6 @@ class _Arguments:
         return {**dict(zip(self.names, args)), **kwargs}
 
 
-def _trim(value: Any, n_ext: int, n: int) -> Any:
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == n_ext:
-        return value[:n]
-    return value
-
 
 def check_processors(pipe: Any, modules: list[str]) -> None:
     """Refuse, before any call, localized modules whose attention processor the injector cannot use.
@@ -471,8 +466,7 @@ class Injection:
                 if ext is None or ext.trimmed or index != ext.trim_after:
                     return None
                 ext.trimmed = True
-                n_ext = ext.n_orig + len(ext.sources)
-                return tuple(_trim(x, n_ext, ext.n_orig) for x in output)
+                return tuple(ext.trim(x) for x in output)
 
             return hook
 
@@ -480,11 +474,7 @@ class Injection:
             ext = state.extension
             if ext is None or not ext.trimmed:
                 return None
-            n_ext = ext.n_orig + len(ext.sources)
-            return (
-                tuple(_trim(a, n_ext, ext.n_orig) for a in args),
-                {k: _trim(v, n_ext, ext.n_orig) for k, v in kwargs.items()},
-            )
+            return ext.trim_call(args, kwargs)
 
         def post_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
             ext, state.extension = state.extension, None

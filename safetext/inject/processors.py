@@ -60,6 +60,21 @@ class JointExtension:
     text_len: int = 0  # text tokens at the front of a single-stream sequence (FLUX)
     swapped: set[tuple[str, str]] = field(default_factory=set)  # (module, "k" | "v") swapped this call (FLUX)
 
+    @property
+    def n_ext(self) -> int:
+        """Rows of the extended call: the pipeline's rows and the benign rows after them."""
+        return self.n_orig + len(self.sources)
+
+    def trim(self, value: Any) -> Any:
+        """``value`` without the benign rows when it is a per-row tensor of the extended call."""
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == self.n_ext:
+            return value[: self.n_orig]
+        return value
+
+    def trim_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A forward call's arguments without the benign rows (for the blocks after the last localized one)."""
+        return tuple(self.trim(a) for a in args), {k: self.trim(v) for k, v in kwargs.items()}
+
 
 @dataclass
 class CallState:
@@ -245,7 +260,7 @@ class JointSwapProcessor:
         ext = self.state.extension
         if ext is None or encoder_hidden_states is None or ext.trimmed:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
-        n_ext = ext.n_orig + len(ext.sources)
+        n_ext = ext.n_ext
         if hidden_states.shape[0] != n_ext:
             raise InjectionError(f"{self.module} received {hidden_states.shape[0]} rows, expected {n_ext}")
         self.state.record(self.module)

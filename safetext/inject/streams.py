@@ -144,11 +144,6 @@ def _pad_tokens(value: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([value, value.new_zeros((value.shape[0], missing, *value.shape[2:]))], dim=1)
 
 
-def _trim(value: Any, n_ext: int, n: int) -> Any:
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == n_ext:
-        return value[:n]
-    return value
-
 
 class StreamHooks:
     """Installs the hooks described in the module doc for one call; handles go to ``handles``."""
@@ -310,7 +305,7 @@ class StreamHooks:
         mask = kwargs.get(name)
         if mask is None:
             return None  # every row's text is all real tokens: nothing to carry
-        n_ext = ext.n_orig + len(ext.sources)
+        n_ext = ext.n_ext
         if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or mask.shape[0] != n_ext:
             raise InjectionError(f"{name} at a localized module is not a ({n_ext}, tokens) mask")
         targets, sources = ext.targets.to(mask.device), ext.sources.to(mask.device)
@@ -323,7 +318,7 @@ class StreamHooks:
             ext = self.state.extension
             if ext is None or ext.trimmed:
                 return None
-            n_ext = ext.n_orig + len(ext.sources)
+            n_ext = ext.n_ext
             if output.shape[0] != n_ext:
                 raise InjectionError(f"{name}.{which} projection got {output.shape[0]} rows, expected {n_ext}")
             ext.swapped.add((name, which))
@@ -342,18 +337,13 @@ class StreamHooks:
         if ext is None or ext.trimmed:
             return None
         ext.trimmed = True
-        n_ext = ext.n_orig + len(ext.sources)
-        return tuple(_trim(x, n_ext, ext.n_orig) for x in output)
+        return tuple(ext.trim(x) for x in output)
 
     def _trim_inputs(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ext = self.state.extension
         if ext is None or not ext.trimmed:
             return None
-        n_ext = ext.n_orig + len(ext.sources)
-        return (
-            tuple(_trim(a, n_ext, ext.n_orig) for a in args),
-            {k: _trim(v, n_ext, ext.n_orig) for k, v in kwargs.items()},
-        )
+        return ext.trim_call(args, kwargs)
 
     def _finish(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         ext, self.state.extension = self.state.extension, None
