@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from safetext.testbed import data  # noqa: E402
+from safetext.testbed import data, recipe  # noqa: E402
 from safetext.testbed import model as tb  # noqa: E402
 from safetext.testbed import train  # noqa: E402
 
@@ -67,13 +67,13 @@ def test_denoiser_batch_depends_on_seed_and_step_only(tmp_path):
 
 def test_learning_rate_warms_up_then_decays_to_the_deadline():
     run = SimpleNamespace(args=SimpleNamespace(lr=1e-3), step=0, warm_from=0)
-    assert train.Trainer._learning_rate(run, 0.0, float("inf")) == pytest.approx(1e-3 / train.WARMUP_STEPS)
-    run.step = train.WARMUP_STEPS
+    assert train.Trainer._learning_rate(run, 0.0, float("inf")) == pytest.approx(1e-3 / recipe.WARMUP_STEPS)
+    run.step = recipe.WARMUP_STEPS
     assert train.Trainer._learning_rate(run, 5.0, float("inf")) == pytest.approx(1e-3)  # no deadline: no decay
-    assert train.Trainer._learning_rate(run, 50.0, 100.0) == pytest.approx(1e-3 * (1 + train.LR_FINAL) / 2)
-    assert train.Trainer._learning_rate(run, 500.0, 100.0) == pytest.approx(1e-3 * train.LR_FINAL)
-    run.warm_from = train.WARMUP_STEPS  # a warm start restarts the warm-up
-    assert train.Trainer._learning_rate(run, 0.0, float("inf")) == pytest.approx(1e-3 / train.WARMUP_STEPS)
+    assert train.Trainer._learning_rate(run, 50.0, 100.0) == pytest.approx(1e-3 * (1 + recipe.LR_FINAL) / 2)
+    assert train.Trainer._learning_rate(run, 500.0, 100.0) == pytest.approx(1e-3 * recipe.LR_FINAL)
+    run.warm_from = recipe.WARMUP_STEPS  # a warm start restarts the warm-up
+    assert train.Trainer._learning_rate(run, 0.0, float("inf")) == pytest.approx(1e-3 / recipe.WARMUP_STEPS)
 
 
 def test_defaults_are_the_shipped_recipe():

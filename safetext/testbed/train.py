@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from safetext.testbed import data
+from safetext.testbed import data, recipe
 from safetext.testbed import model as tb
 from safetext.testbed.render import OUTLINE, sample_spec
 
@@ -48,14 +48,10 @@ AE_GPU_BATCH_FACTOR = 4  # a GPU takes whole signs, this many times --ae-batch
 SCALING_SIGNS, SCALING_SEED, SCALING_CHUNK = 256, 12345, 32  # signs that measure the latent std, fixed draws
 TEXT_LR, TEXT_BATCH = 1e-3, 128  # spelling pre-training: text only, so large batches are cheap
 WEIGHT_DECAY = 1e-2  # denoiser and text encoder
-WARMUP_STEPS = 200  # linear learning-rate warm-up, restarted by --init-from (fresh optimiser)
-LR_FINAL = 0.1  # with --hours the rate decays linearly to this share of --lr by the deadline: sharper glyphs
 DENOISER_TEXT_WEIGHT = 3.0  # extra v-loss weight on latents inside the text box
 HIGH_NOISE_SHARE = 0.5  # samples drawn from the noisiest timesteps, where the prompt decides the letters
 HIGH_NOISE_FROM = 0.4  # ... that is, from the last 60% of the schedule
 GRAD_CLIP = 1.0  # gradient-norm limit of U-Net and text encoder: one odd batch cannot derail a run
-EMA_DECAY = 0.999  # the exported weights average about the last 1,000 steps
-EMA_WARMUP = 10  # the decay ramps as (1 + step) / (EMA_WARMUP + step), so early EMA follows the weights
 LOG_EVERY = 50  # steps between rows of OUT/log.jsonl
 SYNC_EVERY = 10  # on a GPU, steps between progress updates (.item() waits for the device)
 QUICK_EVAL_PROMPTS, QUICK_EVAL_SEED = 16, 777  # held-out prompts of the --eval-every check
@@ -264,16 +260,11 @@ class Trainer:
                 self._record(phase="eval", step=self.step, **self.quick_eval())
 
     def _learning_rate(self, elapsed: float, budget: float) -> float:
-        """``--lr`` after a linear warm-up, decayed linearly to ``LR_FINAL`` of it by the deadline (if any)."""
-        warm = min(1.0, (self.step + 1 - self.warm_from) / WARMUP_STEPS)
-        decay = 1.0 - (1.0 - LR_FINAL) * min(1.0, elapsed / budget) if math.isfinite(budget) else 1.0
-        return self.args.lr * warm * decay
+        """``--lr`` on the shared schedule; the warm-up restarts at ``--init-from``'s step (fresh optimiser)."""
+        return recipe.learning_rate(self.args.lr, self.step - self.warm_from, elapsed, budget)
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = min(EMA_DECAY, (1 + self.step) / (EMA_WARMUP + self.step))
-        for ema, live in ((self.ema_unet, self.c["unet"]), (self.ema_text, self.c["text_encoder"])):
-            torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in live.parameters()], 1 - decay)
+        recipe.update_ema(((self.ema_unet, self.c["unet"]), (self.ema_text, self.c["text_encoder"])), self.step)
 
     @torch.no_grad()
     def quick_eval(self) -> dict[str, float]:
@@ -364,7 +355,7 @@ class Trainer:
         self.log.flush()
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.gpu else torch.autocast("cpu", enabled=False)
+        return recipe.autocast(self.gpu)
 
     # ---------------------------------------------------------------- export
     def pipeline(self) -> StableDiffusionPipeline:
@@ -402,7 +393,7 @@ class Trainer:
     def _recipe(self) -> dict[str, Any]:
         """What shapes the denoiser's learning, recorded per run segment (a resume may change it)."""
         args = self.args
-        return {"lr": args.lr, "lr_final": LR_FINAL, "spell_weight": args.spell_weight, "high_noise": HIGH_NOISE_SHARE, "outline": True}
+        return {"lr": args.lr, "lr_final": recipe.LR_FINAL, "spell_weight": args.spell_weight, "high_noise": HIGH_NOISE_SHARE, "outline": True}
 
     def _add_lineage(self, meta: dict[str, Any], segments: list[dict[str, Any]]) -> None:
         """A warm-started export keeps its parent's history with this run appended as a stage, so

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from safetext.testbed import data
+from safetext.testbed import data, recipe
 from safetext.testbed import model as tb
 from safetext.testbed.dit import model as dm
 from safetext.testbed.render import sample_spec
@@ -46,12 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
 CPU_BATCH, GPU_BATCH = 16, 256  # denoiser batch when --batch is 0
 TEXT_LR = 1e-3  # spelling pre-training, as the first testbed
 WEIGHT_DECAY = 1e-2
-WARMUP_STEPS = 200  # linear learning-rate warm-up of the denoiser phase
-LR_FINAL = 0.1  # with --minutes the rate decays linearly to this share of --lr by the deadline
 DENOISER_TEXT_WEIGHT = 3.0  # extra loss weight on latents inside the text box
 GRAD_CLIP = 1.0
-EMA_DECAY = 0.999
-EMA_WARMUP = 10  # the decay ramps as (1 + step) / (EMA_WARMUP + step)
 LOG_EVERY = 50  # steps between rows of OUT/log.jsonl
 SYNC_EVERY = 10  # on a GPU, steps between progress updates (.item() waits for the device)
 QUICK_EVAL_PROMPTS, QUICK_EVAL_SEED = 16, 777  # held-out prompts of the --eval-every check
@@ -294,17 +290,11 @@ class Trainer:
                 self._record(phase="eval", step=self.step, **self.quick_eval())
 
     def _learning_rate(self, elapsed: float, budget: float) -> float:
-        """``--lr`` after a linear warm-up, decayed linearly to ``LR_FINAL`` of it by the deadline (if any)."""
-        warm = min(1.0, (self.step + 1) / WARMUP_STEPS)
-        decay = 1.0 - (1.0 - LR_FINAL) * min(1.0, elapsed / budget) if math.isfinite(budget) else 1.0
-        return self.args.lr * warm * decay
+        """``--lr`` on the shared schedule (``safetext.testbed.recipe``)."""
+        return recipe.learning_rate(self.args.lr, self.step, elapsed, budget)
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = min(EMA_DECAY, (1 + self.step) / (EMA_WARMUP + self.step))
-        for name in self.trained:
-            ema, live = list(self.ema[name].parameters()), [p.detach() for p in self.c[name].parameters()]
-            torch._foreach_lerp_(ema, live, 1 - decay)
+        recipe.update_ema(((self.ema[name], self.c[name]) for name in self.trained), self.step)
 
     @torch.no_grad()
     def quick_eval(self) -> dict[str, float]:
@@ -351,7 +341,7 @@ class Trainer:
         self.log.flush()
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.gpu else torch.autocast("cpu", enabled=False)
+        return recipe.autocast(self.gpu)
 
     # ---------------------------------------------------------------- export
     def pipeline(self) -> FluxPipeline:
@@ -388,7 +378,7 @@ class Trainer:
     def _recipe(self) -> dict[str, Any]:
         """What shapes the denoiser's learning, recorded per run segment (a resume may change it)."""
         a = self.args
-        return {"lr": a.lr, "lr_final": LR_FINAL, "spell_weight": a.spell_weight, "minutes": a.minutes, "text_weight": DENOISER_TEXT_WEIGHT}
+        return {"lr": a.lr, "lr_final": recipe.LR_FINAL, "spell_weight": a.spell_weight, "minutes": a.minutes, "text_weight": DENOISER_TEXT_WEIGHT}
 
 
 def _portable(folder: Path) -> str:
