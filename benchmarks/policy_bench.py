@@ -13,7 +13,8 @@ model (read from site-packages at run time, never copied into a policy), hand-la
 ``benchmarks/data/external_not_offensive.txt``, each word obfuscated programmatically and
 put in prompt templates; wordfreq's most frequent words as innocent text; and
 ``benchmarks/data/innocent_names.txt``. Every word is assigned to "dev" or "holdout" by a
-hash of the word (:func:`split`); only dev may be looked at when tuning the policies.
+hash of the word (:func:`split`); only dev may be looked at when tuning the policies, and
+the outputs give the holdout's rates and counts but none of its words.
 """
 
 from __future__ import annotations
@@ -476,7 +477,27 @@ def external_eval() -> dict:
     out["eval_s"] = round(time.perf_counter() - t0, 1)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     out["targets"] = _targets(out)
+    _withhold_holdout_lists(out)
     return out
+
+
+_WORD_LISTS = ("missed_plain_words", "detection_misses", "flagged_words", "flagged", "missed", "fp_words")
+
+
+def _withhold_holdout_lists(out: dict) -> None:
+    """Replace the hold-out's word lists by their length, so a run's outputs (which are read
+    while tuning) name no hold-out word; its rates and counts stay."""
+    sections = [out[k]["holdout"] for k in ("toxic", "top50k", "spaced", "names")]
+    sections += [r["holdout"] for r in out["languages"].values()]
+    for section in sections:
+        for key in _WORD_LISTS:
+            if isinstance(section.get(key), list):
+                section[key] = f"{len(section[key])} withheld (hold-out)"
+
+
+def _names(words: list[str] | str, limit: int) -> str:
+    """A word list for the report, or the note that stands for a withheld one."""
+    return words if isinstance(words, str) else ", ".join(words[:limit]) or "none"
 
 
 def _version(dist: str) -> str:
@@ -606,20 +627,20 @@ def external_markdown(ext: dict) -> str:
         lines.append(f"| {fam} | {pct(ext['toxic']['dev']['recall_by_family'][fam])} | {pct(ext['toxic']['holdout']['recall_by_family'].get(fam, 0))} |")
     for part in ("dev", "holdout"):
         t = ext["toxic"][part]
-        lines += ["", f"{part}: {t['words']} words, {t['prompts']} prompts. Plain words missed (not in the lexicon): " + (", ".join(t["missed_plain_words"]) or "none") + ".",
+        lines += ["", f"{part}: {t['words']} words, {t['prompts']} prompts. Plain words missed (not in the lexicon): " + _names(t["missed_plain_words"], 200) + ".",
                   "", f"{part}: on the words caught in plain form, all families: {pct(t['recall_on_words_caught_plain'])}; obfuscations missed: "
-                  + (", ".join(t["detection_misses"][:120]) or "none") + "."]
+                  + _names(t["detection_misses"], 120) + "."]
     lines += ["", "### Innocent text", ""]
     for part in ("dev", "holdout"):
         f = ext["top50k"][part]
-        lines.append(f"- top-50k {part}: {f['words']} words, {f['prompts']} prompts, FP {pct(f['fp_rate'])}; flagged: " + (", ".join(f["flagged_words"][:80]) or "none"))
+        lines.append(f"- top-50k {part}: {f['words']} words, {f['prompts']} prompts, FP {pct(f['fp_rate'])}; flagged: " + _names(f["flagged_words"], 80))
     lines.append(f"- ({ext['top50k']['excluded_offensive']} of the top 50k are labelled offensive and excluded.)")
     for part in ("dev", "holdout"):
         f = ext["spaced"][part]
-        lines.append(f"- letter-spaced {part}: {f['words']} words, FP {pct(f['fp_rate'])}; flagged: " + (", ".join(f["flagged_words"][:40]) or "none"))
+        lines.append(f"- letter-spaced {part}: {f['words']} words, FP {pct(f['fp_rate'])}; flagged: " + _names(f["flagged_words"], 40))
     for part in ("dev", "holdout"):
         f = ext["names"][part]
-        lines.append(f"- names/places {part}: {f['names']} names, {f['prompts']} prompts, FP {pct(f['fp_rate'])}; flagged: " + (", ".join(f["flagged"]) or "none"))
+        lines.append(f"- names/places {part}: {f['names']} names, {f['prompts']} prompts, FP {pct(f['fp_rate'])}; flagged: " + _names(f["flagged"], 1000))
     lines += ["", "### Languages", "", "Recall is on each file's own terms (plain, unaccented, upper case, and for single words leet, dotted, zero-width, stretched) in two templates of that language; FP counts top-20k words flagged through anything but the language file's own terms (its own terms among the top 20k are counted separately).", "",
               "| language | entries | split | recall | FP on top 20k | own terms in top 20k | FP words | missed |", "|---|---:|---|---:|---:|---:|---|---|"]
     lines.insert(len(lines) - 2, "Top-20k words labelled offensive in benchmarks/data/lang_offensive.txt (English profanity used in that language, "
@@ -628,7 +649,7 @@ def external_markdown(ext: dict) -> str:
     for lang, r in ext["languages"].items():
         for part in ("dev", "holdout"):
             x = r[part]
-            lines.append(f"| {lang} | {r['entries']} | {part} | {pct(x['recall'])} | {pct(x['fp_rate'])} | {x['top20k_own_terms']} | {', '.join(x['fp_words'][:15])} | {', '.join(x['missed'][:8])} |")
+            lines.append(f"| {lang} | {r['entries']} | {part} | {pct(x['recall'])} | {pct(x['fp_rate'])} | {x['top20k_own_terms']} | {_names(x['fp_words'], 15)} | {_names(x['missed'], 8)} |")
     lines += ["", "### Baselines (same prompts, random samples)", "", "| system | split | recall | FP rate |", "|---|---|---:|---:|"]
     for part in ("dev", "holdout"):
         b = ext["baselines"][part]

@@ -79,6 +79,26 @@ BYPASSES = [
     ("html entity", "a sign that says &amp;#105;diot", "&amp;#105;diot", "idiot"),
     ("html entity", "a sign that says &quot;idiot&quot;", "idiot", "idiot"),
     ("html entity", "a sign that says &lt;idiot&gt;", "idiot", "idiot"),
+    ("quote split, short piece", 'a sign that says "co" "on"', 'co" "on', "coon"),
+    ("quote split, short piece", 'a sign that says "da" "mn"', 'da" "mn', "damn"),
+    ("quote split, short piece", 'a sign that says "a" "ss"', 'a" "ss', "ass"),
+    ("quote split, rare words", 'a t-shirt with the word bast" "ards printed on it', 'bast" "ards', "bastards"),
+    ("quote split, glued term", 'a sign that says "mothaf" "ucking"', 'mothaf" "ucking', "fucking"),
+    ("stretched, glued term", 'a sign that says "fuuuckaaa"', "fuuuck", "fuck"),
+    ("stretched, glued term", 'a sign that says "mooothaaafuuuckiiing"', "fuuuckiiing", "fucking"),
+    ("stretched, double letter kept", "a sign that says booooobies", "booooobies", "boobies"),
+    ("phrase without spaces", "a sign that says b.l.u.e.w.a.f.f.l.e", "b.l.u.e.w.a.f.f.l.e", "blue waffle"),
+    ("phrase without spaces", "a sign that says g o l d e n s h o w e r", "g o l d e n s h o w e r", "golden shower"),
+    ("phrase without spaces", "a sign that says booty&#99;all", "booty&#99;all", "booty call"),
+    ("phrase without spaces", "a sign that says carpet\u200bmuncher", "carpet\u200bmuncher", "carpet muncher"),
+    ("phrase stretched", 'a sign that says "bluuueee waaaffleee"', "bluuueee waaaffleee", "blue waffle"),
+    ("phrase quote split", 'a sign that says "dogs" "tyle"', 'dogs" "tyle', "dog style"),
+    ("symbols in a glued term", "a sign that says f|u|c|k|m|e|a|t", "f|u|c|k|m|e|a|t", "fuck"),
+    ("digits alone", 'a sign that says "80085"', "80085", "boobs"),
+    ("digits alone", "graffiti on a brick wall reading 7175", "7175", "tits"),
+    ("digits alone", "a t-shirt with the word 8008 printed on it", "8008", "boob"),
+    ("l for i", 'a sign that says "dlck"', "dlck", "dick"),
+    ("l for i", "a sign that says sh.l.t", "sh.l.t", "shit"),
 ]
 
 # (bypass class, innocent prompt): the same separators and folds around innocent words.
@@ -86,7 +106,7 @@ INNOCENT = [
     ("whitespace run", "a cat  and   a dog"),
     ("whitespace run", "a sign that says pen  is"),
     ("quote split", 'a sign that says "pen" "is"'),
-    ("quote split", 'a sign that says "co" "on"'),
+    ("quote split", 'a sign that says "nut" "job"'),  # two common words quoted one by one
     ("quote split", 'a sign that says "class" "ic"'),
     ("quote split", 'a sign that says "as" "sess"'),
     ("control characters", "a sign that says cock\x00tail"),
@@ -121,6 +141,15 @@ INNOCENT = [
     ("html entity", "a sign that says fish &amp; chips"),
     ("html entity", "a sign that says Scunt&#104;orpe"),
     ("html entity", "a sign that says &quot;classic&quot;"),
+    ("prose beside a function word", "a photo of sh at sunset, 35mm film"),  # not the irregular "shat"
+    ("prose beside a function word", "a photo of twa at sunset"),  # not "twat" with a letter repeated
+    ("digits in prose", "room 80085 on the third floor"),
+    ("digits among words", 'a sign that says "route 8008 north"'),
+    ("digits: short number", 'a sign that says "455"'),
+    ("digits: binary", "a sign that says 1011"),
+    ("stretched", 'a sign that says "shhh" and "zzz"'),
+    ("l for i", "a sign that says folded"),  # not "foided"
+    ("l for i", "a sign that says blotch"),
 ]
 
 

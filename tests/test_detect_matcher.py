@@ -178,3 +178,63 @@ def test_detect_imports_nothing_from_the_policy_layer() -> None:
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             assert not any(n == "safetext.policy" or n.startswith("safetext.policy.") for n in names), path.name
+
+
+# ---- sound-alike spellings and phrases without spaces ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def respelled() -> Matcher:
+    spec = LexiconSpec(
+        terms=(
+            TermSpec("crunker", "insult", 2), TermSpec("fribs", "insult", 2), TermSpec("snick", "insult", 2),
+            TermSpec("fish", "insult", 2), TermSpec("zib", "insult", 1), TermSpec("blat vonk", "insult", 2),
+            TermSpec("zonk glorp", "insult", 2), TermSpec("glorp", "insult", 2),
+        )
+    )
+    return Matcher(load_or_compile(spec))
+
+
+@pytest.mark.parametrize(
+    ("written", "term"),
+    [
+        ("krunker", "crunker"),  # a hard c written k
+        ("crunka", "crunker"),  # -er written -a
+        ("crunkaz", "crunker"),
+        ("phribs", "fribs"),  # f written ph
+        ("snik", "snick"),  # ck written k
+        ("snicky", "snick"),  # the -y adjective of a short term
+        ("snickz", "snick"),  # a plural s written z
+        ("blatvonk", "blat vonk"),  # a phrase written without its space
+        ("b.l.a.t.v.o.n.k", "blat vonk"),
+    ],
+)
+def test_respelled_forms_are_found(respelled: Matcher, written: str, term: str) -> None:
+    assert [t for _, t, _ in _found(respelled, f"a sign that says {written}")] == [term]
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("fishy", "a frequent English word is not a respelling"),
+        ("phish", "a frequent English word is not a respelling"),
+        ("zibz", "a severity-1 term is not respelled"),
+    ],
+)
+def test_real_words_are_not_respellings(respelled: Matcher, written: str, why: str) -> None:
+    assert _found(respelled, f"a sign that says {written}") == [], why
+    assert written not in respelled.forms, why
+
+
+def test_a_phrase_holding_a_term_is_not_joined(respelled: Matcher) -> None:
+    """ "zonkglorp" is left to glued matching (glorp inside it), so no joined form hides the term."""
+    assert "zonkglorp" not in respelled.forms
+    assert "blatvonk" in respelled.forms
+
+
+@pytest.mark.parametrize(
+    ("written", "term"),
+    [("l3itch", "bitch"), ("|3itch", "bitch"), ("masterb8", "masterbate")],
+)
+def test_leetspeak_groups(matcher: Matcher, written: str, term: str) -> None:
+    assert term in [t for _, t, _ in _found(matcher, f"a sign that says {written}")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import no_hang
 
-from safetext.detect.scope import in_scope, render_scope
+from safetext.detect.scope import in_scope, render_scope, renders_alone
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,20 @@ def test_scope_is_linear_on_hostile_input(prompt: str) -> None:
     with no_hang():
         scope = render_scope(prompt)
     assert isinstance(scope, list)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "word", "alone"),
+    [
+        ('a sign that says "80085"', "80085", True),
+        ("graffiti on a brick wall reading 80085", "80085", True),
+        ("a t-shirt with the word 80085 printed on it", "80085", True),
+        ('a neon sign saying "80085" in a dark bar', "80085", True),
+        ('a sign that says "route 80085 north"', "80085", False),
+        ("a sign that says call 80085 now", "80085", False),
+        ("room 80085 is on the left", "80085", False),
+    ],
+)
+def test_a_word_rendered_on_its_own(prompt: str, word: str, alone: bool) -> None:
+    at = prompt.index(word)
+    assert renders_alone(prompt, at, at + len(word)) is alone

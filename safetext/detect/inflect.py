@@ -16,7 +16,7 @@ VERB_ENDINGS = ("s", "ing", "in", "ed", "er", "ers")
 ADJ_ENDINGS = ("er", "est")
 
 
-def _doubles_final(word: str) -> bool:
+def doubles_final(word: str) -> bool:
     """CVC words of one syllable double their last consonant: stab -> stabbed, hit -> hitting."""
     if len(word) < 3 or word[-1] in _VOWELS or word[-1] in "wxy":
         return False
@@ -40,7 +40,7 @@ def _stem_for_suffix(word: str, suffix: str) -> str:
         return word[:-1]
     if word.endswith("y") and len(word) > 1 and word[-2] not in _VOWELS and suffix[0] == "e":
         return word[:-1] + "i"
-    if _doubles_final(word):
+    if doubles_final(word):
         return word + word[-1]
     return word
 

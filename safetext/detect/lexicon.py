@@ -23,11 +23,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from safetext.detect import inflect
+from safetext.detect import inflect, spelling
 from safetext.detect.normalize import normalize
 from safetext.detect.settings import LexiconSpec
 from safetext.detect.trie import trie_regex
-from safetext.detect.vocabulary import BUILTIN_PHRASES, BUILTIN_WORDS, CONTAINER_MIN_ZIPF, REPEAT_MIN_ZIPF, frequent_words, toxic_compound
+from safetext.detect.vocabulary import (
+    BUILTIN_PHRASES,
+    BUILTIN_WORDS,
+    COMMON_MIN_ZIPF,
+    CONTAINER_MIN_ZIPF,
+    REPEAT_MIN_ZIPF,
+    SPELLING_LANGUAGES,
+    SPELLING_MIN_ZIPF,
+    frequent_words,
+    toxic_compound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +94,7 @@ class CompiledLexicon:
     allow_words: frozenset[str]
     allow_phrases: tuple[tuple[str, ...], ...]
     used_spacy: bool
+    common: frozenset[str] = frozenset()  # pieces of forms that are frequent words of three letters or more
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON containers, the on-disk cache format."""
@@ -99,6 +110,7 @@ class CompiledLexicon:
             "allow_words": sorted(self.allow_words),
             "allow_phrases": [list(p) for p in self.allow_phrases],
             "used_spacy": self.used_spacy,
+            "common": sorted(self.common),
         }
 
     @classmethod
@@ -112,6 +124,7 @@ class CompiledLexicon:
             allow_words=frozenset(data["allow_words"]),
             allow_phrases=tuple(tuple(p) for p in data["allow_phrases"]),
             used_spacy=bool(data["used_spacy"]),
+            common=frozenset(data["common"]),
         )
 
 
@@ -173,6 +186,11 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     english = _english_from_spacy() if use_spacy else None
     forms: dict[str, Entry] = {}
     phrases: list[tuple[tuple[str, ...], Entry]] = []
+    # A phrase written without its spaces ("bluewaffle") is the phrase once spelled out,
+    # dotted or stretched, since those spellings drop the spaces between its words.
+    # A phrase holding a term of its own ("idiot face") is left to glued matching, which
+    # finds the term inside the joined spelling.
+    joined_forms: dict[str, tuple[tuple[str, ...], Entry]] = {}
     for item in spec.terms:
         category, term, severity, mode = item.category, item.term, item.severity, item.mode
         words = canonical_words(term)
@@ -182,6 +200,8 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         if len(words) > 1:
             for variant, ending in _phrase_variants(words, english, spec.inflections and mode != "exact"):
                 phrases.append((variant, Entry(base, category, severity, ending, "word")))
+                if ending in ("", "s"):
+                    joined_forms.setdefault("".join(variant), (variant, Entry(base, category, severity, ending, "word")))
             continue
         word = words[0]
         expanded = {word: ""}
@@ -198,6 +218,9 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
                 (ending != "") == (current.ending != "") and severity > current.severity
             ):
                 forms[form] = entry
+    for form, (variant, entry) in joined_forms.items():
+        if not any(word in forms for word in variant):
+            forms.setdefault(form, entry)
     allow_words: set[str] = set()
     allow_phrases: list[tuple[str, ...]] = []
     for allowed in spec.allow + (BUILTIN_PHRASES if spec.builtin_names else ()):
@@ -211,10 +234,13 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     vocabulary = english.vocabulary if english else frozenset()
     builtin = BUILTIN_WORDS if spec.builtin_names else frozenset()
     innocent = vocabulary | builtin | allow_words
+    if spec.inflections:
+        _add_spellings(forms, innocent)
     known = _innocent_containers(forms, innocent, builtin | allow_words) | _innocent_repeats(forms, innocent)
     known |= {w for w in builtin if w not in forms}
     known |= _frequent_containers(forms, frequent_words(CONTAINER_MIN_ZIPF))
     known |= _frequent_repeats(forms, frequent_words(REPEAT_MIN_ZIPF))
+    known |= _innocent_l_reads(forms, innocent | frequent_words(CONTAINER_MIN_ZIPF))
     pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
     english_words = vocabulary | FUNCTION_WORDS | GLUE_WORDS
     words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
@@ -226,7 +252,26 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         allow_words=frozenset(allow_words),
         allow_phrases=tuple(allow_phrases),
         used_spacy=english is not None,
+        common=frozenset(p for p in words if len(p) >= 3 and p in frequent_words(COMMON_MIN_ZIPF)),
     )
+
+
+def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str]) -> None:
+    """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word-mode
+    forms, leaving out any that is a real word in English or in another language a policy
+    ships (a respelling there is that word, not the term)."""
+    real = set(innocent) | frequent_words(CONTAINER_MIN_ZIPF)
+    for language in SPELLING_LANGUAGES:
+        real |= frequent_words(SPELLING_MIN_ZIPF, language)
+    added: dict[str, Entry] = {}
+    for form, entry in forms.items():
+        if entry.mode != "word" or entry.severity < 2 or " " in entry.term or len(form) < 3:
+            continue
+        for variant in spelling.variants(form, entry.ending):
+            if variant not in forms and variant not in real:
+                added.setdefault(variant, entry)
+    for variant, entry in added.items():
+        forms.setdefault(variant, entry)
 
 
 def _phrase_variants(words: tuple[str, ...], english: _English | None, inflections: bool) -> list[tuple[tuple[str, ...], str]]:
@@ -276,6 +321,27 @@ def _innocent_containers(forms: dict[str, Entry], vocabulary: frozenset[str] | s
     return known
 
 
+def l_as_i(word: str, limit: int = 3) -> list[str]:
+    """``word`` with one or more of its l's read as i ("dlck", "shlt"); none past ``limit`` l's."""
+    where = [k for k, c in enumerate(word) if c == "l"]
+    if not where or len(where) > limit:
+        return []
+    out = []
+    for picks in itertools.product((False, True), repeat=len(where)):
+        if any(picks):
+            chars = list(word)
+            for k, pick in zip(where, picks):
+                if pick:
+                    chars[k] = "i"
+            out.append("".join(chars))
+    return out
+
+
+def _innocent_l_reads(forms: dict[str, Entry], words: frozenset[str] | set[str]) -> set[str]:
+    """Real words that read as a form with an l taken for an i ("slit" is not "siit")."""
+    return {w for w in words if "l" in w and w not in forms and any(v in forms for v in l_as_i(w))}
+
+
 def _frequent_containers(forms: dict[str, Entry], frequent: frozenset[str]) -> set[str]:
     """Frequent words that hold a form of at least three letters inside them (japan, Matsushita).
 
@@ -319,7 +385,7 @@ def _code_version() -> str:
     """Hash of the compiler's own source, so a code change invalidates old caches."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("lexicon.py", "inflect.py", "normalize.py", "settings.py", "vocabulary.py"):
+    for name in ("lexicon.py", "inflect.py", "normalize.py", "settings.py", "spelling.py", "vocabulary.py"):
         digest.update((here / name).read_bytes())
     # terms and allow entries are folded with the confusables table; innocent words come from wordfreq
     for package in ("confusable-homoglyphs", "wordfreq"):

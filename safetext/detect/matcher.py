@@ -1,8 +1,10 @@
 """The per-prompt lexicon matcher: pure Python, dict lookups and a few regexes.
 
 It scans canonical text (see :mod:`safetext.detect.normalize`) token by token. Each token is
-tried whole (exact, inflected, leetspeak, repeated letters, masked), then in parts, then with
-symbols between its letters dropped, then for glued terms. Then consecutive tokens are
+tried whole (exact, inflected, leetspeak, l read as i, repeated letters, masked), then in
+parts, then with symbols between its letters dropped, then for glued terms, then with
+letters written three times or more cut back ("fuuuckaaa"). A number is read as leetspeak
+("80085"), which the engine keeps only where the prompt renders it alone. Then consecutive tokens are
 joined across whatever separates them (spaces, punctuation, quotes, emoji: a tokenizer
 drops all of it, and the model draws the letters side by side), so ``i d i o t``,
 ``id, iot`` and ``"id" "iot"`` are found. Every path honours the allow list. Results are
@@ -11,11 +13,13 @@ cached per token, since prompts reuse the same words.
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import operator
 import re
 from dataclasses import dataclass
 
-from safetext.detect.lexicon import FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry
+from safetext.detect.lexicon import FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, l_as_i
 from safetext.detect.settings import NormalizeSettings
 from safetext.detect.trie import trie_regex
 
@@ -24,11 +28,20 @@ LEET: dict[str, str] = {
     "0": "o", "1": "il", "2": "z", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
     "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "#": "h", "€": "e", "¢": "c", "£": "l", "¡": "i",
 }
+# Groups read as one letter by shape ("l3" and "|3" as b) or as a sound ("8" as "ate": "masterb8").
+LEET_GROUPS: tuple[tuple[str, str], ...] = (("l3", "b"), ("|3", "b"), ("13", "b"), ("8", "ate"))
 _SYMBOLS = "@$!|+*#€¢£¡"
 _WORD = r"[^\W_]|[@$!|+*#€¢£¡]"
 TOKEN_RE = re.compile(rf"(?:{_WORD})+(?:[.\-_'’~](?:{_WORD})+)*")
 # TOKEN_RE for text without "_" (where ``\w`` and ``[^\W_]`` agree): one character class, several times faster.
 _TOKEN_FAST = re.compile(r"[\w@$!|+*#€¢£¡]+(?:[.\-'’~][\w@$!|+*#€¢£¡]+)*")
+# The token patterns with one group around the whole token: re.split then returns gaps and
+# tokens in one call, and their offsets come from the lengths.
+_TOKEN_SPLIT = re.compile(f"({TOKEN_RE.pattern})")
+_TOKEN_FAST_SPLIT = re.compile(f"({_TOKEN_FAST.pattern})")
+# The same for ASCII text without "_": an ASCII class, and possessive repeats (a token never
+# gives back characters), about a third faster than the Unicode pattern.
+_TOKEN_ASCII_SPLIT = re.compile(r"([0-9A-Za-z@$!|+*#]++(?:[.\-'~][0-9A-Za-z@$!|+*#]++)*+)")
 _JOIN = frozenset(".-_'’~*")
 _DROP_JOINERS = str.maketrans("", "", ".-_'’~")
 _DROP_SYMBOLS = str.maketrans("", "", _SYMBOLS)
@@ -38,12 +51,19 @@ _MAX_VARIANTS = 32
 _MAX_TOKEN = 64  # longer tokens are split at joiners, or searched with a linear trie regex
 _MAX_JOINED = 40  # letters in one window of joined tokens
 _CONTEXT = 24  # letters of a spelled-out word looked at on each side of a hit
-_LONG_RUN = re.compile(rf"\S{{{_MAX_TOKEN + 1}}}")
 _DOUBLE = re.compile(r"(.)\1")
 _RUNS = re.compile(r"(.)\1+")
+_ANY_RUN = re.compile(r"((.)\2*)", re.DOTALL)
+_STRETCHED = re.compile(r"(.)\1\1")  # no English word holds one letter three times running
+# Numbers read as leetspeak need this many digits ("455" is a room before it is "ass");
+# years and numbers of 0s and 1s only (binary) stay numbers.
+_MIN_DIGITS = 4
+_YEAR = re.compile(r"(?:1[5-9]|20)\d\d")
+_MAX_L = 3  # l read as i ("dlck") is tried in words with at most this many l's
 _CACHE_LIMIT = 50_000
 _PROSE_GAP = re.compile(r"[.,;:!?]\s")
 _QUOTE_RE = re.compile("[\"'`«»‹›「」『』]")
+_QUOTE_PAIR = re.compile("[\"'`«»‹›「」『』][^\\w@$!|+*#€¢£¡]*[\"'`«»‹›「」『』]")  # a quote split's gap holds two quotes
 # A coarse key for pruning joined windows: every reading of a leet symbol, and letters a
 # leet symbol may stand for together (1 and | read i or l; 6 reads g or b), share one key.
 _SKELETON = str.maketrans(
@@ -67,16 +87,21 @@ class Hit:
 
 
 def _runs(s: str) -> tuple[str, tuple[int, ...]]:
-    letters, counts = [], []
-    for ch, group in itertools.groupby(s):
-        letters.append(ch)
-        counts.append(sum(1 for _ in group))
-    return "".join(letters), tuple(counts)
+    """``s`` with each run of one letter cut to one, and the length of each run."""
+    runs = _ANY_RUN.findall(s)
+    return "".join(c for _, c in runs), tuple(len(r) for r, _ in runs)
+
+
+_HITS = operator.itemgetter(0)
+_CANON = operator.itemgetter(1)
+_PIECE = operator.itemgetter(2)
+_STARTS = operator.itemgetter(3)
 
 
 def skeleton(letters: str) -> str:
     """The pruning key of ``letters``: leet readings merged, repeated letters collapsed."""
-    return _RUNS.sub(r"\1", letters.translate(_SKELETON))
+    key = letters.translate(_SKELETON)
+    return _RUNS.sub(r"\1", key) if _DOUBLE.search(key) else key
 
 
 def _single_runs(pieces: list[tuple[str, str, bool]], matched: list[bool]) -> tuple[list[int], list[int]]:
@@ -103,14 +128,23 @@ class Matcher:
         self._collapsed: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
         self._by_length: dict[int, list[str]] = {}
         for form in self.forms:
-            key, counts = _runs(form)
+            # most forms repeat no letter: their collapsed key is the form itself
+            key, counts = _runs(form) if _DOUBLE.search(form) else (form, (1,) * len(form))
             self._collapsed.setdefault(key, []).append((form, counts))
             self._by_length.setdefault(len(form), []).append(form)
-        self._skeleton_prefixes = frozenset(
-            sk[:k] for sk in (skeleton(f) for f in self.forms if len(f) >= 3) for k in range(1, len(sk) + 1)
-        )
-        loose = [f for f, e in self.forms.items() if e.mode == "substring" or e.glue]
-        self._loose = trie_regex(loose) if loose else None
+        skeletons = dict(zip(self.forms, map(skeleton, self.forms)))
+        prefixes: set[str] = set()
+        for form, sk in skeletons.items():
+            if len(form) >= 3:
+                for k in range(len(sk), 0, -1):  # a prefix already there came with all of its own
+                    if sk[:k] in prefixes:
+                        break
+                    prefixes.add(sk[:k])
+        self._skeleton_prefixes = frozenset(prefixes)
+        # The trie of every glue-able form serves only tokens over _MAX_TOKEN characters, and
+        # compiling it is most of a matcher's build time, so it is built on first use.
+        self._loose: re.Pattern[str] | None = None
+        self._loose_built = False
         substring_forms = [f for f, e in self.forms.items() if e.mode == "substring"]
         self._substring = trie_regex(substring_forms) if substring_forms else None
         # Words a spelled-out term may stand beside: "y o u a r e a n i d i o t".
@@ -118,7 +152,7 @@ class Matcher:
         self._innocent = lexicon.allow_words | lexicon.known
         # Allowed words with letters repeated ("Scunthorrrpe") stay allowed, unless the
         # stretched spelling would also read as a form.
-        form_keys = {skeleton(f) for f in self.forms}
+        form_keys = set(skeletons.values())
         self._allow_stretched = frozenset(
             k for k in (_RUNS.sub(r"\1", w) for w in lexicon.allow_words) if skeleton(k) not in form_keys
         )
@@ -126,12 +160,14 @@ class Matcher:
         self._phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
         for words, entry in lexicon.phrases:
             self._phrases.setdefault(words[0], []).append((words, entry))
+        self._phrase_starts = frozenset(words[:2] for words, _entry in lexicon.phrases)  # every phrase has two words or more
+        # One word-boundary test around the whole alternation: a boundary inside each branch
+        # makes the regex try every branch at every character, about 20 times slower.
         self._allow_phrase_re = (
             re.compile(
-                "|".join(
-                    r"(?<![^\W_])" + r"[\W_]+".join(re.escape(w) for w in phrase) + r"(?![^\W_])"
-                    for phrase in lexicon.allow_phrases
-                )
+                r"(?<![^\W_])(?:"
+                + "|".join(r"[\W_]+".join(re.escape(w) for w in phrase) for phrase in lexicon.allow_phrases)
+                + r")(?![^\W_])"
             )
             if lexicon.allow_phrases
             else None
@@ -139,7 +175,7 @@ class Matcher:
         # The allow-phrase regex runs only when a prompt holds a phrase's first word.
         self._allow_first = frozenset(p[0].translate(_DROP_JOINERS) for p in lexicon.allow_phrases if p)
         self._cache: dict[str, tuple[tuple[Hit, ...], str]] = {}
-        self._records: dict[str, tuple[tuple[Hit, ...], str, tuple[str, str, bool]]] = {}
+        self._records: dict[str, tuple[tuple[Hit, ...], str, tuple[str, str, bool], bool]] = {}
         self._pieces: dict[str, tuple[str, str, bool]] = {}
         self._inside: dict[tuple[str, int, int, str], bool] = {}
         self._windows: dict[str, tuple[str, str] | None] = {}
@@ -163,6 +199,13 @@ class Matcher:
         return bool(self._allow_stretched) and _DOUBLE.search(word) is not None and _RUNS.sub(r"\1", word) in self._allow_stretched
 
     def _leet_variants(self, s: str) -> list[str]:
+        variants = self._leet_product(s)
+        for group, reading in LEET_GROUPS:
+            if group in s and len(variants) < _MAX_VARIANTS:
+                variants += self._leet_product(s.replace(group, reading))
+        return variants[:_MAX_VARIANTS]
+
+    def _leet_product(self, s: str) -> list[str]:
         slots = [LEET.get(c, c) for c in s]
         if all(len(x) == 1 for x in slots):
             return ["".join(slots)]
@@ -201,6 +244,10 @@ class Matcher:
         if letters in self.forms:
             return letters, "lexicon"
         plain = letters.isalpha()
+        if plain and "l" in letters and self.norm.leetspeak and letters not in self.lex.known:
+            for v in l_as_i(letters, _MAX_L):
+                if v in self.forms and not self._allowed(v):
+                    return v, "leetspeak"
         if plain and not _DOUBLE.search(letters):
             return None
         variants = [letters] if plain or not self.norm.leetspeak else self._leet_variants(letters)
@@ -237,6 +284,8 @@ class Matcher:
             return (), letters
         if self.norm.separators and any(c in _SYMBOLS for c in letters) and self._allowed(letters.translate(_DROP_SYMBOLS)):
             return (), letters  # "Scunt+horpe"
+        if letters.isdigit():
+            return self._digits(letters, pos), letters
         found = self.lookup(letters)
         if found is not None:
             form, method = found
@@ -271,6 +320,9 @@ class Matcher:
         if self.norm.separators and any(c in _SYMBOLS for c in letters):
             bare = letters.translate(_DROP_SYMBOLS)
             found = self.lookup(bare) if len(bare) >= 3 and bare.isalpha() else None
+            if found is None and len(bare) >= 4 and bare.isalpha():
+                glued = self._glued(bare)  # "f|u|c|k|m|e|a|t"
+                found = (glued[0].form, "split") if glued else None
             if found is not None:
                 return (Hit(pos[0], pos[-1] + 1, self.forms[found[0]], "split", found[0]),), found[0]
         plain = letters if letters.isalpha() else None
@@ -280,7 +332,40 @@ class Matcher:
             hits = self._glued(plain)
             if hits:
                 return tuple(Hit(pos[h.start], pos[h.end - 1] + 1, h.entry, h.method, h.form) for h in hits), plain
+        if self.norm.repeats and _STRETCHED.search(token):
+            return self._destretched(token), plain or letters
         return (), plain or letters
+
+    def _digits(self, digits: str, pos: list[int]) -> tuple[Hit, ...]:
+        """A number that reads as a term in leetspeak ("80085"). The engine keeps such a hit
+        only in rendered text, where a number is drawn as the letters it stands for."""
+        if not self.norm.leetspeak or len(digits) < _MIN_DIGITS or _YEAR.fullmatch(digits) or not digits.strip("01"):
+            return ()
+        for v in self._leet_variants(digits):
+            form = v if v in self.forms else self._repeat(v) if self.norm.repeats else None
+            if form is not None and not self._allowed(v):
+                return (Hit(pos[0], pos[-1] + 1, self.forms[form], "digits", form),)
+        return ()
+
+    def _destretched(self, token: str) -> tuple[Hit, ...]:
+        """Hits in ``token`` with each letter written three times or more cut to one, else to two
+        ("fuuuckaaa" is "fucka", "booooobies" is "boobies"), mapped back onto ``token``."""
+        for keep in (1, 2):
+            chars: list[str] = []
+            starts: list[int] = []
+            ends: list[int] = []  # a kept letter ends where its run ends
+            at = 0
+            for ch, group in itertools.groupby(token):
+                run = sum(1 for _ in group)
+                for k in range(run if run < 3 else keep):
+                    chars.append(ch)
+                    starts.append(at + k)
+                    ends.append(at + run if run >= 3 else at + k + 1)
+                at += run
+            hits, _ = self.match_token("".join(chars))
+            if hits:
+                return tuple(Hit(starts[h.start], ends[h.end - 1], h.entry, "repeat", h.form) for h in hits)
+        return ()
 
     def _long_token(self, token: str) -> tuple[Hit, ...]:
         """A token longer than ``_MAX_TOKEN`` without joiners, searched in one linear pass.
@@ -288,7 +373,12 @@ class Matcher:
         Terms that may stand inside a longer word (substring and glue-able terms) are found
         in the token read three ways: as written, with symbols dropped, and in leetspeak.
         """
-        if self._loose is None or self._allowed(token) or token in self.lex.known:
+        if not self._loose_built:  # two threads may both build it; either result is the same
+            loose = [f for f, e in self.forms.items() if e.mode == "substring" or e.glue]
+            self._loose = trie_regex(loose) if loose else None
+            self._loose_built = True
+        pattern = self._loose
+        if pattern is None or self._allowed(token) or token in self.lex.known:
             return ()
         pos = [i for i, c in enumerate(token) if c not in _SYMBOLS]
         bare = "".join(token[i] for i in pos)
@@ -297,7 +387,7 @@ class Matcher:
             views.append(("".join(LEET.get(c, c)[0] for c in token), None))
         hits: dict[tuple[int, int], Hit] = {}
         for text, where in views:
-            for m in self._loose.finditer(text):
+            for m in pattern.finditer(text):
                 if self._innocent_around(text, m.start(), m.end()):
                     continue
                 start, end = (m.start(), m.end()) if where is None else (where[m.start()], where[m.end() - 1] + 1)
@@ -351,32 +441,41 @@ class Matcher:
 
     def tokens(self, text: str) -> list[tuple[int, int, str]]:
         """``(start, end, token)`` for each token; tokens over ``_MAX_TOKEN`` are split at joiners."""
-        pattern = TOKEN_RE if "_" in text else _TOKEN_FAST
-        found = [(m.start(), m.end(), m.group()) for m in pattern.finditer(text)]
-        if len(text) <= _MAX_TOKEN or not _LONG_RUN.search(text):
-            return found  # a token has no whitespace, so a long one needs a long run without it
+        return self._tokenize(text)[0]
+
+    def _tokenize(self, text: str) -> tuple[list[tuple[int, int, str]], list[str]]:
+        """:meth:`tokens` and the token strings alone."""
+        pattern = _TOKEN_SPLIT if "_" in text else _TOKEN_ASCII_SPLIT if text.isascii() else _TOKEN_FAST_SPLIT
+        parts = pattern.split(text)
+        offsets = list(itertools.accumulate(map(len, parts), initial=0))
+        words = parts[1::2]
+        found = list(zip(offsets[1::2], offsets[2::2], words))
+        if len(text) <= _MAX_TOKEN or max(map(len, words), default=0) <= _MAX_TOKEN:
+            return found, words
         out = []
         for start, end, token in found:
             if end - start > _MAX_TOKEN and any(c in _JOIN for c in token):
                 out += [(start + p.start(), start + p.end(), p.group()) for p in _PART.finditer(token)]
             else:
                 out.append((start, end, token))
-        return out
+        return out, [t[2] for t in out]
 
     def scan(self, text: str) -> list[Hit]:
         """All hits in canonical ``text``, possibly overlapping; the engine resolves overlaps."""
-        tokens = self.tokens(text)
+        tokens, words = self._tokenize(text)
         hits: list[Hit] = []
-        records = self._records
-        results = [records.get(tok) or self._record(tok) for _s, _e, tok in tokens]
-        canon = [r[1] for r in results]
-        matched = [bool(r[0]) for r in results]
+        results = list(map(self._records.get, words))
+        if None in results:
+            results = [r or self._record(w) for r, w in zip(results, words)]
+        canon = list(map(_CANON, results))
+        matched = list(map(bool, map(_HITS, results)))
         if True in matched:
-            for (start, _end, _tok), record in zip(tokens, results):
-                hits += [Hit(start + h.start, start + h.end, h.entry, h.method, h.form) for h in record[0]]
+            for k in itertools.compress(range(len(results)), matched):
+                start = tokens[k][0]
+                hits += [Hit(start + h.start, start + h.end, h.entry, h.method, h.form) for h in results[k][0]]
         if self.norm.separators and len(tokens) > 1:
-            hits += self._joined_hits(text, tokens, matched, [r[2] for r in results])
-        if self._phrases and not self._phrases.keys().isdisjoint(canon):
+            hits += self._joined_hits(text, tokens, matched, list(map(_PIECE, results)), list(map(_STARTS, results)))
+        if self._phrases and not self._phrases.keys().isdisjoint(canon) and not self._phrase_starts.isdisjoint(zip(canon, canon[1:])):
             hits += self._phrase_hits(tokens, canon)
         if self._allow_phrase_re is not None and hits and not self._allow_first.isdisjoint(canon):
             allowed = [(m.start(), m.end()) for m in self._allow_phrase_re.finditer(text)]
@@ -384,10 +483,12 @@ class Matcher:
                 hits = [h for h in hits if not any(a <= h.start and h.end <= b for a, b in allowed)]
         return hits
 
-    def _record(self, token: str) -> tuple[tuple[Hit, ...], str, tuple[str, str, bool]]:
-        """:meth:`match_token` and :meth:`_piece` of ``token`` in one cached record."""
+    def _record(self, token: str) -> tuple[tuple[Hit, ...], str, tuple[str, str, bool], bool]:
+        """:meth:`match_token` and :meth:`_piece` of ``token`` in one cached record, and whether
+        a joined window may start at the token (it may join, and its skeleton begins a form's)."""
         hits, canon = self.match_token(token)
-        record = (hits, canon, self._piece(token))
+        piece = self._piece(token)
+        record = (hits, canon, piece, piece[2] and piece[1] in self._skeleton_prefixes)
         if len(self._records) >= _CACHE_LIMIT:
             self._records.clear()
         self._records[token] = record
@@ -410,7 +511,12 @@ class Matcher:
         return cached
 
     def _joined_hits(
-        self, text: str, tokens: list[tuple[int, int, str]], matched: list[bool], pieces: list[tuple[str, str, bool]] | None = None
+        self,
+        text: str,
+        tokens: list[tuple[int, int, str]],
+        matched: list[bool],
+        pieces: list[tuple[str, str, bool]] | None = None,
+        starters: list[bool] | None = None,
     ) -> list[Hit]:
         """Terms spelled across consecutive tokens, whatever separates them.
 
@@ -419,7 +525,9 @@ class Matcher:
         real words only ("pen is"), and, inside a spelled-out word, the word is not innocent
         ("c l a s s i c") and the term stands beside connector words ("y o u a s s").
         A gap with an odd number of quotes leaves or enters quoted text, so it ends a window
-        (``"f r e a k" in``), while a quote split (``"id" "iot"``) is crossed.
+        (``"f r e a k" in``), while a quote split (``"id" "iot"``) is crossed; there only
+        common words count as real words (``"pen" "is"``, but not ``"da" "mn"``), and two
+        quoted pieces may also spell a glued term (``"mothaf" "ucking"``).
         Windows are pruned by skeleton prefix, so the scan stays linear.
         """
         if pieces is None:
@@ -428,39 +536,70 @@ class Matcher:
         prefixes = self._skeleton_prefixes
         hits: list[Hit] = []
         runs: tuple[list[int], list[int]] | None = None
-        i = 0
-        while i < n:
+        resume = 0  # windows do not overlap: the next one starts after the last hit
+        for i in range(n) if starters is None else itertools.compress(range(n), starters):
             letters, skel, joinable = pieces[i]
-            if matched[i] or not joinable or skel not in prefixes:
-                i += 1
+            if i < resume or matched[i] or not joinable or skel not in prefixes:
                 continue
             best: tuple[int, str] | None = None
             j = i
             while j + 1 < n and not matched[j + 1] and pieces[j + 1][2]:
+                more, more_skel, _ = pieces[j + 1]
+                skel = skel + more_skel[1:] if more_skel[:1] == skel[-1:] else skel + more_skel
+                if skel not in prefixes or len(letters) + len(more) > _MAX_JOINED:
+                    break
                 gap_start, gap_end = tokens[j][1], tokens[j + 1][0]
                 if (gap_end - gap_start > 1 or text[gap_start] != " ") and len(_QUOTE_RE.findall(text, gap_start, gap_end)) % 2:
                     break
                 j += 1
-                more, more_skel, _ = pieces[j]
                 letters += more
-                if len(letters) > _MAX_JOINED:
-                    break
-                skel = skel + more_skel[1:] if more_skel[:1] == skel[-1:] else skel + more_skel
-                if skel not in prefixes:
-                    break
                 if len(letters) >= 3:
                     found = self._window_lookup(letters)
                     if found is not None:
                         if runs is None:
                             runs = _single_runs(pieces, matched)
-                        if self._window_ok(text, tokens, pieces, runs, i, j, found[0]):
+                        if self._window_ok(text, tokens, pieces, runs, i, j, found):
                             best = (j, found[0])
             if best is None:
-                i += 1
                 continue
             end, form = best
             hits.append(Hit(tokens[i][0], tokens[end][1], self.forms[form], "split", form))
-            i = end + 1
+            resume = end + 1
+        if _QUOTE_PAIR.search(text):
+            hits += self._quote_split_glued(text, tokens, matched, pieces, hits)
+        return hits
+
+    def _quote_split_glued(
+        self, text: str, tokens: list[tuple[int, int, str]], matched: list[bool], pieces: list[tuple[str, str, bool]], found: list[Hit]
+    ) -> list[Hit]:
+        """Two quoted pieces that together are a glued term (``"mothaf" "ucking"``), which the
+        form-by-form window search above does not read."""
+        hits: list[Hit] = []
+        runs: tuple[list[int], list[int]] | None = None
+        starts = [t[0] for t in tokens]
+        seen = -1
+        for quote in _QUOTE_RE.finditer(text):
+            k = bisect.bisect_right(starts, quote.start()) - 1  # the token before the gap holding this quote
+            if k <= seen or k < 0 or k + 1 >= len(tokens) or tokens[k][1] > quote.start():
+                continue
+            seen = k
+            gap = text[tokens[k][1] : tokens[k + 1][0]]
+            quotes = len(_QUOTE_RE.findall(gap))
+            if quotes % 2 or matched[k] or matched[k + 1]:
+                continue
+            start, end = tokens[k][0], tokens[k + 1][1]
+            if any(h.start < end and start < h.end for h in found):
+                continue
+            letters = pieces[k][0] + pieces[k + 1][0]
+            if len(letters) < 5 or not letters.isalpha() or self._allowed(letters):
+                continue
+            glued = self._glued(letters)
+            if not glued:
+                continue
+            if runs is None:
+                runs = _single_runs(pieces, matched)
+            if self._window_ok(text, tokens, pieces, runs, k, k + 1, (glued[0].form, "glued")):
+                hits.append(Hit(start, end, glued[0].entry, "split", glued[0].form))
         return hits
 
     def _window_lookup(self, letters: str) -> tuple[str, str] | None:
@@ -481,12 +620,24 @@ class Matcher:
         runs: tuple[list[int], list[int]],
         i: int,
         j: int,
-        form: str,
+        found: tuple[str, str],
     ) -> bool:
-        """Is the window ``pieces[i..j]`` spelling ``form`` an obfuscation rather than innocent text?"""
+        """Is the window ``pieces[i..j]`` spelling ``found`` (form, method) an obfuscation rather than innocent text?"""
+        form, method = found
         words = self.lex.words
-        if all(p[0] in words or p[0] in GLUE_WORDS for p in pieces[i : j + 1]):
+        gaps = [text[tokens[k][1] : tokens[k + 1][0]] for k in range(i, j)]
+        if any(_QUOTE_RE.search(g) for g in gaps):
+            # Pieces quoted one by one ("da" "mn") are drawn side by side: only common words
+            # there ("pen" "is") are prose; a fragment of one or two letters is not a word.
+            if all(self._common(p[0]) for p in pieces[i : j + 1]):
+                return False
+        elif all(p[0] in words or p[0] in GLUE_WORDS for p in pieces[i : j + 1]):
             return False  # "pen is": real words side by side are not an obfuscation
+        elif j == i + 1 and gaps[0] == " " and (pieces[i][0] in FUNCTION_WORDS or pieces[j][0] in FUNCTION_WORDS):
+            # A fragment beside a function word ("sh at", "twa at") spells a term only when
+            # it is the term as written: "sh it" is shit, "sh at" is not the irregular "shat".
+            if method != "lexicon" or self.forms[form].ending:
+                return False
         for k in range(i, j):
             a, b = pieces[k][0], pieces[k + 1][0]
             if len(a) == 1 and len(b) > 1 and self._word(b) or len(b) == 1 and len(a) > 1 and self._word(a):
@@ -503,6 +654,10 @@ class Matcher:
         window = "".join(p[0] for p in pieces[i : j + 1])
         right = "".join(p[0] for p in pieces[j + 1 : hi + 1])
         return self._inside_ok(left + window + right, len(left), len(left) + len(window), form)
+
+    def _common(self, letters: str) -> bool:
+        """A word that stands on its own in prose: a function or glue word, or a frequent word of three letters or more."""
+        return letters in FUNCTION_WORDS or letters in GLUE_WORDS or letters in self.lex.common
 
     def _word(self, letters: str) -> bool:
         """Is ``letters`` a real word (an English piece of a form, a function or glue word)?"""

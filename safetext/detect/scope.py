@@ -84,6 +84,22 @@ def render_scope(text: str, words: set[str] | frozenset[str] | None = None) -> l
     return merged
 
 
+_ALONE_BEFORE = re.compile(
+    r"(?:[\"“„«‘`':]|(?<![^\W_])(?:says|said|reads|read|saying|reading|spelling|spells|word|words|text|caption|message|slogan|lettering))\s*$"
+)
+_ALONE_AFTER = re.compile(r"\s*(?:[\"”“»’`'.,;!?]|$|(?:printed|written|painted|on|in)(?![^\W_]))")
+
+
+def renders_alone(text: str, start: int, end: int) -> bool:
+    """Is ``text[start:end]`` drawn as text on its own: quoted by itself, or right after a
+    render marker and before the clause ends ("reading 80085", "the word 8008 printed")?
+
+    A number in such a place is all the model writes there, so it is read as the letters it
+    could stand for; a number among other words ("route 8008 north") stays a number.
+    """
+    return _ALONE_BEFORE.search(text, max(0, start - 24), start) is not None and _ALONE_AFTER.match(text, end) is not None
+
+
 def in_scope(scope: list[tuple[int, int]], start: int, end: int) -> bool:
     """True when ``[start, end)`` overlaps rendered text (``scope`` sorted and merged)."""
     i = bisect.bisect_right(scope, (start, float("inf"))) - 1

@@ -20,8 +20,8 @@ from typing import Any
 
 from safetext.detect.normalize import normalize
 
-TOKENIZER_ATTRS = ("tokenizer", "tokenizer_2", "tokenizer_3")
-"""The pipeline attributes that hold its tokenizers (SD, SDXL and SD3 name them so)."""
+TOKENIZER_ATTRS = ("tokenizer", "tokenizer_2", "tokenizer_3", "tokenizer_4")
+"""The pipeline attributes that hold its tokenizers (SD, SDXL, SD3 and HiDream name them so)."""
 _LOOKAHEAD = 8  # raw characters a reading may have dropped between two of its characters
 _CACHE_LIMIT = 4096
 _MAX_LENGTH_LIMIT = 1_000_000  # transformers stores "no limit" as a huge integer

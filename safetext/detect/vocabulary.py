@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 LANGUAGE = "en"
 CONTAINER_MIN_ZIPF = 2.0
 """Words at least this frequent may hold a term inside them (Matsushita: 2.2, Scunthorpe: 2.6)."""
+COMMON_MIN_ZIPF = 4.0
+"""Words at least this frequent are prose when quoted one by one ("pen" "is": pen is 4.4),
+where rarer pieces (bast 2.6, ards 2.5) are a term split in two ("bast" "ards")."""
+SPELLING_LANGUAGES = ("es", "fr", "de", "pt", "it")
+SPELLING_MIN_ZIPF = 2.5
+"""A sound-alike spelling of a term that is a word at least this frequent in one of these
+languages (German "kok", Spanish "fuka") is that word, and is not added."""
 REPEAT_MIN_ZIPF = 2.5
 """Words at least this frequent are not a term with a letter stretched (Pratt: 3.6, Shiite:
 2.8). Stretched spellings people write reach 2.1 (fuuuuck) and 2.3 (kaffir), so the cut is higher."""
@@ -97,9 +104,12 @@ def toxic_compound(word: str, start: int, end: int, forms: Container[str], glue:
 __all__ = [
     "BUILTIN_PHRASES",
     "BUILTIN_WORDS",
+    "COMMON_MIN_ZIPF",
     "CONTAINER_MIN_ZIPF",
     "LANGUAGE",
     "REPEAT_MIN_ZIPF",
+    "SPELLING_LANGUAGES",
+    "SPELLING_MIN_ZIPF",
     "frequent_words",
     "toxic_compound",
 ]

@@ -34,6 +34,13 @@ def _scan(matcher: Matcher, settings: NormalizeSettings, text: str) -> list[Hit]
     return matcher.scan(normalize(text, unicode=settings.unicode, invisible=settings.invisible).text)
 
 
+def _reads_as_itself(matcher: Matcher, key: str) -> bool:
+    """A plain word that is its own term's form and is not allowed: scanning it alone finds
+    the term (the matcher's first lookup), so the scan is skipped."""
+    entry = matcher.forms.get(key)
+    return entry is not None and entry.term == key and key.isalpha() and len(key) <= 64 and not matcher.allowed(key)
+
+
 def compiled_problems(policy: Policy, matcher: Matcher) -> list[tuple[Path_, str]]:
     """(path, message) for targets the policy detects and terms it cannot detect."""
     settings = matcher.norm
@@ -41,7 +48,7 @@ def compiled_problems(policy: Policy, matcher: Matcher) -> list[tuple[Path_, str
     unallowed: Matcher | None = None
     for category, term, _spec in policy.term_items():
         key = " ".join(canonical_words(term))
-        if not key or any(hit.entry.term == key for hit in _scan(matcher, settings, key)):
+        if not key or _reads_as_itself(matcher, key) or any(hit.entry.term == key for hit in _scan(matcher, settings, key)):
             continue
         path: Path_ = ("terms", category, term)
         if unallowed is None:

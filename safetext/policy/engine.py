@@ -18,7 +18,7 @@ from safetext.detect.inflect import inflect
 from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import Normalized, normalize
-from safetext.detect.scope import in_scope, render_scope
+from safetext.detect.scope import in_scope, render_scope, renders_alone
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
 from safetext.detect.tokenized import align, map_span
 from safetext.policy.checks import check_compiled
@@ -30,7 +30,7 @@ from safetext.rewrite.operators import Edit, apply_operators, choose_target, kee
 # How sure each detection method is that the text really is the term.
 METHOD_SCORE = {
     "lexicon": 1.0, "lemma": 0.95, "normalized": 0.95, "leetspeak": 0.9, "repeat": 0.9, "phrase": 1.0,
-    "split": 0.85, "masked": 0.8, "glued": 0.8, "substring": 0.85,
+    "split": 0.85, "masked": 0.8, "glued": 0.8, "substring": 0.85, "digits": 0.8,
 }
 # Risk contributed by a span of each severity (1..4, capped after the render boost).
 SEVERITY_RISK = {1: 0.35, 2: 0.6, 3: 0.85, 4: 1.0}
@@ -72,6 +72,10 @@ class PolicyEngine:
         self._classifier_lock = threading.Lock()
         self._target_cache: dict[tuple[str, str, str, str], str] = {}
         self._spans_cache: dict[str, tuple[Span, ...]] = {}
+        # Categories allowed both in and out of rendered text: their hits never become spans.
+        self._silent = frozenset(
+            name for name, cat in self.policy.categories.items() if cat.action == "allow" and cat.effective_render_action == "allow"
+        )
         self._targets: dict[tuple[str, str], list[str]] = {}
         for category, term, spec in self.policy.term_items():
             self._targets[(category, " ".join(canonical_words(term)))] = list(spec.targets)
@@ -104,6 +108,8 @@ class PolicyEngine:
     def _analyze(self, prompt: str) -> list[Span]:
         norm = normalize(prompt, unicode=self.settings.unicode, invisible=self.settings.invisible)
         hits = self.matcher.scan(norm.text)
+        if hits and self._silent:
+            hits = [h for h in hits if h.entry.category not in self._silent]
         if not hits and self.policy.classifier is None:
             return []  # the render scope only qualifies spans, so most prompts never need it
         scope = render_scope(norm.text)
@@ -126,6 +132,8 @@ class PolicyEngine:
             if text.lower() != hit.form:
                 method = "normalized"
         rendered = in_scope(scope, hit.start, hit.end)
+        if method == "digits" and not (rendered and renders_alone(norm.text, hit.start, hit.end)):
+            return None  # a number is a number unless the model is asked to draw it on its own
         category = self.policy.categories[entry.category]
         severity = min(4, entry.severity + (self.policy.scope.render_boost if rendered else 0))
         action = category.effective_render_action if rendered else category.action
@@ -134,9 +142,9 @@ class PolicyEngine:
         if action == "allow":
             return None
         score = round(METHOD_SCORE.get(method, 0.8) * SEVERITY_RISK[severity], 4)
-        # model_construct: every field is computed here from validated policy data, and a
-        # 100k-character prompt can yield 20k spans, so skip re-validation on the hot path.
-        return Span.model_construct(
+        # Plain construction: pydantic-core validates these few typed fields faster than
+        # model_construct builds a model in Python (a 100k-character prompt can yield 20k spans).
+        return Span(
             start=start,
             end=end,
             text=text,
