@@ -38,13 +38,15 @@ def paper_cached_ratio(*, rows: int, benign_rows: int = 1) -> float:
 
 def block_positions(denoiser: Any) -> tuple[dict[str, int], int]:
     """Forward position of each ``<block list>.<i>.<attention>`` module and the number of blocks
-    (Z-Image and Lumina2: their joint ``layers``; their caption and image refiners are not counted)."""
-    lists = [name for name in ("transformer_blocks", "single_transformer_blocks", "layers") if hasattr(denoiser, name)]
+    (Z-Image and Lumina2: their joint ``layers``; their caption and image refiners are not counted;
+    HiDream: its double- then single-stream blocks)."""
+    names = ("transformer_blocks", "single_transformer_blocks", "layers", "double_stream_blocks", "single_stream_blocks")
+    lists = [name for name in names if hasattr(denoiser, name)]
     positions: dict[str, int] = {}
     offset = 0
     for name in lists:
         for i in range(len(getattr(denoiser, name))):
-            for attn in ("attn", "attention"):
+            for attn in ("attn", "attention", "block.attn1"):  # HiDream wraps each block: ``N.block.attn1``
                 positions[f"{name}.{i}.{attn}"] = offset + i
         offset += len(getattr(denoiser, name))
     return positions, offset

@@ -41,8 +41,9 @@ from cost_model import predict_for  # noqa: E402  (the benchmark folder is not a
 
 PROMPT = 'A sign that says "idiot"'
 BENIGN = 'A sign that says "angel"'
-# The paper's step counts per architecture, and the goal per architecture family.
-PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28, "flux": 28, "qwen-image": 50, "z-image": 8, "lumina2": 30, "pixart-sigma": 20, "sana": 20}
+# The paper's step counts per architecture (FLUX.2, not in the paper: its pipelines' default), and the
+# goal per architecture family.
+PAPER_STEPS = {"sd": 50, "sdxl": 50, "if": 50, "sd3": 28, "flux": 28, "qwen-image": 50, "z-image": 8, "lumina2": 30, "pixart-sigma": 20, "sana": 20, "flux2": 50, "flux2-dev": 50, "hidream": 50}
 GOALS = {"cross": 1.03, "projected": 1.03, "added_kv": 1.03, "joint": 1.3, "single": 1.3, "stream": 1.3}
 #: Call settings the tiny pipelines need to run small and offline.
 TINY_EXTRA: dict[str, dict[str, Any]] = {
@@ -54,6 +55,9 @@ TINY_EXTRA: dict[str, dict[str, Any]] = {
     "lumina2": {"max_sequence_length": 96, "height": 32, "width": 32},
     "pixart-sigma": {"clean_caption": False, "use_resolution_binning": False, "height": 64, "width": 64},
     "sana": {"use_resolution_binning": False, "height": 128, "width": 128},
+    "flux2": {"max_sequence_length": 64, "height": 32, "width": 32},
+    "flux2-dev": {"max_sequence_length": 64, "height": 32, "width": 32},
+    "hidream": {"max_sequence_length": 32},  # 16x16 pixels: the tiny pipeline's fixed area
 }
 # Localized modules on the tiny pipelines, at about the paper's relative depth.
 TINY_PRESETS = {
@@ -67,12 +71,15 @@ TINY_PRESETS = {
     "lumina2": ["layers.0.attn"],
     "pixart-sigma": ["transformer_blocks.1.attn2"],
     "sana": ["transformer_blocks.1.attn2"],
+    "flux2": ["transformer_blocks.1.attn"],  # block 2 of 4 (2 double, 2 single), as for FLUX.1
+    "flux2-dev": ["transformer_blocks.1.attn"],
+    "hidream": ["double_stream_blocks.1.block.attn1"],  # block 2 of 4 (2 double, 2 single)
 }
 
 
 def _uses_cfg(pipe: Any, extra: dict[str, Any]) -> bool:
     """Whether the call runs an unconditional half in the same denoiser batch (FLUX: no)."""
-    return type(pipe).__name__ not in ("FluxPipeline", "QwenImagePipeline", "Lumina2Pipeline")  # a second call, if any
+    return type(pipe).__name__ not in ("FluxPipeline", "QwenImagePipeline", "Lumina2Pipeline", "Flux2KleinPipeline", "Flux2Pipeline")  # a second call, if any
 
 
 class AlwaysRewrite:
@@ -102,7 +109,7 @@ def measure(
 
     def plain() -> None:
         start, cpu = time.perf_counter(), time.process_time()
-        pipe(PROMPT, **_kwargs(pipe, steps, seed))
+        pipe(prompt=PROMPT, **_kwargs(pipe, steps, seed))  # by name: FLUX.2's first argument is `image`
         plain_s.append(time.perf_counter() - start)
         plain_cpu.append(time.process_time() - cpu)
 
@@ -175,7 +182,7 @@ def measure_step(pipe: Any, guard: Guard, extra: dict[str, Any], pairs: int = 10
     )
     kwargs = {"num_inference_steps": 1, "output_type": "latent", **extra}
     try:
-        pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)
+        pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)
     finally:
         handle.remove()
     args, call_kwargs = captured["call"]
@@ -232,7 +239,7 @@ def measure_modules(pipe: Any, guard: Guard, extra: dict[str, Any], calls: int =
     )
     kwargs = {"num_inference_steps": 1, "output_type": "latent", **extra}
     try:
-        pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)
+        pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)
     finally:
         for handle in handles:
             handle.remove()
@@ -309,7 +316,7 @@ def _predicted(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--kinds", default="sd,sdxl,if,sd3,flux,qwen-image,z-image,lumina2,pixart-sigma,sana", help="tiny pipelines to measure ('' for none)"
+        "--kinds", default="sd,sdxl,if,sd3,flux,qwen-image,z-image,lumina2,pixart-sigma,sana,flux2,flux2-dev,hidream", help="tiny pipelines to measure ('' for none)"
     )
     parser.add_argument("--model", action="append", default=[], help="a local diffusers folder (repeatable)")
     parser.add_argument("--preset", default="auto", help="preset for --model pipelines")

@@ -358,6 +358,19 @@ def flux_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Pa
     return pipe, result, root, base
 
 
+
+def test_hidream_targets_name_its_linear_output_and_text_kv() -> None:
+    """HiDream's ``to_out`` is one Linear (no ``to_out.0``); its text K/V are ``to_k_t``/``to_v_t``."""
+    from safetext.pipelines import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("hidream", seed=0)
+    double, single = "double_stream_blocks.0.block.attn1", "single_stream_blocks.0.block.attn1"
+    targets = select_targets(pipe, [double, single])
+    suffixes = {m: {layer.removeprefix(m + ".") for layer in targets.layers if layer.startswith(m + ".")} for m in (double, single)}
+    assert suffixes == {double: {"to_q", "to_k", "to_v", "to_out", "to_k_t", "to_v_t"}, single: {"to_q", "to_k", "to_v", "to_out"}}
+    with pytest.raises(FinetuneError, match="not HiDreamImagePipeline"):
+        finetune(pipe, [], preset=[double], progress=False)
+
 def test_flux_baseline_targets() -> None:
     pipe = tiny_flux()
     local = select_targets(pipe, FLUX_MODULES, "localized", rank=4)

@@ -17,8 +17,6 @@ the plain pipeline's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
+from _reference import KVCache, TextKV, generators, run_reference, swapped_processors
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
@@ -39,9 +38,6 @@ MIN_EFFECT = 20 * ATOL  # the swap must move the image far beyond the tolerance
 TEXT_LEN = 16
 KW: dict[str, Any] = {"num_inference_steps": 4, "height": 32, "width": 32, "output_type": "np", "max_sequence_length": TEXT_LEN}
 
-KVCache = dict[str, tuple[torch.Tensor, torch.Tensor]]
-
-
 @pytest.fixture(scope="module")
 def pipe() -> Any:
     from safetext.pipelines import build_tiny_pipeline
@@ -49,28 +45,11 @@ def pipe() -> Any:
     return build_tiny_pipeline("flux")
 
 
-def _generators(n: int, seed: int = 0) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
-
-
 # --------------------------------------------------------------------------- reference processors
 
 
-class _RefFlux:
+class _RefFlux(TextKV):
     """FLUX attention written out; ``record`` caches the text K/V, ``substitute`` swaps them in."""
-
-    def __init__(self, name: str, cache: KVCache, mode: str, rows: list[int] | None = None) -> None:
-        self.name, self.cache, self.mode, self.rows = name, cache, mode, rows or []
-
-    def _text_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.mode == "record":
-            self.cache[self.name] = (k.clone(), v.clone())
-            return k, v
-        cached_k, cached_v = self.cache[self.name]
-        k, v = k.clone(), v.clone()
-        for j, row in enumerate(self.rows):
-            k[row], v[row] = cached_k[j], cached_v[j]
-        return k, v
 
     def __call__(
         self,
@@ -88,10 +67,10 @@ class _RefFlux:
             eq = attn.norm_added_q(attn.add_q_proj(encoder_hidden_states).unflatten(-1, heads))
             ek = attn.norm_added_k(attn.add_k_proj(encoder_hidden_states).unflatten(-1, heads))
             ev = attn.add_v_proj(encoder_hidden_states).unflatten(-1, heads)
-            ek, ev = self._text_kv(ek, ev)
+            ek, ev = self.text_kv(ek, ev)
             q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
         else:  # single stream: text tokens come first in the joined sequence
-            tk, tv = self._text_kv(k[:, :TEXT_LEN], v[:, :TEXT_LEN])
+            tk, tv = self.text_kv(k[:, :TEXT_LEN], v[:, :TEXT_LEN])
             k, v = torch.cat([tk, k[:, TEXT_LEN:]], 1), torch.cat([tv, v[:, TEXT_LEN:]], 1)
         q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
         k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
@@ -104,18 +83,6 @@ class _RefFlux:
         return attn.to_out[1](attn.to_out[0](image.contiguous())), attn.to_add_out(text.contiguous())
 
 
-@contextmanager
-def _processors(transformer: Any, processors: dict[str, Any]) -> Iterator[None]:
-    saved = {name: transformer.get_submodule(name).processor for name in processors}
-    for name, processor in processors.items():
-        transformer.get_submodule(name).set_processor(processor)
-    try:
-        yield
-    finally:
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
-
-
 def reference(pipe: Any, prompts: list[str], benign: list[str | None], modules: list[str], start: int, **kwargs: Any) -> np.ndarray:
     """The paper's method on FLUX: B's own pass caches its text K/V each step; A's pass uses them."""
     transformer = pipe.transformer
@@ -125,48 +92,26 @@ def reference(pipe: Any, prompts: list[str], benign: list[str | None], modules: 
         prompt=texts, prompt_2=None, max_sequence_length=kwargs["max_sequence_length"]
     )
     cache: KVCache = {}
-    state = {"step": -1, "t": None, "calls": 0, "running_b": False}
 
-    def pre_hook(module: Any, args: Any, call: dict[str, Any]) -> None:
-        if state["running_b"]:
-            return
-        t = float(call["timestep"][0])
-        if t != state["t"]:
-            state["step"], state["t"], state["calls"] = state["step"] + 1, t, 0
-        else:
-            state["calls"] += 1
-        substitute = state["step"] >= start and state["calls"] == 0  # the prompt's call, not true CFG's negative one
-        mode = {name: _RefFlux(name, cache, "substitute", rows) for name in modules}
-        transformer_processors = mode if substitute else {name: FluxAttnProcessor() for name in modules}
-        if substitute:
-            index = torch.tensor(rows)
-            state["running_b"] = True
-            try:
-                with _processors(transformer, {name: _RefFlux(name, cache, "record") for name in modules}):
-                    transformer(
-                        hidden_states=call["hidden_states"][index],
-                        timestep=call["timestep"][index],
-                        guidance=None if call.get("guidance") is None else call["guidance"][index],
-                        pooled_projections=b_pooled,
-                        encoder_hidden_states=b_embeds,
-                        txt_ids=b_ids,
-                        img_ids=call["img_ids"],
-                        return_dict=False,
-                    )
-            finally:
-                state["running_b"] = False
-        for name, processor in transformer_processors.items():
-            transformer.get_submodule(name).set_processor(processor)
+    def benign_pass(args: Any, call: dict[str, Any]) -> None:
+        index = torch.tensor(rows)
+        with swapped_processors(transformer, {name: _RefFlux(name, cache, "record") for name in modules}):
+            transformer(
+                hidden_states=call["hidden_states"][index],
+                timestep=call["timestep"][index],
+                guidance=None if call.get("guidance") is None else call["guidance"][index],
+                pooled_projections=b_pooled,
+                encoder_hidden_states=b_embeds,
+                txt_ids=b_ids,
+                img_ids=call["img_ids"],
+                return_dict=False,
+            )
 
-    handle = transformer.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    saved = {name: transformer.get_submodule(name).processor for name in modules}
-    try:
-        with torch.no_grad():
-            return pipe(prompt=prompts, **kwargs).images
-    finally:
-        handle.remove()
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
+    return run_reference(
+        pipe, prompts, modules, start, benign_pass=benign_pass,
+        substitutes=lambda args, call: {name: _RefFlux(name, cache, "substitute", rows) for name in modules},
+        own_processor=lambda name: FluxAttnProcessor(), **kwargs,
+    )
 
 
 CASES = [
@@ -182,9 +127,9 @@ CASES = [
 def test_guard_matches_reference(pipe: Any, modules: list[str], start: float) -> None:
     config = InjectionConfig(modules=modules, start=start)
     prompts, benign = [TOXIC, INNOCENT], [BENIGN, None]
-    ours = run_injected(pipe, prompts, benign, config, generator=_generators(2), **KW).images
-    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=_generators(2), **KW)
-    plain = pipe(prompt=prompts, generator=_generators(2), **KW).images
+    ours = run_injected(pipe, prompts, benign, config, generator=generators(2), **KW).images
+    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=generators(2), **KW)
+    plain = pipe(prompt=prompts, generator=generators(2), **KW).images
     assert np.abs(ours - ref).max() <= ATOL
     assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT  # the swap did something
     assert np.array_equal(ours[1], plain[1])  # the allowed row is bitwise the plain pipeline's
@@ -193,8 +138,8 @@ def test_guard_matches_reference(pipe: Any, modules: list[str], start: float) ->
 def test_true_cfg_negative_call_is_left_alone(pipe: Any) -> None:
     modules = ["transformer_blocks.1.attn"]
     extra = dict(KW, negative_prompt="blurry", true_cfg_scale=2.0)
-    ours = run_injected(pipe, [TOXIC], [BENIGN], InjectionConfig(modules=modules), generator=_generators(1), **extra).images
-    ref = reference(pipe, [TOXIC], [BENIGN], modules, 0, generator=_generators(1), **extra)
+    ours = run_injected(pipe, [TOXIC], [BENIGN], InjectionConfig(modules=modules), generator=generators(1), **extra).images
+    ref = reference(pipe, [TOXIC], [BENIGN], modules, 0, generator=generators(1), **extra)
     assert np.abs(ours - ref).max() <= ATOL
 
 
@@ -202,11 +147,11 @@ def test_num_images_per_prompt_and_report(pipe: Any) -> None:
     config = InjectionConfig(modules=["single_transformer_blocks.1.attn"])
     out, report = run_injected(
         pipe, [INNOCENT, TOXIC], [None, BENIGN], config, with_report=True,
-        num_images_per_prompt=2, generator=_generators(4), **KW,
+        num_images_per_prompt=2, generator=generators(4), **KW,
     )
     assert report.rewritten_rows == [2, 3]
     assert report.injected_steps == {"single_transformer_blocks.1.attn": [0, 1, 2, 3]}
-    plain = pipe(prompt=[INNOCENT, TOXIC], num_images_per_prompt=2, generator=_generators(4), **KW).images
+    plain = pipe(prompt=[INNOCENT, TOXIC], num_images_per_prompt=2, generator=generators(4), **KW).images
     assert np.array_equal(out.images[:2], plain[:2])
     assert np.abs(out.images[2:] - plain[2:]).max() > MIN_EFFECT
 
@@ -214,16 +159,16 @@ def test_num_images_per_prompt_and_report(pipe: Any) -> None:
 def test_processors_are_untouched_and_restored(pipe: Any) -> None:
     before = dict(pipe.transformer.attn_processors)
     hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
-    run_injected(pipe, [TOXIC], [BENIGN], InjectionConfig(modules=["transformer_blocks.0.attn"]), generator=_generators(1), **KW)
+    run_injected(pipe, [TOXIC], [BENIGN], InjectionConfig(modules=["transformer_blocks.0.attn"]), generator=generators(1), **KW)
     assert dict(pipe.transformer.attn_processors) == before
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules()) == hooks_before
 
 
 def test_guard_rewrites_on_flux_and_allows_bitwise(pipe: Any) -> None:
     guard = Guard(pipe, policy=FakePolicy(), preset=["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"])
-    result = guard([TOXIC, INNOCENT], generator=_generators(2), **KW)
+    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
     assert result.patched_layers == ["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=_generators(2), **KW).images
+    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
     assert np.array_equal(result.images[1], plain[1])
     assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
 
@@ -254,8 +199,8 @@ def test_fused_projections_are_refused(pipe: Any) -> None:
 
 # --------------------------------------------------------------------------- families without an injector
 
-REFUSED = ("hidream", "flux2")
-ATTENTION_CLASS = {"hidream": "HiDreamAttention", "flux2": "Flux2Attention"}
+REFUSED: tuple[str, ...] = ("chroma", "cogview4")  # safetext.pipelines.tiny_denoisers
+ATTENTION_CLASS: dict[str, str] = {"chroma": "FluxAttention", "cogview4": "Attention"}
 
 
 @pytest.mark.parametrize("kind", REFUSED)
@@ -275,7 +220,7 @@ def test_guard_refuses_unknown_dit_families_at_construction(kind: str) -> None:
 def test_toxic_prompt_2_rewrites_the_t5_text_only(pipe: Any) -> None:
     """FLUX's ``prompt_2`` feeds T5, the text stream; ``prompt`` feeds CLIP's pooled embedding."""
     guard = Guard(pipe, policy=FakePolicy(), preset=["transformer_blocks.0.attn"])
-    result = guard(INNOCENT, prompt_2=TOXIC, generator=_generators(1), **KW)
+    result = guard(INNOCENT, prompt_2=TOXIC, generator=generators(1), **KW)
     assert result.input_decisions["prompt_2"][0].benign_prompt == BENIGN
     ref = reference_prompt_2(pipe, ["transformer_blocks.0.attn"])
     assert np.abs(result.images - ref).max() <= ATOL
@@ -286,30 +231,17 @@ def reference_prompt_2(pipe: Any, modules: list[str]) -> np.ndarray:
     transformer = pipe.transformer
     embeds, pooled, ids = pipe.encode_prompt(prompt=[INNOCENT], prompt_2=[BENIGN], max_sequence_length=TEXT_LEN)
     cache: KVCache = {}
-    busy = {"b": False}
 
-    def pre_hook(module: Any, args: Any, call: dict[str, Any]) -> None:
-        if busy["b"]:
-            return
-        busy["b"] = True
-        try:
-            with _processors(transformer, {name: _RefFlux(name, cache, "record") for name in modules}):
-                transformer(
-                    hidden_states=call["hidden_states"], timestep=call["timestep"], guidance=call.get("guidance"),
-                    pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=ids,
-                    img_ids=call["img_ids"], return_dict=False,
-                )
-        finally:
-            busy["b"] = False
-        for name in modules:
-            transformer.get_submodule(name).set_processor(_RefFlux(name, cache, "substitute", [0]))
+    def benign_pass(args: Any, call: dict[str, Any]) -> None:
+        with swapped_processors(transformer, {name: _RefFlux(name, cache, "record") for name in modules}):
+            transformer(
+                hidden_states=call["hidden_states"], timestep=call["timestep"], guidance=call.get("guidance"),
+                pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=ids,
+                img_ids=call["img_ids"], return_dict=False,
+            )
 
-    handle = transformer.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    saved = {name: transformer.get_submodule(name).processor for name in modules}
-    try:
-        with torch.no_grad():
-            return pipe(prompt=INNOCENT, prompt_2=TOXIC, generator=_generators(1), **KW).images
-    finally:
-        handle.remove()
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
+    return run_reference(
+        pipe, [INNOCENT], modules, 0, benign_pass=benign_pass,
+        substitutes=lambda args, call: {name: _RefFlux(name, cache, "substitute", [0]) for name in modules},
+        own_processor=lambda name: FluxAttnProcessor(), prompt_2=TOXIC, generator=generators(1), **KW,
+    )

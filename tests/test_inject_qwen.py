@@ -19,8 +19,6 @@ they are padded and masked, and agree to float rounding (``ALLOWED_ATOL``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
+from _reference import generators, run_reference, swapped_processors
 from diffusers import QwenImageTransformer2DModel
 from diffusers.models.transformers.transformer_qwenimage import (
     QwenDoubleStreamAttnProcessor2_0,
@@ -54,10 +53,6 @@ def pipe() -> Any:
     from safetext.pipelines import build_tiny_pipeline
 
     return build_tiny_pipeline("qwen-image")
-
-
-def _generators(n: int, seed: int = 0) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
 
 def _text_len(pipe: Any, prompts: list[str]) -> list[int]:
@@ -126,18 +121,6 @@ class _RefQwen:
         return image, attn.to_add_out(torch.stack(text_out))
 
 
-@contextmanager
-def _processors(transformer: Any, processors: dict[str, Any]) -> Iterator[None]:
-    saved = {name: transformer.get_submodule(name).processor for name in processors}
-    for name, processor in processors.items():
-        transformer.get_submodule(name).set_processor(processor)
-    try:
-        yield
-    finally:
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
-
-
 def reference(pipe: Any, prompts: list[str], benign: list[str | None], modules: list[str], start: int, **kwargs: Any) -> np.ndarray:
     """The paper's method on Qwen-Image: B's own pass caches its text K/V and mask each step; A's pass uses them."""
     transformer = pipe.transformer
@@ -146,48 +129,25 @@ def reference(pipe: Any, prompts: list[str], benign: list[str | None], modules: 
         prompt=[benign[i] for i in rows], device="cpu", max_sequence_length=kwargs["max_sequence_length"]
     )
     cache: Cache = {}
-    state = {"step": -1, "t": None, "calls": 0, "running_b": False}
 
-    def pre_hook(module: Any, args: Any, call: dict[str, Any]) -> None:
-        if state["running_b"]:
-            return
-        t = float(call["timestep"][0])
-        if t != state["t"]:
-            state["step"], state["t"], state["calls"] = state["step"] + 1, t, 0
-        else:
-            state["calls"] += 1
-        substitute = state["step"] >= start and state["calls"] == 0  # the prompt's call, not true CFG's negative one
-        if substitute:
-            index = torch.tensor(rows)
-            state["running_b"] = True
-            try:
-                with _processors(transformer, {name: _RefQwen(name, cache, "record") for name in modules}):
-                    transformer(
-                        hidden_states=call["hidden_states"][index],
-                        timestep=call["timestep"][index],
-                        guidance=None if call.get("guidance") is None else call["guidance"][index],
-                        encoder_hidden_states=b_embeds,
-                        encoder_hidden_states_mask=b_mask,
-                        img_shapes=[call["img_shapes"][0]] * len(rows),
-                        return_dict=False,
-                    )
-            finally:
-                state["running_b"] = False
-            chosen: dict[str, Any] = {name: _RefQwen(name, cache, "substitute", rows) for name in modules}
-        else:
-            chosen = {name: QwenDoubleStreamAttnProcessor2_0() for name in modules}
-        for name, processor in chosen.items():
-            transformer.get_submodule(name).set_processor(processor)
+    def benign_pass(args: Any, call: dict[str, Any]) -> None:
+        index = torch.tensor(rows)
+        with swapped_processors(transformer, {name: _RefQwen(name, cache, "record") for name in modules}):
+            transformer(
+                hidden_states=call["hidden_states"][index],
+                timestep=call["timestep"][index],
+                guidance=None if call.get("guidance") is None else call["guidance"][index],
+                encoder_hidden_states=b_embeds,
+                encoder_hidden_states_mask=b_mask,
+                img_shapes=[call["img_shapes"][0]] * len(rows),
+                return_dict=False,
+            )
 
-    handle = transformer.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    saved = {name: transformer.get_submodule(name).processor for name in modules}
-    try:
-        with torch.no_grad():
-            return pipe(prompt=prompts, **kwargs).images
-    finally:
-        handle.remove()
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
+    return run_reference(
+        pipe, prompts, modules, start, benign_pass=benign_pass,
+        substitutes=lambda args, call: {name: _RefQwen(name, cache, "substitute", rows) for name in modules},
+        own_processor=lambda name: QwenDoubleStreamAttnProcessor2_0(), **kwargs,
+    )
 
 
 def _compare(
@@ -197,9 +157,9 @@ def _compare(
     config = InjectionConfig(modules=modules, start=start)
     kwargs = dict(KW, **extra)
     n = len(prompts)
-    ours = run_injected(pipe, prompts, benign, config, generator=_generators(n), **kwargs).images
-    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=_generators(n), **kwargs)
-    plain = pipe(prompt=prompts, generator=_generators(n), **kwargs).images
+    ours = run_injected(pipe, prompts, benign, config, generator=generators(n), **kwargs).images
+    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=generators(n), **kwargs)
+    plain = pipe(prompt=prompts, generator=generators(n), **kwargs).images
     return ours, ref, plain
 
 
@@ -264,11 +224,11 @@ def test_num_images_per_prompt_and_report(pipe: Any) -> None:
     config = InjectionConfig(modules=["transformer_blocks.1.attn"])
     out, report = run_injected(
         pipe, [INNOCENT, TOXIC], [None, BENIGN], config, with_report=True,
-        num_images_per_prompt=2, generator=_generators(4), **KW,
+        num_images_per_prompt=2, generator=generators(4), **KW,
     )
     assert report.rewritten_rows == [2, 3]
     assert report.injected_steps == {"transformer_blocks.1.attn": [0, 1, 2, 3]}
-    plain = pipe(prompt=[INNOCENT, TOXIC], num_images_per_prompt=2, generator=_generators(4), **KW).images
+    plain = pipe(prompt=[INNOCENT, TOXIC], num_images_per_prompt=2, generator=generators(4), **KW).images
     assert np.array_equal(out.images[:2], plain[:2])
     assert np.abs(out.images[2:] - plain[2:]).max() > MIN_EFFECT
 
@@ -276,19 +236,19 @@ def test_num_images_per_prompt_and_report(pipe: Any) -> None:
 def test_processors_are_untouched_and_restored(pipe: Any) -> None:
     before = dict(pipe.transformer.attn_processors)
     hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
-    run_injected(pipe, [TOXIC], [LONG_BENIGN], InjectionConfig(modules=["transformer_blocks.0.attn"]), generator=_generators(1), **KW)
+    run_injected(pipe, [TOXIC], [LONG_BENIGN], InjectionConfig(modules=["transformer_blocks.0.attn"]), generator=generators(1), **KW)
     assert dict(pipe.transformer.attn_processors) == before
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules()) == hooks_before
 
 
 def test_guard_rewrites_on_qwen_image_and_allows_bitwise(pipe: Any) -> None:
     guard = Guard(pipe, policy=FakePolicy(), preset=["transformer_blocks.1.attn"])
-    result = guard([TOXIC, INNOCENT], generator=_generators(2), **KW)
+    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
     assert result.patched_layers == ["transformer_blocks.1.attn"]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=_generators(2), **KW).images
+    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
     assert np.array_equal(result.images[1], plain[1])
     assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
-    ref = reference(pipe, [TOXIC, INNOCENT], [BENIGN, None], ["transformer_blocks.1.attn"], 0, generator=_generators(2), **KW)
+    ref = reference(pipe, [TOXIC, INNOCENT], [BENIGN, None], ["transformer_blocks.1.attn"], 0, generator=generators(2), **KW)
     assert np.abs(result.images - ref).max() <= ATOL
 
 

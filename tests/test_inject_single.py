@@ -25,8 +25,6 @@ plain pipeline's where the batch's padding does not change, and agree to float r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -34,6 +32,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
+from _reference import generators, run_reference, swapped_processors
 from diffusers.models.transformers.transformer_z_image import ZSingleStreamAttnProcessor
 
 from safetext import Guard, GuardError
@@ -57,10 +56,6 @@ def pipe() -> Any:
     from safetext.pipelines import build_tiny_pipeline
 
     return build_tiny_pipeline("z-image")
-
-
-def _generators(n: int, seed: int = 0) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
 
 def _padded(n: int) -> int:
@@ -125,18 +120,6 @@ class _RefZImage:
         return attn.to_out[0](torch.stack(outputs))
 
 
-@contextmanager
-def _processors(transformer: Any, processors: dict[str, Any]) -> Iterator[None]:
-    saved = {name: transformer.get_submodule(name).processor for name in processors}
-    for name, processor in processors.items():
-        transformer.get_submodule(name).set_processor(processor)
-    try:
-        yield
-    finally:
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
-
-
 def _layout(latents: list[torch.Tensor], captions: list[torch.Tensor]) -> list[tuple[int, int]]:
     return [(_padded(x.shape[-2] // 2 * x.shape[-1] // 2), _padded(c.shape[0])) for x, c in zip(latents, captions)]
 
@@ -151,39 +134,22 @@ def reference(pipe: Any, prompts: list[str], benign: list[str | None], modules: 
         max_sequence_length=kwargs["max_sequence_length"],
     )
     cache: Cache = {}
-    state = {"step": -1, "running_b": False}
 
-    def pre_hook(module: Any, args: Any, call: dict[str, Any]) -> Any:
-        if state["running_b"]:
-            return None
-        latents, t, captions = args
-        state["step"] += 1  # Z-Image calls its transformer once per step (CFG rows batched)
-        if state["step"] < start:
-            chosen: dict[str, Any] = {name: ZSingleStreamAttnProcessor() for name in modules}
-        else:
-            b_latents = [latents[i] for i in rows]
-            state["running_b"] = True
-            try:
-                layout = _layout(b_latents, b_embeds)
-                with _processors(transformer, {name: _RefZImage(name, cache, "record", layout) for name in modules}):
-                    transformer(b_latents, t[torch.tensor(rows)], list(b_embeds), return_dict=False)
-            finally:
-                state["running_b"] = False
-            layout = _layout(latents, captions)
-            chosen = {name: _RefZImage(name, cache, "substitute", layout, rows) for name in modules}
-        for name, processor in chosen.items():
-            transformer.get_submodule(name).set_processor(processor)
-        return None
+    def benign_pass(args: Any, call: dict[str, Any]) -> None:
+        latents, t, _ = args  # Z-Image calls its transformer once per step (CFG rows batched)
+        b_latents = [latents[i] for i in rows]
+        layout = _layout(b_latents, b_embeds)
+        with swapped_processors(transformer, {name: _RefZImage(name, cache, "record", layout) for name in modules}):
+            transformer(b_latents, t[torch.tensor(rows)], list(b_embeds), return_dict=False)
 
-    handle = transformer.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    saved = {name: transformer.get_submodule(name).processor for name in modules}
-    try:
-        with torch.no_grad():
-            return pipe(prompt=list(prompts), **kwargs).images
-    finally:
-        handle.remove()
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
+    def substitutes(args: Any, call: dict[str, Any]) -> dict[str, Any]:
+        latents, _, captions = args
+        return {name: _RefZImage(name, cache, "substitute", _layout(latents, captions), rows) for name in modules}
+
+    return run_reference(
+        pipe, prompts, modules, start, benign_pass=benign_pass, substitutes=substitutes,
+        own_processor=lambda name: ZSingleStreamAttnProcessor(), **kwargs,
+    )
 
 
 def _compare(
@@ -193,9 +159,9 @@ def _compare(
     config = InjectionConfig(modules=modules, start=start)
     kwargs = dict(KW, **extra)
     n = len(prompts) * kwargs.get("num_images_per_prompt", 1)
-    ours = run_injected(pipe, list(prompts), benign, config, generator=_generators(n), **kwargs).images
-    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=_generators(n), **kwargs)
-    plain = pipe(prompt=list(prompts), generator=_generators(n), **kwargs).images
+    ours = run_injected(pipe, list(prompts), benign, config, generator=generators(n), **kwargs).images
+    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=generators(n), **kwargs)
+    plain = pipe(prompt=list(prompts), generator=generators(n), **kwargs).images
     return ours, ref, plain
 
 
@@ -211,8 +177,8 @@ def test_tiny_prompts_have_the_lengths_the_cases_need(pipe: Any) -> None:
 
 def test_reference_without_substitution_is_the_plain_pipeline(pipe: Any) -> None:
     """The reference processor is Z-Image's own attention: starting after the last step, it changes nothing."""
-    ref = reference(pipe, [TOXIC, SHORT_BENIGN], [BENIGN, None], ["layers.0.attention"], 99, generator=_generators(2), **KW)
-    plain = pipe(prompt=[TOXIC, SHORT_BENIGN], generator=_generators(2), **KW).images
+    ref = reference(pipe, [TOXIC, SHORT_BENIGN], [BENIGN, None], ["layers.0.attention"], 99, generator=generators(2), **KW)
+    plain = pipe(prompt=[TOXIC, SHORT_BENIGN], generator=generators(2), **KW).images
     assert np.abs(ref - plain).max() <= ATOL
 
 
@@ -268,13 +234,13 @@ def test_num_images_per_prompt_and_report(pipe: Any) -> None:
     config = InjectionConfig(modules=["layers.1.attention"])
     out, report = run_injected(
         pipe, [INNOCENT, TOXIC], [None, BENIGN], config, with_report=True,
-        num_images_per_prompt=2, generator=_generators(4), **KW,
+        num_images_per_prompt=2, generator=generators(4), **KW,
     )
     assert report.rewritten_rows == [2, 3]
     assert report.injected_steps == {"layers.1.attention": [0, 1, 2]}
-    plain = pipe(prompt=[INNOCENT, TOXIC], num_images_per_prompt=2, generator=_generators(4), **KW).images
+    plain = pipe(prompt=[INNOCENT, TOXIC], num_images_per_prompt=2, generator=generators(4), **KW).images
     ref = reference(pipe, [INNOCENT, TOXIC], [None, BENIGN], ["layers.1.attention"], 0, num_images_per_prompt=2,
-                    generator=_generators(4), **KW)
+                    generator=generators(4), **KW)
     assert np.abs(out.images - ref).max() <= ATOL
     assert np.array_equal(out.images[:2], plain[:2])
     assert np.abs(out.images[2:] - plain[2:]).max() > MIN_EFFECT
@@ -287,7 +253,7 @@ def _processor_objects(transformer: Any) -> dict[str, Any]:
 def test_processors_are_untouched_and_restored(pipe: Any) -> None:
     before = _processor_objects(pipe.transformer)
     hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
-    run_injected(pipe, [TOXIC], [LONG_BENIGN], InjectionConfig(modules=["layers.0.attention"]), generator=_generators(1), **KW)
+    run_injected(pipe, [TOXIC], [LONG_BENIGN], InjectionConfig(modules=["layers.0.attention"]), generator=generators(1), **KW)
     after = _processor_objects(pipe.transformer)
     assert len(before) == 4 and after.keys() == before.keys()
     assert all(after[name] is before[name] for name in before)
@@ -296,12 +262,12 @@ def test_processors_are_untouched_and_restored(pipe: Any) -> None:
 
 def test_guard_rewrites_on_z_image_and_allows_bitwise(pipe: Any) -> None:
     guard = Guard(pipe, policy=FakePolicy(), preset=["layers.1.attention"])
-    result = guard([TOXIC, INNOCENT], generator=_generators(2), **KW)
+    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
     assert result.patched_layers == ["layers.1.attention"]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=_generators(2), **KW).images
+    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
     assert np.array_equal(result.images[1], plain[1])
     assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
-    ref = reference(pipe, [TOXIC, INNOCENT], [BENIGN, None], ["layers.1.attention"], 0, generator=_generators(2), **KW)
+    ref = reference(pipe, [TOXIC, INNOCENT], [BENIGN, None], ["layers.1.attention"], 0, generator=generators(2), **KW)
     assert np.abs(result.images - ref).max() <= ATOL
 
 
@@ -441,43 +407,24 @@ def lumina_reference(pipe: Any, prompts: list[str], benign: list[str | None], mo
         prompt=[benign[i // nipp] for i in rows], do_classifier_free_guidance=False, device="cpu"
     )
     cache: Cache = {}
-    state: dict[str, Any] = {"step": -1, "t": None, "calls": 0, "running_b": False}
 
-    def pre_hook(module: Any, args: Any, call: dict[str, Any]) -> None:
-        if state["running_b"]:
-            return
-        t = float(call["timestep"][0])
-        if t != state["t"]:
-            state["step"], state["t"], state["calls"] = state["step"] + 1, t, 0
-        else:
-            state["calls"] += 1
-        chosen: dict[str, Any] = {name: Lumina2AttnProcessor2_0() for name in modules}
-        if state["step"] >= start and state["calls"] == 0:  # the prompt's call, not the negative one
-            index = torch.tensor(rows)
-            state["running_b"] = True
-            try:
-                layout = [int(m.sum()) for m in b_mask]
-                with _processors(transformer, {name: _RefLumina2(name, cache, "record", layout) for name in modules}):
-                    transformer(
-                        hidden_states=call["hidden_states"][index], timestep=call["timestep"][index],
-                        encoder_hidden_states=b_embeds, encoder_attention_mask=b_mask, return_dict=False,
-                    )
-            finally:
-                state["running_b"] = False
-            layout = [int(m.sum()) for m in call["encoder_attention_mask"]]
-            chosen = {name: _RefLumina2(name, cache, "substitute", layout, rows) for name in modules}
-        for name, processor in chosen.items():
-            transformer.get_submodule(name).set_processor(processor)
+    def benign_pass(args: Any, call: dict[str, Any]) -> None:
+        index = torch.tensor(rows)
+        layout = [int(m.sum()) for m in b_mask]
+        with swapped_processors(transformer, {name: _RefLumina2(name, cache, "record", layout) for name in modules}):
+            transformer(
+                hidden_states=call["hidden_states"][index], timestep=call["timestep"][index],
+                encoder_hidden_states=b_embeds, encoder_attention_mask=b_mask, return_dict=False,
+            )
 
-    handle = transformer.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    saved = {name: transformer.get_submodule(name).processor for name in modules}
-    try:
-        with torch.no_grad():
-            return pipe(prompt=list(prompts), **kwargs).images
-    finally:
-        handle.remove()
-        for name, processor in saved.items():
-            transformer.get_submodule(name).set_processor(processor)
+    def substitutes(args: Any, call: dict[str, Any]) -> dict[str, Any]:
+        layout = [int(m.sum()) for m in call["encoder_attention_mask"]]
+        return {name: _RefLumina2(name, cache, "substitute", layout, rows) for name in modules}
+
+    return run_reference(
+        pipe, prompts, modules, start, benign_pass=benign_pass, substitutes=substitutes,
+        own_processor=lambda name: Lumina2AttnProcessor2_0(), **kwargs,
+    )
 
 
 def _lumina_compare(
@@ -486,10 +433,10 @@ def _lumina_compare(
     config = InjectionConfig(modules=modules, start=start)
     kwargs = dict(LUMINA_KW, **extra)
     n = len(prompts) * kwargs.get("num_images_per_prompt", 1)
-    ours = run_injected(pipe, list(prompts), benign, config, generator=_generators(n), **kwargs).images
+    ours = run_injected(pipe, list(prompts), benign, config, generator=generators(n), **kwargs).images
     steps = LUMINA_KW["num_inference_steps"]
-    ref = lumina_reference(pipe, prompts, benign, modules, config.start_step(steps), generator=_generators(n), **kwargs)
-    plain = pipe(prompt=list(prompts), generator=_generators(n), **kwargs).images
+    ref = lumina_reference(pipe, prompts, benign, modules, config.start_step(steps), generator=generators(n), **kwargs)
+    plain = pipe(prompt=list(prompts), generator=generators(n), **kwargs).images
     return ours, ref, plain
 
 
@@ -500,8 +447,8 @@ def test_lumina2_prompts_have_the_lengths_the_cases_need(lumina: Any) -> None:
 
 
 def test_lumina2_reference_without_substitution_is_the_plain_pipeline(lumina: Any) -> None:
-    ref = lumina_reference(lumina, [TOXIC, SHORT_BENIGN], [BENIGN, None], ["layers.0.attn"], 99, generator=_generators(2), **LUMINA_KW)
-    plain = lumina(prompt=[TOXIC, SHORT_BENIGN], generator=_generators(2), **LUMINA_KW).images
+    ref = lumina_reference(lumina, [TOXIC, SHORT_BENIGN], [BENIGN, None], ["layers.0.attn"], 99, generator=generators(2), **LUMINA_KW)
+    plain = lumina(prompt=[TOXIC, SHORT_BENIGN], generator=generators(2), **LUMINA_KW).images
     assert np.abs(ref - plain).max() <= ATOL
 
 
@@ -541,12 +488,12 @@ def test_lumina2_without_cfg_and_num_images_per_prompt(lumina: Any) -> None:
 
 def test_lumina2_guard_rewrites_and_allows_bitwise(lumina: Any) -> None:
     guard = Guard(lumina, policy=FakePolicy(), preset=["layers.1.attn"])
-    result = guard([TOXIC, INNOCENT], generator=_generators(2), **LUMINA_KW)
+    result = guard([TOXIC, INNOCENT], generator=generators(2), **LUMINA_KW)
     assert result.patched_layers == ["layers.1.attn"]
-    plain = lumina(prompt=[TOXIC, INNOCENT], generator=_generators(2), **LUMINA_KW).images
+    plain = lumina(prompt=[TOXIC, INNOCENT], generator=generators(2), **LUMINA_KW).images
     assert np.array_equal(result.images[1], plain[1])
     assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
-    ref = lumina_reference(lumina, [TOXIC, INNOCENT], [BENIGN, None], ["layers.1.attn"], 0, generator=_generators(2), **LUMINA_KW)
+    ref = lumina_reference(lumina, [TOXIC, INNOCENT], [BENIGN, None], ["layers.1.attn"], 0, generator=generators(2), **LUMINA_KW)
     assert np.abs(result.images - ref).max() <= ATOL
 
 

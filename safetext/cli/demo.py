@@ -74,7 +74,7 @@ def demo(
         for i, prompt in enumerate(DEMO_PROMPTS):
             status.update(f"[{i + 1}/{len(DEMO_PROMPTS)}] {prompt}")
             t0 = time.perf_counter()
-            plain = pipe(prompt, generator=torch.Generator().manual_seed(seed), **kwargs).images[0]
+            plain = pipe(prompt=prompt, generator=torch.Generator().manual_seed(seed), **kwargs).images[0]
             t1 = time.perf_counter()
             result = guard(prompt, generator=torch.Generator().manual_seed(seed), **kwargs)
             t2 = time.perf_counter()

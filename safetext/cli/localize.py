@@ -73,7 +73,7 @@ def _call_kwargs(model: str, pipe: Any, profile: ModelProfile, guidance_scale: f
 
 @app.command("localize")
 def localize_command(
-    model: str = typer.Option(..., "--model", help="A local diffusers folder, a shipped model ('testbed'), or 'tiny:KIND' with a random-weight KIND (sd, sdxl, if, sd3, flux, qwen-image, z-image, lumina2, pixart-sigma, sana; a code-path check)."),
+    model: str = typer.Option(..., "--model", help="A local diffusers folder, a shipped model ('testbed'), or 'tiny:KIND' with a random-weight KIND (sd, sdxl, if, sd3, flux, flux2, flux2-dev, hidream, qwen-image, z-image, lumina2, pixart-sigma, sana; a code-path check)."),
     prompts: Optional[Path] = typer.Option(
         None, "--prompts", help="Pairs 'A<TAB>B', templates with {word}, 'words: ...' (default: the model profile's pairs)."
     ),

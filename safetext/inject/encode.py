@@ -20,10 +20,18 @@ Z-Image's returns a list of per-prompt tensors of their own lengths (and takes n
 batch with a mask of their real tokens, and repeated as the pipeline repeats them.
 Lumina2's repeats its embeddings per prompt but tiles its mask (:data:`_ENCODE_ONCE_PIPELINES`),
 so its prompts are encoded once and each row is repeated with its own mask.
+HiDream's returns ``(t5, negative t5, llama, negative llama, pooled, negative pooled)``, its
+Llama states every hidden layer's, stacked as ``(layers, rows, tokens, dim)``; they are kept in
+:attr:`EncodedText.layers`.
+FLUX.2's (``Flux2Pipeline``, ``Flux2KleinPipeline``) returns ``(embeds, text ids)``: every prompt
+is padded to ``max_sequence_length`` inside the pipeline's chat template (and system message),
+with the hidden states of ``text_encoder_out_layers`` side by side, and no mask reaches the
+transformer. Its ``caption_upsample_temperature`` has the text encoder rewrite the prompt before
+encoding it; the benign prompt cannot be encoded as that rewritten text would be, so it is refused.
 
 Every text input the pipeline takes is encoded as the pipeline would encode it:
-``prompt`` feeds the first text encoder, ``prompt_2`` and ``prompt_3`` (SDXL, SD3) the
-second and third, and an input left as None reuses ``prompt`` there, as in the
+``prompt`` feeds the first text encoder, ``prompt_2`` and ``prompt_3`` (SDXL, SD3, HiDream) the
+second and third, ``prompt_4`` (HiDream) the fourth, and an input left as None reuses ``prompt`` there, as in the
 pipelines' own call. A benign ``prompt_2`` therefore changes only the part of the
 embedding that text encoder produces.
 
@@ -44,18 +52,21 @@ import torch
 from safetext.inject.processors import InjectionError
 
 #: ``__call__`` arguments that change how a prompt is encoded, forwarded when accepted.
-_ENCODE_PASSTHROUGH = ("clip_skip", "max_sequence_length", "clean_caption", "complex_human_instruction", "system_prompt")
+_ENCODE_PASSTHROUGH = (
+    "clip_skip", "max_sequence_length", "clean_caption", "complex_human_instruction", "system_prompt",
+    "text_encoder_out_layers",
+)
 
 #: Pipelines whose ``encode_prompt`` repeats the text mask tiled (``[p0, p1, p0, p1]``) but the
 #: embeddings interleaved (``[p0, p0, p1, p1]``) for ``num_images_per_prompt``: their prompts
 #: are encoded once each and repeated here, so each benign row keeps its own mask.
 _ENCODE_ONCE_PIPELINES = ("Lumina2Pipeline",)
 
-#: The positive text inputs of diffusers pipelines, in text-encoder order.
-TEXT_INPUTS = ("prompt", "prompt_2", "prompt_3")
+#: The positive text inputs of diffusers pipelines, in text-encoder order (``prompt_4``: HiDream's Llama).
+TEXT_INPUTS = ("prompt", "prompt_2", "prompt_3", "prompt_4")
 
 #: Their negative counterparts: they steer away from their content and pass through unchanged.
-NEGATIVE_TEXT_INPUTS = ("negative_prompt", "negative_prompt_2", "negative_prompt_3")
+NEGATIVE_TEXT_INPUTS = ("negative_prompt", "negative_prompt_2", "negative_prompt_3", "negative_prompt_4")
 
 
 def precomputed_text_args(pipe_kwargs: dict[str, Any]) -> list[str]:
@@ -73,6 +84,7 @@ class EncodedText:
     embeds: torch.Tensor  # (n_cond, L, D), as the pipeline passes them to the denoiser
     pooled: torch.Tensor | None  # (n_cond, D) pooled embeddings, for pipelines that use them
     mask: torch.Tensor | None = None  # (n_cond, L) 1 = token, 0 = padding, for pipelines that mask text
+    layers: torch.Tensor | None = None  # (layers, n_cond, L, D) per-layer text states (HiDream's Llama)
 
 
 def call_default(pipe: Any, name: str) -> Any:
@@ -100,6 +112,11 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
     encode = getattr(pipe, "encode_prompt", None)
     if encode is None:
         raise InjectionError(f"{type(pipe).__name__} has no encode_prompt; cannot encode the benign prompt")
+    if pipe_kwargs.get("caption_upsample_temperature") is not None:
+        raise InjectionError(
+            f"{type(pipe).__name__} with caption_upsample_temperature rewrites the prompt with its text encoder "
+            "before encoding it; injection needs the prompt as given (leave it None)"
+        )
     accepted = inspect.signature(encode).parameters
     nipp = pipe_kwargs.get("num_images_per_prompt") or 1
     args: dict[str, Any] = {"prompt": list(texts["prompt"]), "device": pipe._execution_device}
@@ -150,6 +167,14 @@ def encode_text(pipe: Any, texts: dict[str, list[str]], pipe_kwargs: dict[str, A
                 f"of shape {tuple(embeds.shape)}"
             )
         return EncodedText(embeds=embeds, pooled=None, mask=mask)
+    if "prompt_embeds_llama3" in accepted:  # HiDream: (t5, neg t5, llama layers, neg llama, pooled, neg pooled)
+        layers = out[2] if len(out) >= 5 else None
+        pooled = out[4] if len(out) >= 5 else None
+        if not isinstance(layers, torch.Tensor) or layers.ndim != 4 or layers.shape[1] != embeds.shape[0]:
+            raise InjectionError(f"{type(pipe).__name__}.encode_prompt returned no (layers, rows, L, D) Llama states")
+        if not isinstance(pooled, torch.Tensor) or pooled.shape[0] != embeds.shape[0]:
+            raise InjectionError(f"{type(pipe).__name__}.encode_prompt returned no pooled embeddings")
+        return EncodedText(embeds=embeds, pooled=pooled, layers=layers)
     if "do_classifier_free_guidance" not in accepted and "pooled_prompt_embeds" in accepted:
         # FLUX: (embeds, pooled, text ids), conditional only
         pooled = out[1] if len(out) >= 2 and isinstance(out[1], torch.Tensor) else None

@@ -18,8 +18,9 @@ original's current latents (a batched pass in place of the paper's cached benign
 not a trajectory of their own.
 
 FLUX and Qwen-Image (:mod:`~safetext.inject.streams`), Z-Image and Lumina2
-(:mod:`~safetext.inject.unified`) keep their own attention processors: forward hooks on the
-text K/V projections swap the benign rows' outputs in, and no processor is replaced.
+(:mod:`~safetext.inject.unified`) and HiDream (:mod:`~safetext.inject.hidream`) keep their own
+attention processors: forward hooks on the text K/V projections swap the benign rows' outputs
+in, and no processor is replaced.
 
 Projected cross-attention (PixArt, Sana): the attention reads the caption after the model's
 own ``caption_projection`` (and Sana's ``caption_norm``). Forward hooks on those modules
@@ -64,6 +65,7 @@ from safetext.inject.processors import (
     check_wrappable,
     same_tensor,
 )
+from safetext.inject.hidream import HiDreamHooks, check_hidream_processors, is_hidream
 from safetext.inject.sites import attention_sites, denoiser_of, text_path
 from safetext.inject.streams import StreamHooks, check_stream_processors, layout_of
 from safetext.inject.unified import UnifiedHooks, check_unified_processors, is_unified
@@ -144,6 +146,10 @@ def check_processors(pipe: Any, modules: list[str]) -> None:
         attention_sites(denoiser)  # refuses unknown text paths
         check_unified_processors(denoiser, modules)
         return
+    if is_hidream(denoiser):
+        attention_sites(denoiser)  # refuses unknown text paths
+        check_hidream_processors(denoiser, modules)
+        return
     kinds = {site.name: site.kind for site in attention_sites(denoiser)}
     for name in modules:
         processor = getattr(denoiser.get_submodule(name), "processor", None)
@@ -218,6 +224,7 @@ class Injection:
         self._originals: dict[str, Any] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.encode_s = 0.0
+        self.benign_layers: torch.Tensor | None = None
 
     def rewritten(self, i: int) -> bool:
         """Whether prompt ``i`` has a benign text in any of its inputs."""
@@ -246,6 +253,9 @@ class Injection:
         if is_unified(self.denoiser):
             check_unified_processors(self.denoiser, list(self.config.modules))
             return "unified"
+        if is_hidream(self.denoiser):
+            check_hidream_processors(self.denoiser, list(self.config.modules))
+            return "hidream"  # double- and single-stream modules may mix
         if len(kinds) != 1:
             raise InjectionError(f"modules mix attention kinds {sorted(kinds)}")
         return kinds.pop()
@@ -262,6 +272,7 @@ class Injection:
         start = time.perf_counter()
         encoded = encode_text(self.pipe, texts, self.pipe_kwargs)
         self.encode_s = time.perf_counter() - start
+        self.benign_layers = encoded.layers  # HiDream's per-layer Llama states
         n_cond = len(self.prompts) * nipp
         if encoded.embeds.shape[0] != n_cond:
             raise InjectionError(f"benign encoding gave {encoded.embeds.shape[0]} rows, expected {n_cond}")
@@ -304,6 +315,12 @@ class Injection:
         if self.kind == "unified":  # Z-Image, Lumina2: hooks on the text K/V projections, processors untouched
             unified = UnifiedHooks(self.denoiser, list(self.config.modules), state, arguments, _advance_step)
             unified.install(self._handles)
+            return
+        if self.kind == "hidream":  # HiDream: hooks on the text K/V projections, processors untouched
+            hidream = HiDreamHooks(
+                self.denoiser, list(self.config.modules), state, self.benign_layers, arguments, _advance_step
+            )
+            hidream.install(self._handles)
             return
         for name in self.config.modules:
             module = self.denoiser.get_submodule(name)

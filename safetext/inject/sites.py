@@ -10,16 +10,22 @@ Four kinds exist in the supported denoisers:
   the same path (:func:`text_path`).
 * ``added_kv``: DeepFloyd IF's attention with extra text projections (``...attentions.N``).
   The text K/V from ``add_k_proj/add_v_proj`` are joined to the image self-attention K/V.
-* ``joint``: double-stream attention (SD3, FLUX and Qwen-Image ``transformer_blocks.N.attn``). The text
+* ``joint``: double-stream attention (SD3, FLUX, FLUX.2 and Qwen-Image ``transformer_blocks.N.attn``). The text
   stream has its own Q/K/V (``add_q_proj/add_k_proj/add_v_proj``); only the text K/V are swapped.
-* ``single``: single-stream attention (FLUX ``single_transformer_blocks.N.attn``, Z-Image
-  ``layers.N.attention``, Lumina2 ``layers.N.attn``). The block joins text and image tokens
+  HiDream's ``double_stream_blocks.N.block.attn1`` names them ``to_q_t/to_k_t/to_v_t``.
+* ``single``: single-stream attention (FLUX and FLUX.2 ``single_transformer_blocks.N.attn``, Z-Image
+  ``layers.N.attention``, Lumina2 ``layers.N.attn``, HiDream
+  ``single_stream_blocks.N.block.attn1``). The block joins text and image tokens
   into one sequence (FLUX: text first; Z-Image: image then caption, per row; Lumina2:
-  caption then image, per row); the text K/V are the ``to_k/to_v``
-  outputs at the text positions.
+  caption then image, per row; HiDream: image, then text); the text K/V are the ``to_k/to_v``
+  outputs at the text positions (FLUX.2: the K and V columns of its fused
+  ``to_qkv_mlp_proj``, whose output packs Q, K, V and the MLP input).
 
 Modules are found by class: diffusers' ``Attention`` and the model-specific
-``AttentionModuleMixin`` classes (``FluxAttention``).
+``AttentionModuleMixin`` classes (``FluxAttention``). HiDream's ``HiDreamAttention`` subclasses
+``Attention`` without running its ``__init__``, so it has none of the attributes by which
+:func:`attention_kind` tells cross-attention apart; its double-stream modules are found by their
+text projections and its single-stream ones by their block list.
 
 A denoiser whose text path is not one of these (:data:`KNOWN_DENOISERS`) is refused with an
 :class:`InjectionError` as soon as its sites are asked for, which is at ``Guard``
@@ -58,6 +64,8 @@ KNOWN_DENOISERS: dict[str, tuple[ModuleKind, ...]] = {
     "QwenImageTransformer2DModel": ("joint",),
     "ZImageTransformer2DModel": ("single",),
     "Lumina2Transformer2DModel": ("single",),
+    "Flux2Transformer2DModel": ("joint", "single"),
+    "HiDreamImageTransformer2DModel": ("joint", "single"),
 }
 
 #: Denoisers whose blocks in one ModuleList join text and image tokens into one sequence
@@ -68,6 +76,8 @@ SINGLE_STREAM_BLOCKS: dict[str, str] = {
     "FluxTransformer2DModel": "single_transformer_blocks",
     "ZImageTransformer2DModel": "layers",
     "Lumina2Transformer2DModel": "layers",
+    "Flux2Transformer2DModel": "single_transformer_blocks",
+    "HiDreamImageTransformer2DModel": "single_stream_blocks",
 }
 
 #: U-Net ``encoder_hid_dim_type`` values whose attention reads (projected) text only.
@@ -110,6 +120,8 @@ def attention_kind(module: torch.nn.Module) -> ModuleKind | None:
         return None
     if getattr(module, "add_q_proj", None) is not None and getattr(module, "add_k_proj", None) is not None:
         return "joint"
+    if getattr(module, "to_q_t", None) is not None and getattr(module, "to_k_t", None) is not None:
+        return "joint"  # HiDream's double stream: text projections to_q_t/to_k_t/to_v_t
     if getattr(module, "added_kv_proj_dim", None) is not None and getattr(module, "add_k_proj", None) is not None:
         return "added_kv"
     if getattr(module, "is_cross_attention", False):
@@ -129,7 +141,8 @@ def _site_kind(denoiser: torch.nn.Module, name: str, module: torch.nn.Module) ->
         return kind
     blocks = SINGLE_STREAM_BLOCKS.get(type(denoiser).__name__)
     parts = name.split(".")
-    if blocks is not None and len(parts) == 3 and parts[0] == blocks and parts[1].isdigit():
+    # ``<blocks>.N.attn`` (HiDream: ``<blocks>.N.block.attn1``, its blocks wrapped in HiDreamBlock)
+    if blocks is not None and len(parts) >= 3 and parts[0] == blocks and parts[1].isdigit():
         return "single"
     return None
 
@@ -147,7 +160,13 @@ def text_path(denoiser: torch.nn.Module) -> tuple[str, ...]:
 
 
 def _kv_params(module: torch.nn.Module, kind: AttentionKind) -> int:
+    packed = getattr(module, "to_qkv_mlp_proj", None)
+    if isinstance(packed, torch.nn.Linear):  # FLUX.2 single stream: the K and V columns of the fused projection
+        rows = 2 * int(module.inner_dim)
+        return rows * packed.in_features + (rows if packed.bias is not None else 0)
     names = ("to_k", "to_v") if kind in ("cross", "projected", "single") else ("add_k_proj", "add_v_proj")
+    if kind == "joint" and getattr(module, "to_k_t", None) is not None:
+        names = ("to_k_t", "to_v_t")  # HiDream
     return sum(p.numel() for n in names for p in getattr(module, n).parameters())
 
 

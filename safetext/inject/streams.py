@@ -1,4 +1,4 @@
-"""Double- and single-stream injection (FLUX, Qwen-Image) through forward hooks on the text K/V projections.
+"""Double- and single-stream injection (FLUX, FLUX.2, Qwen-Image) through forward hooks on the text K/V projections.
 
 The model's own attention processor runs unchanged; nothing of it is mirrored here. What
 changes is what its projections return:
@@ -12,14 +12,22 @@ changes is what its projections return:
   and ``add_v_proj`` give each rewritten row the benign row's text keys and values;
 * single-stream modules (``single_transformer_blocks.N.attn``): the block joins text and
   image tokens into one sequence, text first, so hooks on ``to_k`` and ``to_v`` replace
-  the first ``L`` positions (``L`` text tokens) of each rewritten row by the benign row's;
+  the first ``L`` positions (``L`` text tokens) of each rewritten row by the benign row's.
+  FLUX.2's single-stream attention (``Flux2ParallelSelfAttention``) has no ``to_k``/``to_v``:
+  one ``to_qkv_mlp_proj`` returns ``[Q | K | V | MLP input]`` per token (``inner_dim``
+  columns each for Q, K, V), and its hook replaces only the K and V columns at the first
+  ``L`` positions;
 * a forward hook on the block of the last localized module drops the benign rows; later
-  blocks and ``norm_out`` get ``temb`` trimmed by pre-hooks, so the pipeline sees its own
-  batch size.
+  blocks and ``norm_out`` get ``temb`` (FLUX.2: the per-row modulation tensors it computes
+  once before the blocks) trimmed by pre-hooks, so the pipeline sees its own batch size.
 
-Norms on K (RMS qk-norm) and the rotary embedding act per token after the projection, and
-every row of a FLUX or Qwen-Image call shares the same text and image positions, so
-swapping the projection outputs equals swapping the final keys and values.
+Norms on K (RMS qk-norm over each head) and the rotary embedding act per token after the
+projection, and every row of a FLUX, FLUX.2 or Qwen-Image call shares the same text and
+image positions (FLUX.2 reads only the first row of ``txt_ids``/``img_ids``, and its text is
+padded to ``max_sequence_length``, so the benign text has the original's length), so
+swapping the projection outputs equals swapping the final keys and values. FLUX.2's
+modulation depends on the timestep and guidance only (no pooled text), which the benign rows
+copy.
 
 Qwen-Image masks its text (``encoder_hidden_states_mask``, None when every token is real)
 and pads a batch to its longest prompt, so the benign and original texts can differ in
@@ -41,7 +49,15 @@ rows, and Qwen-Image's guidance is a separate call too. With ``true_cfg_scale > 
 for Qwen-Image, a negative prompt) both pipelines call the transformer a second time per
 step with the negative prompt; only the first call of each step is the prompt's, and
 each later first call must receive the same text tensor as the first one did (otherwise
-the call fails closed).
+the call fails closed). FLUX.2 [dev] embeds guidance (one call per step); FLUX.2 [klein]
+base models (``is_distilled`` off) with ``guidance_scale > 1`` call the transformer again
+with the empty negative prompt after the prompt's call, which is left alone the same way.
+
+FLUX.2's KV-cache path (``Flux2KleinKVPipeline``: ``Flux2KVAttnProcessor`` /
+``Flux2KVParallelSelfAttnProcessor``, forward arguments ``kv_cache``, ``kv_cache_mode``,
+``num_ref_tokens``) puts cached reference-image keys and values between the text and image
+positions and gives reference tokens their own modulation; its processors are refused at
+construction and those arguments on every transformer call of an injected pipeline call.
 """
 
 from __future__ import annotations
@@ -67,6 +83,8 @@ class StreamLayout:
     text_mask_arg: str | None = None  # forward argument with the (batch, tokens) text mask
     list_args: tuple[str, ...] = ()  # forward arguments that are per-row lists (all rows alike)
     refused_config: tuple[str, ...] = ()  # config flags that must be off (a layout the hooks do not know)
+    single_processors: tuple[str, ...] = ()  # processors of the single-stream list's modules, when not ``processors``
+    packed_qkv: bool = False  # single-stream K/V are slices of one ``to_qkv_mlp_proj`` output (FLUX.2)
 
 
 LAYOUTS: dict[str, StreamLayout] = {
@@ -88,6 +106,17 @@ LAYOUTS: dict[str, StreamLayout] = {
         text_mask_arg="encoder_hidden_states_mask",
         list_args=("img_shapes",),
         refused_config=("zero_cond_t", "use_layer3d_rope"),
+    ),
+    # The KV-cache processors and forward arguments serve reference-image caching (FLUX.2 [klein] KV),
+    # which changes what the text and image positions hold; only the plain processors are known.
+    "Flux2Transformer2DModel": StreamLayout(
+        blocks=("transformer_blocks", "single_transformer_blocks"),
+        batch_args=("hidden_states", "timestep", "guidance"),
+        text_args=(("encoder_hidden_states", "embeds"),),
+        processors=("Flux2AttnProcessor",),
+        refused_args=("kv_cache", "kv_cache_mode", "num_ref_tokens"),
+        single_processors=("Flux2ParallelSelfAttnProcessor",),
+        packed_qkv=True,
     ),
 }
 
@@ -124,10 +153,13 @@ def check_stream_processors(layout: StreamLayout, denoiser: torch.nn.Module, mod
     for name in modules:
         attn = denoiser.get_submodule(name)
         processor = type(getattr(attn, "processor", None)).__name__
-        if processor not in layout.processors:
+        known = layout.processors
+        if layout.single_processors and name.startswith(f"{layout.blocks[-1]}."):
+            known = layout.single_processors
+        if processor not in known:
             raise InjectionError(
-                f"{name} of {type(denoiser).__name__} uses {processor}; safetext knows how "
-                f"{', '.join(layout.processors)} reads text keys/values (remove IP-Adapter or custom processors)"
+                f"{name} ({type(attn).__name__}) of {type(denoiser).__name__} uses {processor}; safetext knows how "
+                f"{', '.join(known)} reads text keys/values (remove IP-Adapter, KV-cache or custom processors)"
             )
         if getattr(attn, "fused_projections", False):
             raise InjectionError(
@@ -136,13 +168,17 @@ def check_stream_processors(layout: StreamLayout, denoiser: torch.nn.Module, mod
             )
 
 
+def _unset(value: Any) -> bool:
+    """Whether a refused forward argument is absent: None, or a count of 0."""
+    return value is None or (type(value) in (int, float) and value == 0)
+
+
 def _pad_tokens(value: torch.Tensor, length: int) -> torch.Tensor:
     """``value`` (batch, tokens, ...) with zeros appended along the tokens up to ``length``."""
     missing = length - value.shape[1]
     if missing == 0:
         return value
     return torch.cat([value, value.new_zeros((value.shape[0], missing, *value.shape[2:]))], dim=1)
-
 
 
 class StreamHooks:
@@ -179,10 +215,13 @@ class StreamHooks:
             attn = self.denoiser.get_submodule(name)
             if self.kinds[name] == "joint":
                 projections = (attn.add_k_proj, "k"), (attn.add_v_proj, "v")
+            elif self.layout.packed_qkv:
+                projections = ((attn.to_qkv_mlp_proj, "kv"),)
             else:
                 projections = (attn.to_k, "k"), (attn.to_v, "v")
             for projection, which in projections:
-                handles.append(projection.register_forward_hook(self._swap_hook(name, which)))
+                hook = self._packed_hook(name, attn) if which == "kv" else self._swap_hook(name, which)
+                handles.append(projection.register_forward_hook(hook))
             if self.layout.text_mask_arg is not None:
                 handles.append(attn.register_forward_pre_hook(self._swap_mask, with_kwargs=True))
         last = max(self.positions.values())
@@ -201,6 +240,12 @@ class StreamHooks:
         self.calls_in_step = 0 if state.step != step else self.calls_in_step + 1
         state.extension = None
         call = arguments.as_kwargs(args, kwargs)
+        for name in self.layout.refused_args:
+            if not _unset(call.get(name)):
+                raise InjectionError(
+                    f"{type(module).__name__} was called with {name}; injection supports only its plain "
+                    "text-to-image call (no ControlNet residuals, no KV caches)"
+                )
         text = call.get("encoder_hidden_states")
         if self.calls_in_step > 0:
             return None  # the negative prompt's call under true CFG: left as it is
@@ -213,9 +258,6 @@ class StreamHooks:
             )
         if not state.active:
             return None
-        for name in self.layout.refused_args:
-            if call.get(name) is not None:
-                raise InjectionError(f"{name} (e.g. a ControlNet) is not supported with injection")
         hidden = call["hidden_states"]
         n = hidden.shape[0]
         targets = state.rows.to(hidden.device) + state.cond_offset(n)
@@ -332,11 +374,40 @@ class StreamHooks:
 
         return hook
 
+    def _packed_hook(self, name: str, attn: torch.nn.Module) -> Any:
+        """FLUX.2 single stream: ``to_qkv_mlp_proj`` returns ``[Q | K | V | MLP in]`` per token; the
+        rewritten rows get the benign row's K and V columns at the text positions, nothing else."""
+        inner = attn.inner_dim
+        width = 3 * inner + attn.mlp_hidden_dim * attn.mlp_mult_factor
+
+        def hook(module: torch.nn.Module, args: Any, output: torch.Tensor) -> Any:
+            ext = self.state.extension
+            if ext is None or ext.trimmed:
+                return None
+            if output.ndim != 3 or output.shape[0] != ext.n_ext or output.shape[-1] != width:
+                raise InjectionError(
+                    f"{name}.to_qkv_mlp_proj returned shape {tuple(output.shape)}, expected ({ext.n_ext}, tokens, "
+                    f"{width}) (a sharded or changed projection is not supported)"
+                )
+            if output.shape[1] <= ext.text_len:
+                raise InjectionError(f"{name} received {output.shape[1]} tokens; the text alone has {ext.text_len}")
+            text_kv = output[:, : ext.text_len, inner : 3 * inner]
+            swapped = output.clone()
+            swapped[:, : ext.text_len, inner : 3 * inner] = text_kv.index_copy(
+                0, ext.targets, text_kv.index_select(0, ext.sources)
+            )
+            ext.swapped.update({(name, "k"), (name, "v")})
+            return swapped
+
+        return hook
+
     def _drop_rows(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
         ext = self.state.extension
         if ext is None or ext.trimmed:
             return None
         ext.trimmed = True
+        if isinstance(output, torch.Tensor):  # a FLUX.2 single-stream block returns the joined sequence
+            return ext.trim(output)
         return tuple(ext.trim(x) for x in output)
 
     def _trim_inputs(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

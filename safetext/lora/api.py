@@ -75,7 +75,7 @@ def finetune(
     except ImportError:
         raise FinetuneError("safetext finetune needs peft: pip install 'safetext-t2i[lora]'") from None
 
-    from safetext.lora.objective import Objective, encode_images, encode_texts, image_size
+    from safetext.lora.objective import Objective, check_supported, encode_images, encode_texts, image_size
     from safetext.lora.save import save_adapter, write_card
     from safetext.inject.presets import resolve_preset
     from safetext.inject.sites import denoiser_of
@@ -84,6 +84,7 @@ def finetune(
         raise FinetuneError("resume=True needs out=, the folder holding the checkpoint")
     if rank < 1 or steps < 1 or batch < 1 or lr <= 0:
         raise FinetuneError(f"rank, steps and batch must be >= 1 and lr > 0 (got {rank}, {steps}, {batch}, {lr})")
+    check_supported(pipe)
     component, denoiser = denoiser_of(pipe)
     if ADAPTER in (getattr(denoiser, "peft_config", None) or {}):
         raise FinetuneError(f"the pipeline's {component} already has a {ADAPTER!r} adapter; fine-tune a freshly loaded pipeline")

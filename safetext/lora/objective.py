@@ -56,6 +56,19 @@ def generation_default(pipe: Any, key: str) -> Any:
     return parameter.default
 
 
+SUPPORTED = "Stable Diffusion 1.x/2.x, SDXL, SD3 and FLUX.1"
+
+
+def check_supported(pipe: Any) -> None:
+    """Refuse, before any work, a pipeline whose training objective and text encoding are not written here."""
+    cls = type(pipe).__name__
+    name, _ = denoiser_of(pipe)
+    known = is_flux(pipe) or cls.startswith(("StableDiffusion3", "StableDiffusionXL"))
+    known = known or (name == "unet" and hasattr(pipe, "encode_prompt") and cls.startswith("StableDiffusion"))
+    if not known:
+        raise FinetuneError(f"safetext finetune supports {SUPPORTED} pipelines, not {cls}")
+
+
 def image_size(pipe: Any) -> tuple[int, int]:
     """(width, height) in pixels of the images the denoiser's default latent decodes to."""
     if is_flux(pipe):  # FluxPipeline's own default: default_sample_size latent pixels per side
@@ -149,7 +162,7 @@ def encode_texts(pipe: Any, prompts: list[str], size: tuple[int, int]) -> dict[s
             embeds, _ = pipe.encode_prompt(chunk, device, 1, False)
             parts.append({"encoder_hidden_states": embeds})
         else:
-            raise FinetuneError(f"safetext finetune supports Stable Diffusion 1.x/2.x, SDXL, SD3 and FLUX.1 pipelines, not {cls}")
+            raise FinetuneError(f"safetext finetune supports {SUPPORTED} pipelines, not {cls}")
     return {key: torch.cat([p[key] for p in parts]).float() for key in parts[0]}
 
 

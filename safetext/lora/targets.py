@@ -28,8 +28,9 @@ METHODS: tuple[str, ...] = ("localized", "all", "random")
 
 #: The projections of every attention module that get LoRA.
 PROJECTIONS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-#: Extra text K/V projections of joint (SD3, FLUX double-stream) and added-K/V (IF) attention.
-TEXT_PROJECTIONS: tuple[str, ...] = ("add_k_proj", "add_v_proj")
+#: Extra text K/V projections of joint (SD3, FLUX double-stream; HiDream's ``to_k_t``/``to_v_t``)
+#: and added-K/V (IF) attention.
+TEXT_PROJECTIONS: tuple[str, ...] = ("add_k_proj", "add_v_proj", "to_k_t", "to_v_t")
 RANDOM_TRIES = 256  # random orders tried when matching the localized parameter count
 
 
@@ -47,7 +48,11 @@ class Targets:
 def _linear(module: torch.nn.Module, path: str) -> torch.nn.Linear | None:
     found: Any = module
     for part in path.split("."):
-        found = getattr(found, part, None) if not part.isdigit() else (found[int(part)] if found is not None else None)
+        if part.isdigit():
+            indexable = isinstance(found, (torch.nn.ModuleList, torch.nn.Sequential))
+            found = found[int(part)] if indexable and int(part) < len(found) else None
+        else:
+            found = getattr(found, part, None)
         if found is None:
             return None
     return found if isinstance(found, torch.nn.Linear) else None
@@ -56,6 +61,8 @@ def _linear(module: torch.nn.Module, path: str) -> torch.nn.Linear | None:
 def module_layers(module: torch.nn.Module, name: str) -> list[str]:
     """Full names of the LoRA layers of one attention module (``name`` is its name in the denoiser)."""
     paths = list(PROJECTIONS)
+    if _linear(module, "to_out.0") is None:
+        paths.append("to_out")  # HiDream's output projection is one Linear, not a list
     if attention_kind(module) in ("joint", "added_kv"):
         paths += TEXT_PROJECTIONS
     return [f"{name}.{path}" for path in paths if _linear(module, path) is not None]

@@ -1,7 +1,7 @@
 """Pipeline construction: tiny random-weight pipelines for tests and benchmarks, a loader
 for local model folders, and the model profiles those folders may carry.
 
-* ``build_tiny_pipeline(kind, seed=0)``: kind in ``TINY_KINDS`` (sd, sdxl, if, sd3, flux, qwen-image, z-image, lumina2, pixart-sigma, sana).
+* ``build_tiny_pipeline(kind, seed=0)``: kind in ``TINY_KINDS`` (sd, sdxl, if, sd3, flux, flux2, flux2-dev, hidream, qwen-image, z-image, lumina2, pixart-sigma, sana).
 * ``load_pipeline(path_or_name, device=None, dtype=None)``: a local diffusers folder, a
   shipped name (``SHIPPED_MODELS``: ``"testbed"``) or ``tiny:KIND``; raises
   ``PipelineLoadError`` naming what is missing. ``resolve_model`` maps a name to its folder.

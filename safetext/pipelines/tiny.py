@@ -4,7 +4,9 @@ They exist so that injection, the guard, layer search and benchmarks can be test
 real diffusers pipeline classes (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
 ``IFPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``, ``PixArtSigmaPipeline``,
 ``SanaPipeline``, ``QwenImagePipeline``: see :mod:`safetext.pipelines.tiny_qwen`,
-``ZImagePipeline`` and ``Lumina2Pipeline``: see :mod:`safetext.pipelines.tiny_single`)
+``ZImagePipeline`` and ``Lumina2Pipeline``: see :mod:`safetext.pipelines.tiny_single`,
+``Flux2KleinPipeline`` and ``Flux2Pipeline``: see :mod:`safetext.pipelines.tiny_flux2`,
+``HiDreamImagePipeline``: see :mod:`safetext.pipelines.tiny_hidream`)
 without a network or a GPU.
 The weights are random, so the images are noise; what matters is that the code paths,
 tensor layouts and module names are the real ones.
@@ -67,12 +69,15 @@ from transformers import (
     T5Tokenizer,
 )
 
+from safetext.pipelines.tiny_flux2 import build_tiny_flux2_dev, build_tiny_flux2_klein
+from safetext.pipelines.tiny_hidream import build_tiny_hidream
 from safetext.pipelines.tiny_qwen import build_tiny_qwen_image
 from safetext.pipelines.tiny_single import build_tiny_lumina2, build_tiny_z_image
 
 #: Kinds accepted by :func:`build_tiny_pipeline`.
 TINY_KINDS: tuple[str, ...] = (
-    "sd", "sdxl", "if", "sd3", "flux", "pixart-sigma", "sana", "qwen-image", "z-image", "lumina2",
+    "sd", "sdxl", "if", "sd3", "flux", "pixart-sigma", "sana", "qwen-image", "z-image", "lumina2", "flux2", "flux2-dev",
+    "hidream",
 )
 
 #: Token budget of the tiny CLIP tokenizers. One token per character, so prompts of up
@@ -447,6 +452,9 @@ _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "qwen-image": build_tiny_qwen_image,
     "z-image": build_tiny_z_image,
     "lumina2": build_tiny_lumina2,
+    "flux2": build_tiny_flux2_klein,
+    "flux2-dev": build_tiny_flux2_dev,
+    "hidream": build_tiny_hidream,
 }
 
 

@@ -1,12 +1,12 @@
-"""Tiny random-weight denoisers of the DiT families safetext does not inject into yet.
+"""Tiny random-weight denoisers of DiT families safetext does not inject into.
 
-HiDream and FLUX.2 each feed text to attention in a way of their own (new attention
-classes, their own text-and-image streams), so
+Chroma (a FLUX.1 derivative whose blocks take their modulation from a separate
+approximator network) and CogView4 (one ``Attention`` over ``[text, image]`` with its own
+processor) feed text to attention in ways the injector does not know, so
 :func:`safetext.inject.attention_sites` refuses them by class, and a ``Guard`` on their
-pipelines fails at construction naming the pipeline and the attention classes. These
-builds, with the real module trees of diffusers' classes and tiny widths, let tests check
-that refusal offline; no text encoder or pipeline is built around them. (Z-Image and
-Lumina2 are injected into: their tiny pipelines are in :mod:`safetext.pipelines.tiny_single`.)
+pipelines fails at construction naming the pipeline, the denoiser and the attention
+classes. These builds, with the real module trees of diffusers' classes and tiny widths,
+let tests check that refusal offline; no text encoder or pipeline is built around them.
 """
 
 from __future__ import annotations
@@ -16,29 +16,29 @@ from collections.abc import Callable
 import torch
 
 
-def _hidream() -> torch.nn.Module:
-    from diffusers import HiDreamImageTransformer2DModel
+def _chroma() -> torch.nn.Module:
+    from diffusers import ChromaTransformer2DModel
 
-    return HiDreamImageTransformer2DModel(
-        patch_size=2, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, caption_channels=[32, 16], text_emb_dim=32, num_routed_experts=2,
-        num_activated_experts=1, axes_dims_rope=(8, 8), max_resolution=(32, 32), llama_layers=[0, 1],
+    return ChromaTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, axes_dims_rope=(4, 6, 6), approximator_num_channels=8, approximator_hidden_dim=32,
+        approximator_layers=1,
     )
 
 
-def _flux2() -> torch.nn.Module:
-    from diffusers import Flux2Transformer2DModel
+def _cogview4() -> torch.nn.Module:
+    from diffusers import CogView4Transformer2DModel
 
-    return Flux2Transformer2DModel(
-        in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=32, timestep_guidance_channels=16, axes_dims_rope=(4, 4, 4, 4),
+    return CogView4Transformer2DModel(
+        patch_size=2, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=16, num_attention_heads=2,
+        text_embed_dim=32, time_embed_dim=16, condition_dim=8, pos_embed_max_size=16, sample_size=16, rope_axes_dim=(8, 8),
     )
 
 
 #: Family -> (pipeline class name, builder of its denoiser).
 REFUSED_DENOISERS: dict[str, tuple[str, Callable[[], torch.nn.Module]]] = {
-    "hidream": ("HiDreamImagePipeline", _hidream),
-    "flux2": ("Flux2Pipeline", _flux2),
+    "chroma": ("ChromaPipeline", _chroma),
+    "cogview4": ("CogView4Pipeline", _cogview4),
 }
 
 

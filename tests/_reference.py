@@ -1,0 +1,116 @@
+"""The loop shared by the independent references of the paper's method (stream and unified DiTs).
+
+Each family's reference writes its own attention processors (a ``record`` mode that caches
+the benign prompt's text K/V, a ``substitute`` mode that swaps them in) and its own benign
+pass. What they share is the driving loop, written here once and independently of
+``safetext.inject``: before every denoiser call that belongs to the prompt (the first call
+of a step; a second call in the same step is true CFG's negative prompt) from the start
+step on, run the benign pass with the original call's current latents, then give the
+localized modules the substituting processors; every other call gets the model's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+#: ``(args, kwargs)`` of a denoiser call -> None (the benign pass) or processors per module.
+CallHook = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+#: Module name -> the benign pass's text keys and values there, at the current step.
+KVCache = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+class TextKV:
+    """Base of a reference processor: in ``record`` mode :meth:`text_kv` caches module ``name``'s
+    text K/V; in ``substitute`` mode it gives row ``rows[j]`` the cached row ``j``."""
+
+    def __init__(self, name: str, cache: KVCache, mode: str, rows: list[int] | None = None) -> None:
+        self.name, self.cache, self.mode, self.rows = name, cache, mode, rows or []
+
+    def text_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mode == "record":
+            self.cache[self.name] = (k.clone(), v.clone())
+            return k, v
+        cached_k, cached_v = self.cache[self.name]
+        k, v = k.clone(), v.clone()
+        for j, row in enumerate(self.rows):
+            k[row], v[row] = cached_k[j], cached_v[j]
+        return k, v
+
+
+def generators(n: int, seed: int = 0) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+
+@contextmanager
+def swapped_processors(denoiser: torch.nn.Module, processors: dict[str, Any]) -> Iterator[None]:
+    """``processors`` on their modules inside the block, the previous ones after it."""
+    saved = {name: denoiser.get_submodule(name).processor for name in processors}
+    for name, processor in processors.items():
+        denoiser.get_submodule(name).set_processor(processor)
+    try:
+        yield
+    finally:
+        for name, processor in saved.items():
+            denoiser.get_submodule(name).set_processor(processor)
+
+
+def _timestep(args: tuple[Any, ...], call: dict[str, Any]) -> float:
+    t = call.get("timestep", call.get("timesteps"))  # HiDream names it ``timesteps``
+    if t is None:
+        t = args[1]  # Z-Image: (latents, t, captions)
+    return float(t.flatten()[0])
+
+
+def run_reference(
+    pipe: Any,
+    prompts: list[str],
+    modules: list[str],
+    start: int,
+    *,
+    benign_pass: CallHook,
+    substitutes: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]],
+    own_processor: Callable[[str], Any],
+    **kwargs: Any,
+) -> np.ndarray:
+    """``pipe(prompt=prompts, **kwargs).images`` with the paper's K/V substitution at ``modules``.
+
+    Before each prompt call at step ``start`` or later, ``benign_pass(args, kwargs)`` runs
+    (its own denoiser calls are not counted) and the modules get ``substitutes(args,
+    kwargs)``; before every other call each gets ``own_processor(name)``.
+    """
+    denoiser = pipe.transformer
+    state: dict[str, Any] = {"step": -1, "t": None, "calls": 0, "inside": False}
+
+    def pre_hook(module: Any, args: tuple[Any, ...], call: dict[str, Any]) -> None:
+        if state["inside"]:
+            return
+        t = _timestep(args, call)
+        if t != state["t"]:
+            state["step"], state["t"], state["calls"] = state["step"] + 1, t, 0
+        else:
+            state["calls"] += 1
+        chosen = {name: own_processor(name) for name in modules}
+        if state["step"] >= start and state["calls"] == 0:
+            state["inside"] = True
+            try:
+                benign_pass(args, call)
+            finally:
+                state["inside"] = False
+            chosen = substitutes(args, call)
+        for name, processor in chosen.items():
+            denoiser.get_submodule(name).set_processor(processor)
+
+    handle = denoiser.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    saved = {name: denoiser.get_submodule(name).processor for name in modules}
+    try:
+        with torch.no_grad():
+            return pipe(prompt=list(prompts), **kwargs).images
+    finally:
+        handle.remove()
+        for name, processor in saved.items():
+            denoiser.get_submodule(name).set_processor(processor)
