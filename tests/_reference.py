@@ -7,6 +7,8 @@ pass. What they share is the driving loop, written here once and independently o
 of a step; a second call in the same step is true CFG's negative prompt) from the start
 step on, run the benign pass with the original call's current latents, then give the
 localized modules the substituting processors; every other call gets the model's own.
+:func:`compare` runs the guard's path, a family's reference and the plain pipeline on the
+same call, for the tests to hold them side by side.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from safetext.inject import InjectionConfig, run_injected
 
 #: ``(args, kwargs)`` of a denoiser call -> None (the benign pass) or processors per module.
 CallHook = Callable[[tuple[Any, ...], dict[str, Any]], Any]
@@ -114,3 +118,17 @@ def run_reference(
         handle.remove()
         for name, processor in saved.items():
             denoiser.get_submodule(name).set_processor(processor)
+
+
+def compare(
+    pipe: Any, reference: Callable[..., np.ndarray], prompts: list[str], benign: list[str | None], modules: list[str],
+    start: float, **kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(guard, reference, plain) images of one call, each run with the same per-image generators."""
+    config = InjectionConfig(modules=modules, start=start)
+    n = len(prompts) * kwargs.get("num_images_per_prompt", 1)
+    ours = run_injected(pipe, list(prompts), benign, config, generator=generators(n), **kwargs).images
+    start_step = config.start_step(kwargs["num_inference_steps"])
+    ref = reference(pipe, list(prompts), benign, modules, start_step, generator=generators(n), **kwargs)
+    plain = pipe(prompt=list(prompts), generator=generators(n), **kwargs).images
+    return ours, ref, plain

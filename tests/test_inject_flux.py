@@ -24,7 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import KVCache, TextKV, generators, run_reference, swapped_processors
+from _reference import KVCache, TextKV, compare, generators, run_reference, swapped_processors
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
@@ -125,11 +125,7 @@ CASES = [
 
 @pytest.mark.parametrize(("modules", "start"), CASES)
 def test_guard_matches_reference(pipe: Any, modules: list[str], start: float) -> None:
-    config = InjectionConfig(modules=modules, start=start)
-    prompts, benign = [TOXIC, INNOCENT], [BENIGN, None]
-    ours = run_injected(pipe, prompts, benign, config, generator=generators(2), **KW).images
-    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=generators(2), **KW)
-    plain = pipe(prompt=prompts, generator=generators(2), **KW).images
+    ours, ref, plain = compare(pipe, reference, [TOXIC, INNOCENT], [BENIGN, None], modules, start, **KW)
     assert np.abs(ours - ref).max() <= ATOL
     assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT  # the swap did something
     assert np.array_equal(ours[1], plain[1])  # the allowed row is bitwise the plain pipeline's

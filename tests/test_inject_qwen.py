@@ -26,7 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import generators, run_reference, swapped_processors
+from _reference import compare, generators, run_reference, swapped_processors
 from diffusers import QwenImageTransformer2DModel
 from diffusers.models.transformers.transformer_qwenimage import (
     QwenDoubleStreamAttnProcessor2_0,
@@ -154,13 +154,7 @@ def _compare(
     pipe: Any, prompts: list[str], benign: list[str | None], modules: list[str], start: float, **extra: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(guard, reference, plain) images for one call."""
-    config = InjectionConfig(modules=modules, start=start)
-    kwargs = dict(KW, **extra)
-    n = len(prompts)
-    ours = run_injected(pipe, prompts, benign, config, generator=generators(n), **kwargs).images
-    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=generators(n), **kwargs)
-    plain = pipe(prompt=prompts, generator=generators(n), **kwargs).images
-    return ours, ref, plain
+    return compare(pipe, reference, prompts, benign, modules, start, **dict(KW, **extra))
 
 
 # --------------------------------------------------------------------------- tests

@@ -32,7 +32,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import generators, run_reference, swapped_processors
+from _reference import compare, generators, run_reference, swapped_processors
 from diffusers.models.transformers.transformer_z_image import ZSingleStreamAttnProcessor
 
 from safetext import Guard, GuardError
@@ -156,13 +156,7 @@ def _compare(
     pipe: Any, prompts: list[str], benign: list[str | None], modules: list[str], start: float, **extra: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(guard, reference, plain) images for one call."""
-    config = InjectionConfig(modules=modules, start=start)
-    kwargs = dict(KW, **extra)
-    n = len(prompts) * kwargs.get("num_images_per_prompt", 1)
-    ours = run_injected(pipe, list(prompts), benign, config, generator=generators(n), **kwargs).images
-    ref = reference(pipe, prompts, benign, modules, config.start_step(KW["num_inference_steps"]), generator=generators(n), **kwargs)
-    plain = pipe(prompt=list(prompts), generator=generators(n), **kwargs).images
-    return ours, ref, plain
+    return compare(pipe, reference, prompts, benign, modules, start, **dict(KW, **extra))
 
 
 # --------------------------------------------------------------------------- tests
