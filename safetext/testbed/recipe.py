@@ -1,4 +1,5 @@
-"""The optimisation recipe both testbed trainers share: learning-rate schedule, EMA, autocast.
+"""The recipe both testbed trainers share: learning-rate schedule, EMA, autocast, and their
+run folder's checkpoint and log.
 
 The U-Net testbed (``safetext.testbed.train``) and the FLUX-style one
 (``safetext.testbed.dit.train``) are trained the same way, so their results compare.
@@ -6,9 +7,11 @@ The U-Net testbed (``safetext.testbed.train``) and the FLUX-style one
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,3 +40,21 @@ def update_ema(pairs: Iterable[tuple[torch.nn.Module, torch.nn.Module]], step: i
 def autocast(gpu: bool) -> AbstractContextManager[Any]:
     """bf16 autocast on a GPU; a disabled context on the CPU (float32)."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if gpu else torch.autocast("cpu", enabled=False)
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` through a temporary file, so a kill mid-save never corrupts the checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+class RunLog:
+    """The run's ``log.jsonl``: one JSON object a line, flushed as written (a resume appends)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a")
+
+    def write(self, **row: Any) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()

@@ -23,7 +23,6 @@ import json
 import math
 import random
 import time
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +135,7 @@ class Trainer:
         self.train_time = 0.0
         self.parent: dict[str, Any] | None = None  # the --init-from folder's training.json
         self.segments: list[dict[str, Any]] = []  # one per (re)start of the denoiser phase, with its recipe
-        self.log = (args.out / "log.jsonl").open("a")
+        self.log = recipe.RunLog(args.out / "log.jsonl")
         if self.state_path.exists():
             self._load()
         elif args.init_from:
@@ -152,7 +151,7 @@ class Trainer:
             t0 = time.time()
             x, m, _ = data.make_batch(self.rng, size, crop=None if self.gpu else AE_CPU_CROP)
             x, m = x.to(self.device), m.to(self.device)
-            with self._autocast():
+            with recipe.autocast(self.gpu):
                 posterior = vae.encode(x).latent_dist
                 recon = vae.decode(tb.image_channels_only(posterior.sample())).sample
             kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar)[:, : tb.IMAGE_CHANNELS]
@@ -165,7 +164,7 @@ class Trainer:
             self.train_time += time.time() - t0
             progress.update(task, advance=1, description=f"autoencoder loss {loss.item():.4f}")
             if self.ae_step % LOG_EVERY == 0:
-                self._record(phase="ae", step=self.ae_step, loss=loss.item(), t=self.train_time)
+                self.log.write(phase="ae", step=self.ae_step, loss=loss.item(), t=self.train_time)
             if self.ae_step % self.args.ckpt_every == 0:
                 self._save()
         if self.ae_step >= self.args.ae_steps and self.scaling == 1.0:  # done, not yet measured
@@ -196,7 +195,7 @@ class Trainer:
             self.text_step += 1
             progress.update(task, advance=1, description=f"spelling loss {loss.item():.3f}")
             if self.text_step % LOG_EVERY == 0:
-                self._record(phase="spell", step=self.text_step, loss=loss.item())
+                self.log.write(phase="spell", step=self.text_step, loss=loss.item())
         if self.text_step >= self.args.text_pretrain:
             self.ema_text.load_state_dict(text.state_dict())  # the EMA starts from the spelling encoder
         self._save()
@@ -224,7 +223,7 @@ class Trainer:
         for x, m, ids, spell_target in loader:
             if time.time() >= deadline:
                 break
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), recipe.autocast(self.gpu):
                 z0 = vae.encode(x.to(self.device, non_blocking=True)).latent_dist.mean
             z0 = z0[:, : tb.IMAGE_CHANNELS].float() * self.scaling
             z0 = torch.cat([z0, self.position.expand(z0.shape[0], -1, -1, -1)], 1)
@@ -236,7 +235,7 @@ class Trainer:
             noise = torch.randn_like(z0)
             for group in self.opt.param_groups:
                 group["lr"] = self._learning_rate(time.time() - started, budget)
-            with self._autocast():
+            with recipe.autocast(self.gpu):
                 cond = text(ids.to(self.device))[0]
                 pred = unet(a * z0 + s * noise, t, cond).sample
             loss = (weight * (pred.float() - (a * noise - s * z0)) ** 2).mean()
@@ -253,11 +252,11 @@ class Trainer:
             if self.step % SYNC_EVERY == 0 or not self.gpu:
                 progress.update(task, completed=self.step, description=f"denoiser loss {loss.item():.4f}")
             if self.step % LOG_EVERY == 0 or self.step == first:  # the first row shows a (re)start's losses at once
-                self._record(phase="unet", step=self.step, loss=loss.item(), spell=spell.item(), t=self.train_time)
+                self.log.write(phase="unet", step=self.step, loss=loss.item(), spell=spell.item(), t=self.train_time)
             if self.step % self.args.ckpt_every == 0:
                 self._save()
             if self.args.eval_every and self.step % self.args.eval_every == 0:
-                self._record(phase="eval", step=self.step, **self.quick_eval())
+                self.log.write(phase="eval", step=self.step, **self.quick_eval())
 
     def _learning_rate(self, elapsed: float, budget: float) -> float:
         """``--lr`` on the shared schedule; the warm-up restarts at ``--init-from``'s step (fresh optimiser)."""
@@ -308,9 +307,7 @@ class Trainer:
             "parent": self.parent,
             "segments": self.segments,
         }
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.state_path)  # atomic: a kill mid-save never corrupts the checkpoint
+        recipe.save_checkpoint(state, self.state_path)
 
     def _load(self) -> None:
         s = torch.load(self.state_path, map_location=self.device, weights_only=False)
@@ -349,13 +346,6 @@ class Trainer:
         self.step = self.warm_from = int(done.get("denoiser_steps", 0))
         self.train_time = float(done.get("train_seconds", 0))
         print(f"initialised from {folder} (denoiser step {self.step})")
-
-    def _record(self, **row: Any) -> None:
-        self.log.write(json.dumps(row) + "\n")
-        self.log.flush()
-
-    def _autocast(self) -> AbstractContextManager[Any]:
-        return recipe.autocast(self.gpu)
 
     # ---------------------------------------------------------------- export
     def pipeline(self) -> StableDiffusionPipeline:

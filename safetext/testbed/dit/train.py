@@ -25,7 +25,6 @@ import json
 import math
 import random
 import time
-from contextlib import AbstractContextManager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -175,7 +174,7 @@ class Trainer:
         self.text_step = self.step = 0
         self.train_time = 0.0
         self.segments: list[dict[str, Any]] = []  # one per (re)start of the denoiser phase
-        self.log = (args.out / "log.jsonl").open("a")
+        self.log = recipe.RunLog(args.out / "log.jsonl")
         if self.state_path.exists():
             self._load()
 
@@ -206,7 +205,7 @@ class Trainer:
         while self.text_step < self.args.text_pretrain and time.time() < deadline:
             rng = random.Random(f"spell:{self.args.seed}:{self.text_step}")
             ids, target = data.spelling_batch(rng, self.tokenizer, self.args.text_batch)  # type: ignore[arg-type]
-            with self._autocast():
+            with recipe.autocast(self.gpu):
                 states, pooled = self.encode(ids)
             loss = self.spell_loss(states, pooled, target)
             self.opt_text.zero_grad(set_to_none=True)
@@ -215,7 +214,7 @@ class Trainer:
             self.text_step += 1
             progress.update(task, advance=1, description=f"spelling loss {loss.item():.3f}")
             if self.text_step % LOG_EVERY == 0 or self.text_step == self.args.text_pretrain:
-                self._record(phase="spell", step=self.text_step, loss=loss.item())
+                self.log.write(phase="spell", step=self.text_step, loss=loss.item())
         if self.text_step >= self.args.text_pretrain:  # the EMA starts from the spelling encoders
             for name in ("text_encoder", "text_encoder_2"):
                 self.ema[name].load_state_dict(self.c[name].state_dict())
@@ -226,7 +225,7 @@ class Trainer:
         self, x: torch.Tensor, m: torch.Tensor, ids: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rectified-flow loss of one batch, with the text states (for the spelling loss)."""
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), recipe.autocast(self.gpu):
             z = self.c["vae"].encode(x.to(self.device, non_blocking=True)).latent_dist.mean
         z0 = (z[:, : tb.IMAGE_CHANNELS].float() - self.shift) * self.scaling
         z0 = torch.cat([z0, self.position.expand(z0.shape[0], -1, -1, -1)], 1)
@@ -235,7 +234,7 @@ class Trainer:
         index = torch.randint(0, len(self.sigmas), (b,), generator=generator, device=self.device)
         sigma = self.sigmas[index]
         zt = (1 - sigma[:, None, None, None]) * z0 + sigma[:, None, None, None] * noise
-        with self._autocast():
+        with recipe.autocast(self.gpu):
             states, pooled = self.encode(ids)
             pred = self.c["transformer"](
                 hidden_states=pack(zt),
@@ -283,11 +282,11 @@ class Trainer:
             if self.step % SYNC_EVERY == 0 or not self.gpu:
                 progress.update(task, completed=self.step, description=f"denoiser loss {loss.item():.4f}")
             if self.step % LOG_EVERY == 0 or self.step == first:
-                self._record(phase="flow", step=self.step, loss=loss.item(), spell=spell.item(), t=round(self.train_time, 1))
+                self.log.write(phase="flow", step=self.step, loss=loss.item(), spell=spell.item(), t=round(self.train_time, 1))
             if self.step % self.args.ckpt_every == 0:
                 self._save()
             if self.args.eval_every and self.step % self.args.eval_every == 0:
-                self._record(phase="eval", step=self.step, **self.quick_eval())
+                self.log.write(phase="eval", step=self.step, **self.quick_eval())
 
     def _learning_rate(self, elapsed: float, budget: float) -> float:
         """``--lr`` on the shared schedule (``safetext.testbed.recipe``)."""
@@ -323,9 +322,7 @@ class Trainer:
         state: dict[str, Any] = {name: module.state_dict() for name, module in self._modules().items()}
         state |= {"text_step": self.text_step, "step": self.step, "train_time": self.train_time, "segments": self.segments}
         state["sizes"] = dm.sizes_dict(self.sizes)
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.state_path)  # atomic: a kill mid-save never corrupts the checkpoint
+        recipe.save_checkpoint(state, self.state_path)
 
     def _load(self) -> None:
         s = torch.load(self.state_path, map_location=self.device, weights_only=False)
@@ -335,13 +332,6 @@ class Trainer:
             module.load_state_dict(s[name])
         self.text_step, self.step, self.train_time, self.segments = s["text_step"], s["step"], s["train_time"], s["segments"]
         print(f"resumed from {self.state_path}: spelling step {self.text_step}, denoiser step {self.step}")
-
-    def _record(self, **row: Any) -> None:
-        self.log.write(json.dumps(row) + "\n")
-        self.log.flush()
-
-    def _autocast(self) -> AbstractContextManager[Any]:
-        return recipe.autocast(self.gpu)
 
     # ---------------------------------------------------------------- export
     def pipeline(self) -> FluxPipeline:
