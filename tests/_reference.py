@@ -8,7 +8,8 @@ of a step; a second call in the same step is true CFG's negative prompt) from th
 step on, run the benign pass with the original call's current latents, then give the
 localized modules the substituting processors; every other call gets the model's own.
 :func:`compare` runs the guard's path, a family's reference and the plain pipeline on the
-same call, for the tests to hold them side by side.
+same call, and :func:`check_rows` holds them side by side; :func:`refusal` is the message a
+``Guard`` fails with when a module has a processor the injector does not know.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
+from _inject_helpers import FakePolicy
 
+from safetext import Guard, GuardError
 from safetext.inject import InjectionConfig, run_injected
 
 #: ``(args, kwargs)`` of a denoiser call -> None (the benign pass) or processors per module.
@@ -132,3 +136,34 @@ def compare(
     ref = reference(pipe, list(prompts), benign, modules, start_step, generator=generators(n), **kwargs)
     plain = pipe(prompt=list(prompts), generator=generators(n), **kwargs).images
     return ours, ref, plain
+
+
+def check_rows(
+    ours: np.ndarray, ref: np.ndarray, plain: np.ndarray, *, atol: float, min_effect: float,
+    rewritten: tuple[int, ...] = (0,), allowed: tuple[int, ...] = (1,), allowed_atol: float = 0.0,
+) -> None:
+    """The guard equals the reference within ``atol``; each rewritten row is moved by more than
+    ``min_effect`` from the plain image (the swap did something); each allowed row is the plain
+    pipeline's, bitwise when ``allowed_atol`` is 0."""
+    assert np.abs(ours - ref).max() <= atol
+    for row in rewritten:
+        assert np.abs(ours[row] - plain[row]).max() > min_effect
+    for row in allowed:
+        if allowed_atol == 0.0:
+            assert np.array_equal(ours[row], plain[row])
+        else:
+            assert np.abs(ours[row] - plain[row]).max() <= allowed_atol
+
+
+def refusal(pipe: Any, name: str, processor: Any) -> str:
+    """The ``GuardError`` message of a ``Guard`` built with ``processor`` on module ``name``
+    (its class must be named there); the module's own processor is put back."""
+    module = pipe.transformer.get_submodule(name)
+    original = module.processor
+    module.set_processor(processor)
+    try:
+        with pytest.raises(GuardError, match=type(processor).__name__) as caught:
+            Guard(pipe, policy=FakePolicy(), preset=[name])
+    finally:
+        module.set_processor(original)
+    return str(caught.value)

@@ -24,7 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import KVCache, TextKV, compare, generators, run_reference, swapped_processors
+from _reference import KVCache, TextKV, check_rows, compare, generators, refusal, run_reference, swapped_processors
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
@@ -126,9 +126,7 @@ CASES = [
 @pytest.mark.parametrize(("modules", "start"), CASES)
 def test_guard_matches_reference(pipe: Any, modules: list[str], start: float) -> None:
     ours, ref, plain = compare(pipe, reference, [TOXIC, INNOCENT], [BENIGN, None], modules, start, **KW)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT  # the swap did something
-    assert np.array_equal(ours[1], plain[1])  # the allowed row is bitwise the plain pipeline's
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT)
 
 
 def test_true_cfg_negative_call_is_left_alone(pipe: Any) -> None:
@@ -174,14 +172,7 @@ class _CustomProcessor(FluxAttnProcessor):
 
 
 def test_unknown_processor_is_refused_at_construction(pipe: Any) -> None:
-    name = "transformer_blocks.0.attn"
-    original = pipe.transformer.get_submodule(name).processor
-    pipe.transformer.get_submodule(name).set_processor(_CustomProcessor())
-    try:
-        with pytest.raises(GuardError, match="_CustomProcessor"):
-            Guard(pipe, policy=FakePolicy(), preset=[name])
-    finally:
-        pipe.transformer.get_submodule(name).set_processor(original)
+    refusal(pipe, "transformer_blocks.0.attn", _CustomProcessor())
 
 
 def test_fused_projections_are_refused(pipe: Any) -> None:

@@ -26,7 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import compare, generators, run_reference, swapped_processors
+from _reference import check_rows, compare, generators, refusal, run_reference, swapped_processors
 from diffusers import QwenImageTransformer2DModel
 from diffusers.models.transformers.transformer_qwenimage import (
     QwenDoubleStreamAttnProcessor2_0,
@@ -177,34 +177,26 @@ CASES = [
 @pytest.mark.parametrize(("modules", "start"), CASES)
 def test_guard_matches_reference(pipe: Any, modules: list[str], start: float) -> None:
     ours, ref, plain = _compare(pipe, [TOXIC, INNOCENT], [BENIGN, None], modules, start)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT  # the swap did something
-    assert np.array_equal(ours[1], plain[1])  # the allowed row is bitwise the plain pipeline's
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT)
 
 
 def test_benign_text_longer_than_the_original(pipe: Any) -> None:
     """The original rows are padded (and get a mask); the rewritten one attends to all of B's tokens."""
     ours, ref, plain = _compare(pipe, [TOXIC, INNOCENT], [LONG_BENIGN, None], ["transformer_blocks.0.attn"], 0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.abs(ours[1] - plain[1]).max() <= ALLOWED_ATOL
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT, allowed_atol=ALLOWED_ATOL)
 
 
 def test_benign_text_shorter_than_the_original(pipe: Any) -> None:
     """B's rows are padded and masked; the original rows keep their shape, and an all-true mask adds 0 to every score."""
     ours, ref, plain = _compare(pipe, [TOXIC, INNOCENT], [SHORT_BENIGN, None], ["transformer_blocks.1.attn"], 0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.array_equal(ours[1], plain[1])
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT)
 
 
 def test_original_batch_already_masked(pipe: Any) -> None:
     """Prompts of different lengths: the pipeline's own mask, padded further for the longer benign text."""
     prompts = [TOXIC, SHORT_BENIGN]
     ours, ref, plain = _compare(pipe, prompts, [LONG_BENIGN, None], ["transformer_blocks.0.attn"], 0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.abs(ours[1] - plain[1]).max() <= ALLOWED_ATOL
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT, allowed_atol=ALLOWED_ATOL)
 
 
 def test_true_cfg_negative_call_is_left_alone(pipe: Any) -> None:
@@ -251,14 +243,7 @@ class _CustomProcessor(QwenDoubleStreamAttnProcessor2_0):
 
 
 def test_unknown_processor_is_refused_at_construction(pipe: Any) -> None:
-    name = "transformer_blocks.0.attn"
-    original = pipe.transformer.get_submodule(name).processor
-    pipe.transformer.get_submodule(name).set_processor(_CustomProcessor())
-    try:
-        with pytest.raises(GuardError, match="_CustomProcessor"):
-            Guard(pipe, policy=FakePolicy(), preset=[name])
-    finally:
-        pipe.transformer.get_submodule(name).set_processor(original)
+    refusal(pipe, "transformer_blocks.0.attn", _CustomProcessor())
 
 
 def test_zero_cond_t_is_refused_at_construction() -> None:

@@ -32,7 +32,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import compare, generators, run_reference, swapped_processors
+from _reference import check_rows, compare, generators, refusal, run_reference, swapped_processors
 from diffusers.models.transformers.transformer_z_image import ZSingleStreamAttnProcessor
 
 from safetext import Guard, GuardError
@@ -187,41 +187,31 @@ CASES = [
 def test_guard_matches_reference(pipe: Any, modules: list[str], start: float) -> None:
     """CFG on (the pipeline's default): prompt rows first, negative rows after them, in one call."""
     ours, ref, plain = _compare(pipe, [TOXIC, INNOCENT], [BENIGN, None], modules, start)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT  # the swap did something
-    assert np.array_equal(ours[1], plain[1])  # the allowed row is bitwise the plain pipeline's
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT)
 
 
 def test_benign_text_longer_than_the_original(pipe: Any) -> None:
     """The benign caption fills the rewritten row's batch padding, with the benign row's mask and rotary table."""
     ours, ref, plain = _compare(pipe, [TOXIC, INNOCENT], [LONG_BENIGN, None], ["layers.0.attention"], 0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.abs(ours[1] - plain[1]).max() <= ALLOWED_ATOL
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT, allowed_atol=ALLOWED_ATOL)
 
 
 def test_benign_text_shorter_than_the_original(pipe: Any) -> None:
     """The rewritten row's own caption tail is masked out with the benign row's mask."""
     ours, ref, plain = _compare(pipe, [TOXIC, INNOCENT], [SHORT_BENIGN, None], ["layers.1.attention"], 0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.array_equal(ours[1], plain[1])
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT)
 
 
 def test_original_batch_of_different_lengths(pipe: Any) -> None:
     """The call already masks its batch padding (prompts of different lengths); the benign caption is longer still."""
     ours, ref, plain = _compare(pipe, [SHORT_BENIGN, INNOCENT], [LONG_BENIGN, None], ["layers.0.attention"], 0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.abs(ours[1] - plain[1]).max() <= ALLOWED_ATOL
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT, allowed_atol=ALLOWED_ATOL)
 
 
 def test_without_cfg(pipe: Any) -> None:
     """guidance_scale=0: one row per image and, for equal lengths, no mask in the call."""
     ours, ref, plain = _compare(pipe, [TOXIC, INNOCENT], [BENIGN, None], ["layers.0.attention"], 0.0, guidance_scale=0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.abs(ours[1] - plain[1]).max() <= ALLOWED_ATOL
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT, allowed_atol=ALLOWED_ATOL)
 
 
 def test_num_images_per_prompt_and_report(pipe: Any) -> None:
@@ -279,14 +269,7 @@ class _CustomProcessor(ZSingleStreamAttnProcessor):
 
 
 def test_unknown_processor_is_refused_at_construction(pipe: Any) -> None:
-    name = "layers.0.attention"
-    original = pipe.transformer.get_submodule(name).processor
-    pipe.transformer.get_submodule(name).set_processor(_CustomProcessor())
-    try:
-        with pytest.raises(GuardError, match="_CustomProcessor"):
-            Guard(pipe, policy=FakePolicy(), preset=[name])
-    finally:
-        pipe.transformer.get_submodule(name).set_processor(original)
+    refusal(pipe, "layers.0.attention", _CustomProcessor())
 
 
 def test_controlnet_residuals_are_refused(pipe: Any) -> None:
@@ -457,18 +440,14 @@ LUMINA_CASES = [
 def test_lumina2_guard_matches_reference(lumina: Any, modules: list[str], start: float) -> None:
     """CFG on (the pipeline's default): the negative prompt's second call per step is left alone."""
     ours, ref, plain = _lumina_compare(lumina, [TOXIC, INNOCENT], [BENIGN, None], modules, start)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.array_equal(ours[1], plain[1])
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT)
 
 
 @pytest.mark.parametrize("benign", [LONG_BENIGN, SHORT_BENIGN])
 def test_lumina2_benign_text_of_another_length(lumina: Any, benign: str) -> None:
     """Longer: the benign caption's tail sits in the row's batch padding; shorter: the row's own tail is masked."""
     ours, ref, plain = _lumina_compare(lumina, [TOXIC, INNOCENT], [benign, None], ["layers.0.attn"], 0.0)
-    assert np.abs(ours - ref).max() <= ATOL
-    assert np.abs(ours[0] - plain[0]).max() > MIN_EFFECT
-    assert np.abs(ours[1] - plain[1]).max() <= ALLOWED_ATOL
+    check_rows(ours, ref, plain, atol=ATOL, min_effect=MIN_EFFECT, allowed_atol=ALLOWED_ATOL)
 
 
 def test_lumina2_without_cfg_and_num_images_per_prompt(lumina: Any) -> None:
