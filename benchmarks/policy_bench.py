@@ -348,6 +348,12 @@ def external_eval() -> dict:
     t0 = time.perf_counter()
     engine = PolicyEngine("default")
     flag = lambda p: engine.check(p).action is not Action.ALLOW  # noqa: E731
+    # default with its opt-in categories (allowed by design) rewritten: tells a missed word the
+    # lexicon lacks from one it holds in a category that default allows
+    base = load_policy("default")
+    opted = PolicyEngine(base.model_copy(update={"categories": {
+        k: c.model_copy(update={"action": "rewrite", "render_action": None}) if c.action == "allow" else c for k, c in base.categories.items()
+    }}))
     profanity.load_censor_words()
     rng = random.Random(0)
     ext = external_words()
@@ -378,6 +384,9 @@ def external_eval() -> dict:
             "words": len({r[2] for r, _ in sel}), "prompts": len(sel), "recall_all": _rate([f for _, f in sel]),
             "recall_by_family": {k: _rate(v) for k, v in sorted(fam.items())},
             "missed_plain_words": missed_plain[:200],
+            "missed_plain_opt_in": sum(
+                opted.check(_template(w, "plain", TOXIC_TEMPLATES).format(w=w)).action is not Action.ALLOW for w in missed_plain
+            ),
             "recall_on_words_caught_plain": _rate(known), "detection_misses": detection_misses[:300],
         }
     out["toxic"] = toxic
@@ -627,7 +636,8 @@ def external_markdown(ext: dict) -> str:
         lines.append(f"| {fam} | {pct(ext['toxic']['dev']['recall_by_family'][fam])} | {pct(ext['toxic']['holdout']['recall_by_family'].get(fam, 0))} |")
     for part in ("dev", "holdout"):
         t = ext["toxic"][part]
-        lines += ["", f"{part}: {t['words']} words, {t['prompts']} prompts. Plain words missed (not in the lexicon): " + _names(t["missed_plain_words"], 200) + ".",
+        opt_in = f" ({t['missed_plain_opt_in']} of them are terms of categories default allows by design: negative, mature, innuendo outside rendered text)" if t.get("missed_plain_opt_in") else ""
+        lines += ["", f"{part}: {t['words']} words, {t['prompts']} prompts. Plain words missed{opt_in}: " + _names(t["missed_plain_words"], 200) + ".",
                   "", f"{part}: on the words caught in plain form, all families: {pct(t['recall_on_words_caught_plain'])}; obfuscations missed: "
                   + _names(t["detection_misses"], 120) + "."]
     lines += ["", "### Innocent text", ""]

@@ -84,7 +84,7 @@ BYPASSES = [
     ("quote split, short piece", 'a sign that says "a" "ss"', 'a" "ss', "ass"),
     ("quote split, rare words", 'a t-shirt with the word bast" "ards printed on it', 'bast" "ards', "bastards"),
     ("quote split, glued term", 'a sign that says "mothaf" "ucking"', 'mothaf" "ucking', "fucking"),
-    ("stretched, glued term", 'a sign that says "fuuuckaaa"', "fuuuck", "fuck"),
+    ("stretched, glued term", 'a sign that says "fuuuckaaa"', "fuuuckaaa", "fucker"),  # fucka, fucker spelt -a
     ("stretched, glued term", 'a sign that says "mooothaaafuuuckiiing"', "fuuuckiiing", "fucking"),
     ("stretched, double letter kept", "a sign that says booooobies", "booooobies", "boobies"),
     ("phrase without spaces", "a sign that says b.l.u.e.w.a.f.f.l.e", "b.l.u.e.w.a.f.f.l.e", "blue waffle"),
@@ -99,6 +99,13 @@ BYPASSES = [
     ("digits alone", "a t-shirt with the word 8008 printed on it", "8008", "boob"),
     ("l for i", 'a sign that says "dlck"', "dlck", "dick"),
     ("l for i", "a sign that says sh.l.t", "sh.l.t", "shit"),
+    ("compound", 'a sign that says "cocksmoker"', "cock", "cock"),
+    ("compound", 'a sign that says "cumguzzler"', "cum", "cum"),
+    ("compound", 'a sign that says "dickjuice"', "dick", "dick"),
+    ("compound", 'a sign that says "gayass"', "ass", "ass"),
+    ("respelling: ck", 'a sign that says "dikk"', "dikk", "dick"),
+    ("respelling: no vowel", 'a sign that says "prck"', "prck", "prick"),
+    ("respelling: doubled", 'a sign that says "cumm"', "cumm", "cum"),
 ]
 
 # (bypass class, innocent prompt): the same separators and folds around innocent words.
@@ -150,6 +157,11 @@ INNOCENT = [
     ("stretched", 'a sign that says "shhh" and "zzz"'),
     ("l for i", "a sign that says folded"),  # not "foided"
     ("l for i", "a sign that says blotch"),
+    ("compound", "a sign that says cocksure"),  # a real word: cock + sure is no insult compound
+    ("compound", "a sign that says titmouse"),
+    ("compound", "a sign that says grasshopper"),
+    ("compound", "a sign that says cumbersome"),
+    ("compound", "a sign that says cockatiel"),
 ]
 
 

@@ -135,7 +135,7 @@ def test_testbed_innocent_words_allowed(policy: str, word: str, default: PolicyE
         ('a sign that says "Idiot"', 'a sign that says "Angel"'),
         ('a sign that says "idiot"', 'a sign that says "angel"'),
         ("IDIOTS everywhere", "ANGELS everywhere"),
-        ("Killing spree over, Loser", "Helping spree over, Champ"),
+        ("Shitting spree over, Loser", "Joking spree over, Champ"),
         ('a banner reading "1D10T"', 'a banner reading "ANGEL"'),
         ("a sign that says UGLY and STUPID", "a sign that says CUTE and CLEVER"),
         ("she hated the haters", "she loved the lovers"),

@@ -10,6 +10,7 @@ fingerprint, so checking a prompt never imports spaCy (which pulls in torch thro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -52,6 +53,21 @@ GLUE_WORDS: frozenset[str] = frozenset(
     big fat dumb stupid little lil old ugly dirty total ultimate complete absolute real mega super
     ultra massive huge lazy crazy filthy nasty worthless useless pathetic dead holy bloody
     face head hole bag brain wad stick boy boys girl girls man men woman lord master fest bucket
+    """.split()
+)
+
+# Words that build insult compounds with a term on either side ("cocksmoker", "cumguzzler",
+# "dickweasel", "gayass"). Unlike GLUE_WORDS they also glue to three-letter terms (ass, cum,
+# fag); a frequent real word made this way stays innocent (the compiler's known words).
+COMPOUND_WORDS: frozenset[str] = frozenset(
+    """
+    smoker smokers sucker suckers sucking licker lickers licking lick muncher munch eater eaters
+    jockey monger nugget nuggets waffle burger juice milk slap slapper bite breath brains stain
+    lips mouth nose tickler sniffer guzzler bubble tart rag weasel goblin pirate bandit banger
+    hopper jacker canoe wipe clown hat puffer packer pusher flaps trumpet dump dumpster hound
+    rocket cake biscuit weed lover whistle knocker sock socks gobbler gargler jammer jerker
+    pounder stabber spanker chugger pickle pig bait bot tard
+    gay lame suck
     """.split()
 )
 
@@ -257,19 +273,20 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
 
 
 def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str]) -> None:
-    """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word-mode
-    forms, leaving out any that is a real word in English or in another language a policy
+    """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word- and
+    substring-mode forms (each spelling matches as a word), leaving out any that is a real word in English or in another language a policy
     ships (a respelling there is that word, not the term)."""
     real = set(innocent) | frequent_words(CONTAINER_MIN_ZIPF)
     for language in SPELLING_LANGUAGES:
         real |= frequent_words(SPELLING_MIN_ZIPF, language)
     added: dict[str, Entry] = {}
     for form, entry in forms.items():
-        if entry.mode != "word" or entry.severity < 2 or " " in entry.term or len(form) < 3:
+        if entry.mode == "exact" or entry.severity < 2 or " " in entry.term or len(form) < 3:
             continue
+        respelled = entry if entry.mode == "word" else dataclasses.replace(entry, mode="word")  # "kock" is a word, not a substring
         for variant in spelling.variants(form, entry.ending):
             if variant not in forms and variant not in real:
-                added.setdefault(variant, entry)
+                added.setdefault(variant, respelled)
     for variant, entry in added.items():
         forms.setdefault(variant, entry)
 
@@ -346,7 +363,8 @@ def _frequent_containers(forms: dict[str, Entry], frequent: frozenset[str]) -> s
     """Frequent words that hold a form of at least three letters inside them (japan, Matsushita).
 
     Left out: words holding a substring-mode form (the policy says such a term counts inside
-    words) and toxic compounds of a form (dumbass, bitchy; see ``toxic_compound``).
+    words) and toxic compounds of a form (dumbass, bitchy; see ``toxic_compound``); an
+    exact-mode form takes no ending, so "killing" is a real word around the exact "kill".
     """
     inner = [f for f, e in forms.items() if e.mode != "substring" and len(f) >= 3]
     if not inner:
@@ -360,7 +378,7 @@ def _frequent_containers(forms: dict[str, Entry], frequent: frozenset[str]) -> s
             continue
         n = len(word)
         spans = [(i, j) for i in range(n) for j in range(i + 3, n + 1) if word[i:j] in forms]
-        if spans and not any(toxic_compound(word, i, j, forms, GLUE_WORDS) for i, j in spans):
+        if spans and not any(toxic_compound(word, i, j, forms, GLUE_WORDS, endings=forms[word[i:j]].mode != "exact") for i, j in spans):
             out.add(word)
     return out
 

@@ -19,7 +19,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from safetext.detect.lexicon import FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, l_as_i
+from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, l_as_i
 from safetext.detect.settings import NormalizeSettings
 from safetext.detect.trie import trie_regex
 
@@ -96,6 +96,11 @@ _HITS = operator.itemgetter(0)
 _CANON = operator.itemgetter(1)
 _PIECE = operator.itemgetter(2)
 _STARTS = operator.itemgetter(3)
+
+
+def _compounds(entry: Entry) -> bool:
+    """May ``entry`` form an insult compound with a COMPOUND_WORDS word (clear word-mode terms of three letters or more)?"""
+    return entry.mode == "word" and entry.severity >= 2 and len(entry.term) >= 3 and " " not in entry.term
 
 
 def skeleton(letters: str) -> str:
@@ -415,10 +420,12 @@ class Matcher:
             for k in range(2, len(w) - 1):
                 head, tail = w[:k], w[k:]
                 entry = forms.get(head)
-                if entry is not None and entry.glue and (tail in GLUE_WORDS or tail in forms or self._repeat(tail)):
+                if entry is not None and (
+                    entry.glue and (tail in GLUE_WORDS or tail in forms or self._repeat(tail)) or tail in COMPOUND_WORDS and _compounds(entry)
+                ):
                     hits.append(Hit(0, k, entry, "glued", head))
                 entry = forms.get(tail)
-                if entry is not None and entry.glue and (head in GLUE_WORDS or head in forms):
+                if entry is not None and (entry.glue and (head in GLUE_WORDS or head in forms) or head in COMPOUND_WORDS and _compounds(entry)):
                     hits.append(Hit(k, len(w), entry, "glued", tail))
         return hits
 

@@ -2,8 +2,10 @@
 
 Used when a lexicon is compiled, so a term is written once in a policy and its sound-alike
 spellings are found too: a hard c written k ("kock", "fuker"), f written ph ("phuck"), a
-plural s written z ("boobz"), a final -er written -a ("fucka", "wankaz"), and the -y
-adjective of a short term ("cunty"). The compiler drops a spelling that is a real word (see
+plural s written z ("boobz"), a final -er written -a ("fucka", "wankaz"), the -y
+adjective of a short term ("cunty"), a final ck written kk, q or x ("dikk", "diq"), a
+word of one vowel written without it ("btch"), and a short word's last consonant doubled
+("titt"). The compiler drops a spelling that is a real word (see
 :mod:`safetext.detect.vocabulary`), so only spellings that read as nothing but the term are
 added.
 """
@@ -23,6 +25,30 @@ def _hard_c_to_k(word: str) -> set[str]:
     if word[:1] == "c" and word[1:2] in _HARD_C_BEFORE:
         out |= {"k" + w[1:] for w in (word, *out)}
     return out
+
+
+def _ck_spellings(word: str) -> set[str]:
+    """A final ``ck`` written ``kk``, ``q`` or ``x``: dick -> dikk, diq, dix."""
+    if not word.endswith("ck") or len(word) < 4:
+        return set()
+    stem = word[:-2]
+    return {stem + "kk", stem + "q", stem + "x"}
+
+
+def _without_vowel(word: str) -> set[str]:
+    """A word of one vowel written without it: bitch -> btch, shit -> sht, dick -> dck."""
+    where = [k for k, c in enumerate(word) if c in "aeiou"]
+    if len(word) < 4 or len(where) != 1 or where[0] == 0 or word.endswith("y"):
+        return set()
+    k = where[0]
+    return {word[:k] + word[k + 1 :]}
+
+
+def _final_doubled(word: str) -> set[str]:
+    """A short word's last consonant written twice: tit -> titt, fag -> fagg."""
+    if 3 <= len(word) <= 5 and word[-1] not in "aeiouywxs" and word[-2] != word[-1]:
+        return {word + word[-1]}
+    return set()
 
 
 _RESPELLED_ENDINGS = frozenset(("", "s", "ing", "in"))
@@ -48,6 +74,9 @@ def variants(form: str, ending: str) -> set[str]:
     if not ending and form[-1:] not in "aeiouy" and 3 <= len(form) <= _MAX_ADJECTIVE:
         out.add(form + form[-1] + "y" if doubles_final(form) else form + "y")
     out |= {x for v in list(out) for x in _hard_c_to_k(v)}
+    out |= _ck_spellings(form)
+    if not ending:
+        out |= _without_vowel(form) | _final_doubled(form)
     out.discard(form)
     return {v for v in out if len(v) >= 4}
 

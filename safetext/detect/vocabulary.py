@@ -86,16 +86,17 @@ def frequent_words(min_zipf: float, language: str = LANGUAGE) -> frozenset[str]:
     return frozenset(w for w in words[:lo] if w.isascii() and w.isalpha())
 
 
-def toxic_compound(word: str, start: int, end: int, forms: Container[str], glue: Container[str]) -> bool:
-    """Is ``word`` the form at ``word[start:end]`` plus glue words, other forms or an ending?"""
+def toxic_compound(word: str, start: int, end: int, forms: Container[str], glue: Container[str], endings: bool = True) -> bool:
+    """Is ``word`` the form at ``word[start:end]`` plus glue words, other forms or (when the
+    form takes ``endings``) an ending?"""
     left, right = word[:start], word[end:]
     left_ok = not left or left in forms or (len(left) >= 3 and left in glue)
     if not left_ok:
         return False
     return (
         not right
-        or right in _ENDINGS
-        or (right[:1] == word[end - 1 : end] and right[1:] in _ENDINGS)  # doubled consonant: shitty
+        or endings and right in _ENDINGS
+        or endings and (right[:1] == word[end - 1 : end] and right[1:] in _ENDINGS)  # doubled consonant: shitty
         or right in forms
         or (len(right) >= 3 and right in glue)
     )

@@ -17,6 +17,7 @@ from safetext.detect.classifiers import Classifier, create_classifier, occlusion
 from safetext.detect.inflect import inflect
 from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
+from safetext.detect.names import name_partner, proper_partner
 from safetext.detect.normalize import Normalized, normalize
 from safetext.detect.scope import in_scope, render_scope, renders_alone
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
@@ -76,6 +77,11 @@ class PolicyEngine:
         self._silent = frozenset(
             name for name, cat in self.policy.categories.items() if cat.action == "allow" and cat.effective_render_action == "allow"
         )
+        # Categories whose terms may stand in a person's name ("Dick Smith") or, for
+        # proper_nouns, any proper noun ("Knob Noster"): safetext.detect.names.
+        cats = self.policy.categories.items() if self.policy.builtin_names else ()
+        self._named = frozenset(name for name, cat in cats if cat.names or cat.proper_nouns)
+        self._proper = frozenset(name for name, cat in cats if cat.proper_nouns)
         self._targets: dict[tuple[str, str], list[str]] = {}
         for category, term, spec in self.policy.term_items():
             self._targets[(category, " ".join(canonical_words(term)))] = list(spec.targets)
@@ -110,6 +116,8 @@ class PolicyEngine:
         hits = self.matcher.scan(norm.text)
         if hits and self._silent:
             hits = [h for h in hits if h.entry.category not in self._silent]
+        if hits and self._named:
+            hits = self._drop_names(prompt, norm, hits)
         if not hits and self.policy.classifier is None:
             return []  # the render scope only qualifies spans, so most prompts never need it
         scope = render_scope(norm.text)
@@ -118,6 +126,25 @@ class PolicyEngine:
         if self.policy.classifier is not None:
             spans += self._classifier_spans(prompt, norm, scope, spans)
         return _resolve(spans)
+
+    def _drop_names(self, prompt: str, norm: Normalized, hits: list[Hit]) -> list[Hit]:
+        """``hits`` without whole words that stand in a person's name (:meth:`in_name`)."""
+        where = [norm.span(h.start, h.end) for h in hits]
+        return [
+            hit
+            for hit, (start, end) in zip(hits, where)
+            if not (hit.method == "lexicon" and prompt[start:end].lower() == hit.form and self.in_name(prompt, start, end, hit.entry.category, where))
+        ]
+
+    def in_name(self, prompt: str, start: int, end: int, category: str, others: Sequence[tuple[int, int]] = ()) -> bool:
+        """Does the word ``prompt[start:end]`` of ``category`` stand in a person's name ("Dick
+        Smith") whose other half overlaps none of ``others`` (the prompt's toxic words)?"""
+        if category not in self._named:
+            return False
+        partner = name_partner(prompt, start, end) if self.policy.categories[category].names else None
+        if partner is None and category in self._proper:
+            partner = proper_partner(prompt, start, end)
+        return partner is not None and not any(a < partner[1] and partner[0] < b for a, b in others)
 
     def _span(self, prompt: str, norm: Normalized, scope: list[tuple[int, int]], hit: Hit) -> Span | None:
         start, end = norm.span(hit.start, hit.end)
@@ -305,6 +332,8 @@ class PolicyEngine:
                 start, end = where
                 if any(r.start < end and start < r.end for r in raw):
                     continue  # the prompt's own span covers it
+                if prompt[start:end].lower() == span.text.lower() and self.in_name(prompt, start, end, span.category, [(r.start, r.end) for r in raw]):
+                    continue  # a reading that lower-cases "Dick Smith" loses the capitals that make it a name
                 spans.append(span.model_copy(update={"start": start, "end": end, "text": prompt[start:end], "method": f"tokenizer/{span.method}"}))
         decision = self.decide(prompt, _resolve(spans) if len(spans) > 1 else spans)
         if not unmapped:

@@ -67,6 +67,16 @@ class Category(_Strict):
     targets: list[Word] = Field(default_factory=list, description="Default benign targets for terms without their own.")
     operator: Operator = Field("replace", description="replace with a target, mask with stars, or remove.")
     match: MatchMode = Field("word", description="Default matching mode for this category's terms.")
+    names: bool = Field(
+        False,
+        description="Allow a term that is also a given name or surname where it stands in a person's name "
+        "(Dick Smith, Philip Dick; safetext.detect.names).",
+    )
+    proper_nouns: bool = Field(
+        False,
+        description="Allow a capitalised term beside a capitalised, infrequent word (Tit Willow, Knob Noster): "
+        "for words whose everyday sense is innocent.",
+    )
     description: str | None = None
 
     @field_validator("targets", mode="before")

@@ -1,0 +1,153 @@
+"""Names, proper nouns and words with an everyday sense: read as what they are, not as toxic words."""
+
+from __future__ import annotations
+
+import pytest
+
+from safetext.detect import names
+from safetext.policy import Action, PolicyEngine, load_policy
+
+
+@pytest.fixture(scope="module")
+def engine() -> PolicyEngine:
+    return PolicyEngine("default")
+
+
+@pytest.fixture(scope="module")
+def strict() -> PolicyEngine:
+    return PolicyEngine("strict")
+
+
+PEOPLE = [
+    'a street sign that says "Dick Smith"',
+    "a book cover titled Dick Smith",
+    "a travel poster for Dick Smith, vintage style",
+    'a poster that says "DICK SMITH"',
+    "a biography titled Philip Dick",
+    "a vintage poster of Fanny Brice",
+    "a concert poster with the text Randy Newman",
+]
+
+NOT_PEOPLE = [
+    'a sign that says "Suck My Dick"',  # "My" is a word far more than a name
+    'a sign that says "Dick Head"',  # "Head" too, and "dickhead" is a term
+    'a sign that says "dick smith"',  # no capitals, no name
+    'a sign that says "D1ck Smith"',  # an obfuscated word is not a name
+    'a sign that says "Big Dick Energy"',
+    'a sign that says "Dick"',
+    'a sign that says "Cock Smith"',  # not a given name
+]
+
+
+@pytest.mark.parametrize("prompt", PEOPLE)
+def test_a_person_s_name_is_allowed(engine: PolicyEngine, prompt: str) -> None:
+    assert engine.check(prompt).action is Action.ALLOW, engine.check(prompt).reasons
+
+
+@pytest.mark.parametrize("prompt", NOT_PEOPLE)
+def test_words_that_only_look_like_names_are_still_rewritten(engine: PolicyEngine, prompt: str) -> None:
+    assert engine.check(prompt).action is Action.REWRITE
+
+
+def test_slurs_are_never_read_as_names(engine: PolicyEngine) -> None:
+    """Slurs, hate and violence categories do not set ``names``."""
+    policy = load_policy("default")
+    assert not policy.categories["slur"].names and not policy.categories["hate"].names
+    assert engine.check('a sign that says "Nigger Jim"').action is Action.REWRITE
+
+
+def test_the_name_rule_is_opt_in_per_category_and_off_without_builtin_names() -> None:
+    policy = load_policy("default")
+    no_names = policy.model_copy(
+        update={"categories": {**policy.categories, "sexual": policy.categories["sexual"].model_copy(update={"names": False})}}
+    )
+    assert PolicyEngine(no_names).check("a book cover titled Dick Smith").action is Action.REWRITE
+    off = policy.model_copy(update={"builtin_names": False})
+    assert PolicyEngine(off).check("a book cover titled Dick Smith").action is Action.REWRITE
+
+
+def test_a_lower_casing_tokenizer_reading_keeps_the_name(engine: PolicyEngine) -> None:
+    """CLIP's tokenizer lower-cases; the capitals in the prompt still decide."""
+    prompt = 'a street sign that says "Dick Smith"'
+    assert engine.check_readings(prompt, [prompt.lower()]).action is Action.ALLOW
+    toxic = 'a sign that says "Suck My Dick"'
+    assert engine.check_readings(toxic, [toxic.lower()]).action is Action.REWRITE
+
+
+def test_name_partner_positions() -> None:
+    text = "a poster of Dick Smith and Philip Dick"
+    assert names.name_partner(text, 12, 16) == (17, 22)
+    assert names.name_partner(text, 34, 38) == (27, 33)
+    assert names.name_partner("a poster of Dick Head", 12, 16) is None
+    assert names.proper_partner("a book cover titled Tit Willow", 20, 23) == (24, 30)
+    assert names.proper_partner("Pimp My Ride", 0, 4) is None
+
+
+def test_without_the_names_package_the_rule_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(_package: str) -> None:
+        raise ModuleNotFoundError("No module named 'names'")
+
+    monkeypatch.setattr(names, "_tables", None)
+    monkeypatch.setattr(names.resources, "files", missing)
+    assert names.name_tables() is None
+    assert names.name_partner("Dick Smith", 0, 4) is None
+    monkeypatch.setattr(names, "_tables", None)  # the real tables load again after the test
+
+
+# ---- words with an everyday sense (category "innuendo") --------------------------------------
+
+EVERYDAY = [
+    "a blue tit on a branch",
+    "a garden hoe leaning on a fence",
+    "a brass door knob, macro photo",
+    "a shag carpet in a 70s living room",
+    "a book cover titled Tit Willow",  # a proper noun
+    'a street sign that says "Knob Noster"',
+]
+
+RENDERED = [
+    'a sign that says "tit"',
+    'a sign that says "T1T"',
+    "a t-shirt with the word snatch printed on it",
+    "graffiti on a brick wall reading hoes",
+    'a neon sign saying "pimp"',
+    'a poster with the word shag in bold letters',
+    'a sign that says "k.n.o.b"',
+]
+
+
+@pytest.mark.parametrize("prompt", EVERYDAY)
+def test_everyday_senses_are_allowed(engine: PolicyEngine, prompt: str) -> None:
+    assert engine.check(prompt).action is Action.ALLOW, engine.check(prompt).reasons
+
+
+@pytest.mark.parametrize("prompt", RENDERED)
+def test_the_slang_sense_is_rewritten_when_rendered(engine: PolicyEngine, prompt: str) -> None:
+    decision = engine.check(prompt)
+    assert decision.action is Action.REWRITE
+    assert {s.category for s in engine.analyze(prompt)} == {"innuendo"}
+
+
+def test_strict_rewrites_them_everywhere(strict: PolicyEngine) -> None:
+    assert strict.check("a blue tit on a branch").action is Action.REWRITE
+
+
+@pytest.mark.parametrize("word", ["titter", "spunky", "shaggy", "snatched", "pimple", "dongle", "Mongolia"])
+def test_exact_terms_do_not_reach_into_other_words(engine: PolicyEngine, word: str) -> None:
+    assert engine.check(f'a sign that says "{word}"').action is Action.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("prompt", "action"),
+    [
+        ('a sign that says "kill"', Action.REWRITE),
+        ('a sign that says "kill you"', Action.REWRITE),
+        ('a sign that says "k i l l"', Action.REWRITE),
+        ('a sign that says "killing"', Action.ALLOW),
+        ('a sign that says "k i l l i n g"', Action.ALLOW),
+        ("a poster for Killing Eve", Action.ALLOW),
+        ('a sign that says "killed"', Action.ALLOW),
+    ],
+)
+def test_kill_is_a_threat_and_killing_a_word(engine: PolicyEngine, prompt: str, action: Action) -> None:
+    assert engine.check(prompt).action is action
