@@ -74,24 +74,33 @@ def test_a_lower_casing_tokenizer_reading_keeps_the_name(engine: PolicyEngine) -
     assert engine.check_readings(toxic, [toxic.lower()]).action is Action.REWRITE
 
 
-def test_name_partner_positions() -> None:
+def test_name_partner_positions(engine: PolicyEngine) -> None:
+    sets = engine.lexicon.names
     text = "a poster of Dick Smith and Philip Dick"
-    assert names.name_partner(text, 12, 16) == (17, 22)
-    assert names.name_partner(text, 34, 38) == (27, 33)
-    assert names.name_partner("a poster of Dick Head", 12, 16) is None
-    assert names.proper_partner("a book cover titled Tit Willow", 20, 23) == (24, 30)
-    assert names.proper_partner("Pimp My Ride", 0, 4) is None
+    assert names.name_partner(text, 12, 16, sets) == (17, 22)
+    assert names.name_partner(text, 34, 38, sets) == (27, 33)
+    assert names.name_partner("a poster of Dick Head", 12, 16, sets) is None
+    assert names.proper_partner("a book cover titled Tit Willow", 20, 23, sets) == (24, 30)
+    assert names.proper_partner("Pimp My Ride", 0, 4, sets) is None
+
+
+def test_the_compiled_lexicon_carries_the_name_sets(engine: PolicyEngine) -> None:
+    """Checking a prompt reads no census table: the compiler stores what the rules need."""
+    sets = engine.lexicon.names
+    assert {"dick", "fanny"} <= sets.given_terms and "smith" in sets.surnames
+    assert not {"head", "love", "my", "big"} & sets.surnames  # more common as words
+    again = type(engine.lexicon).from_json(engine.lexicon.to_json()).names
+    assert again == sets
 
 
 def test_without_the_names_package_the_rule_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(_package: str) -> None:
         raise ModuleNotFoundError("No module named 'names'")
 
-    monkeypatch.setattr(names, "_tables", None)
     monkeypatch.setattr(names.resources, "files", missing)
-    assert names.name_tables() is None
-    assert names.name_partner("Dick Smith", 0, 4) is None
-    monkeypatch.setattr(names, "_tables", None)  # the real tables load again after the test
+    sets = names.compile_names(["dick"], frozenset())
+    assert sets.given_terms == frozenset() and sets.surnames == frozenset()
+    assert names.name_partner("Dick Smith", 0, 4, sets) is None
 
 
 # ---- words with an everyday sense (category "innuendo") --------------------------------------

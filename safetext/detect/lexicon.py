@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from safetext.detect import inflect, spelling
+from safetext.detect.names import PROPER_MAX_ZIPF, NameSets, compile_names
 from safetext.detect.normalize import normalize
 from safetext.detect.settings import LexiconSpec
 from safetext.detect.trie import trie_regex
@@ -111,6 +112,7 @@ class CompiledLexicon:
     allow_phrases: tuple[tuple[str, ...], ...]
     used_spacy: bool
     common: frozenset[str] = frozenset()  # pieces of forms that are frequent words of three letters or more
+    names: NameSets = NameSets()  # what the name and proper-noun rules read (safetext.detect.names)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON containers, the on-disk cache format."""
@@ -127,6 +129,7 @@ class CompiledLexicon:
             "allow_phrases": [list(p) for p in self.allow_phrases],
             "used_spacy": self.used_spacy,
             "common": sorted(self.common),
+            "names": {k: sorted(getattr(self.names, k)) for k in NameSets.__slots__},
         }
 
     @classmethod
@@ -141,6 +144,7 @@ class CompiledLexicon:
             allow_phrases=tuple(tuple(p) for p in data["allow_phrases"]),
             used_spacy=bool(data["used_spacy"]),
             common=frozenset(data["common"]),
+            names=NameSets(**{k: frozenset(v) for k, v in data.get("names", {}).items()}),
         )
 
 
@@ -269,6 +273,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         allow_phrases=tuple(allow_phrases),
         used_spacy=english is not None,
         common=frozenset(p for p in words if len(p) >= 3 and p in frequent_words(COMMON_MIN_ZIPF)),
+        names=compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF)) if spec.builtin_names else NameSets(),
     )
 
 
@@ -403,10 +408,10 @@ def _code_version() -> str:
     """Hash of the compiler's own source, so a code change invalidates old caches."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("lexicon.py", "inflect.py", "normalize.py", "settings.py", "spelling.py", "vocabulary.py"):
+    for name in ("lexicon.py", "inflect.py", "names.py", "normalize.py", "settings.py", "spelling.py", "vocabulary.py"):
         digest.update((here / name).read_bytes())
     # terms and allow entries are folded with the confusables table; innocent words come from wordfreq
-    for package in ("confusable-homoglyphs", "wordfreq"):
+    for package in ("confusable-homoglyphs", "wordfreq", "names"):
         try:
             digest.update(f"{package}={importlib.metadata.version(package)}".encode())
         except importlib.metadata.PackageNotFoundError:

@@ -11,15 +11,16 @@ Words whose everyday sense is innocent (a policy's ``proper_nouns`` categories) 
 read as part of any proper noun they are capitalised in ("Tit Willow", "Knob Noster"),
 beside a capitalised word that is not a frequent English word.
 
-Name frequencies: the ``names`` package's tables from the 1990 US Census (88,799 surnames,
-5,494 given names). Word frequencies: wordfreq. Both load on first use.
+Name frequencies: the ``names`` package's tables from the 1990 US Census. Word
+frequencies: wordfreq. Both are read when a lexicon is compiled (:func:`compile_names`);
+checking a prompt needs neither.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import resources
 
@@ -28,127 +29,99 @@ log = logging.getLogger(__name__)
 NAME_RATIO = 1.0
 """A neighbour is a name when its share of the population is at least this times its frequency as an English word."""
 
+PROPER_MAX_ZIPF = 5.0
+"""A capitalised neighbour makes a proper noun only when rarer than this as an English word (wordfreq Zipf)."""
+
 _TABLES = {"surname": ("dist.all.last",), "given": ("dist.male.first", "dist.female.first")}
 _WORD = re.compile(r"[A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True)
-class NameTables:
-    """Census shares (fraction of people) of surnames and given names, keyed by lower-case name."""
+class NameSets:
+    """What the name rules need, compiled with a lexicon (all lower case).
 
-    surname: dict[str, float]
-    given: dict[str, float]
+    ``given_terms``/``surname_terms``: forms that are also given names or surnames;
+    ``given``/``surnames``: names that are more common as names than as English words;
+    ``frequent``: English words at or above :data:`PROPER_MAX_ZIPF`.
+    """
 
-
-_lock = threading.Lock()
-_tables: NameTables | None = None
+    given_terms: frozenset[str] = frozenset()
+    surname_terms: frozenset[str] = frozenset()
+    given: frozenset[str] = frozenset()
+    surnames: frozenset[str] = frozenset()
+    frequent: frozenset[str] = frozenset()
 
 
 def _read(files: tuple[str, ...]) -> dict[str, float]:
+    """Lower-case name -> share of people, for every name the tables give a non-zero share."""
     out: dict[str, float] = {}
     root = resources.files("names")
     for name in files:
         for line in root.joinpath(name).read_text(encoding="ascii").splitlines():
             parts = line.split()
-            if len(parts) >= 2:
-                key = parts[0].lower()
-                out[key] = max(out.get(key, 0.0), float(parts[1]) / 100)
+            if len(parts) < 2:
+                continue
+            share = float(parts[1]) / 100
+            if share <= 0.0:
+                break  # the tables are sorted by share; the rest round to zero
+            key = parts[0].lower()
+            out[key] = max(out.get(key, 0.0), share)
     return out
 
 
-def name_tables() -> NameTables | None:
-    """The census tables, loaded once; None (and a warning) when the ``names`` package is missing."""
-    global _tables
-    if _tables is None:
-        with _lock:
-            if _tables is None:
-                try:
-                    _tables = NameTables(**{kind: _read(files) for kind, files in _TABLES.items()})
-                except (ImportError, ModuleNotFoundError, FileNotFoundError, OSError) as exc:
-                    log.warning("the 'names' package is unavailable (%s); names such as 'Dick Smith' are read as words", exc)
-                    _tables = NameTables({}, {})
-    return _tables if _tables.surname else None
+def compile_names(forms: Collection[str], frequent: frozenset[str]) -> NameSets:
+    """:class:`NameSets` for a lexicon's ``forms``; empty, with a warning, without the ``names`` package.
 
-
-def _word_frequency(word: str) -> float:
+    ``frequent`` is the set of English words at or above :data:`PROPER_MAX_ZIPF`.
+    """
+    try:
+        tables = {kind: _read(files) for kind, files in _TABLES.items()}
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        log.warning("the 'names' package is unavailable (%s); names such as 'Dick Smith' are read as words", exc)
+        return NameSets(frequent=frequent)
     try:
         from wordfreq import word_frequency
     except ImportError:  # pragma: no cover - wordfreq is a core dependency
-        return 0.0
-    return float(word_frequency(word, "en"))
+        return NameSets(frequent=frequent)
+
+    def name_like(shares: dict[str, float]) -> frozenset[str]:
+        return frozenset(k for k, share in shares.items() if k.isalpha() and share >= NAME_RATIO * word_frequency(k, "en"))
+
+    return NameSets(
+        given_terms=frozenset(f for f in forms if f in tables["given"]),
+        surname_terms=frozenset(f for f in forms if f in tables["surname"]),
+        given=name_like(tables["given"]),
+        surnames=name_like(tables["surname"]),
+        frequent=frequent,
+    )
 
 
 def _styled_alike(a: str, b: str) -> bool:
     """Both capitalised (``Dick Smith``) or both upper case (``DICK SMITH``)."""
     if a.isupper() and b.isupper():
         return len(a) > 1 and len(b) > 1
-    return a[:1].isupper() and a[1:].islower() and b[:1].isupper() and b[1:].islower()
+    return _capitalised(a) and _capitalised(b)
 
 
-def _name_like(word: str, shares: dict[str, float]) -> bool:
-    share = shares.get(word.lower(), 0.0)
-    return share > 0.0 and share >= NAME_RATIO * _word_frequency(word.lower())
+def _capitalised(word: str) -> bool:
+    return word[:1].isupper() and word[1:].islower()
 
 
-def name_partner(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """Where the other half of a person's name lies, if ``text[start:end]`` is one half of one.
-
-    ``text`` is the prompt as written (case kept). Returns the neighbour's ``(start, end)``,
-    so the caller can refuse the reading when that neighbour is itself a toxic word.
-    """
-    word = text[start:end]
-    if not (word.isascii() and word.isalpha()):
+def _next_word(text: str, end: int) -> re.Match[str] | None:
+    """The ASCII word one space after ``end``, if it is a whole word."""
+    if text[end : end + 1] != " ":
         return None
-    tables = name_tables()
-    if tables is None:
+    after = _WORD.match(text, end + 1)
+    if after is None or (after.end() < len(text) and text[after.end()].isalnum()):
         return None
-    key = word.lower()
-    if key in tables.given:  # given name, then a surname: "Dick Smith"
-        after = _WORD.match(text, end + 1) if text[end : end + 1] == " " else None
-        whole = after is not None and (after.end() == len(text) or not text[after.end()].isalnum())
-        if after is not None and whole and _styled_alike(word, after.group()) and _name_like(after.group(), tables.surname):
-            return after.span()
-    if key in tables.surname and start >= 2 and text[start - 1] == " ":  # a surname after a given name: "Philip Dick"
-        before = _last_word(text, start - 1)
-        if before is not None and _styled_alike(before[2], word) and _name_like(before[2], tables.given):
-            return before[0], before[1]
-    return None
+    return after
 
 
-PROPER_MAX_ZIPF = 5.0
-"""A capitalised neighbour makes a proper noun only when rarer than this as an English word (wordfreq Zipf)."""
-
-
-def proper_partner(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The capitalised neighbour that makes ``text[start:end]`` part of a proper noun, if any.
-
-    For words whose everyday sense is innocent ("Tit Willow", "Knob Noster"): the word and
-    a neighbour, one space away, are both capitalised, and the neighbour is not a frequent
-    English word (so "Pimp My Ride" and "Snatch It" do not count).
-    """
-    word = text[start:end]
-    if not (word.isascii() and word.isalpha() and word[:1].isupper() and word[1:].islower()):
+def _last_word(text: str, start: int) -> tuple[int, int, str] | None:
+    """The ASCII word one space before ``start``, if it is a whole word."""
+    end = start - 1
+    if end < 1 or text[end] != " ":
         return None
-    after = _WORD.match(text, end + 1) if text[end : end + 1] == " " else None
-    if after is not None and (after.end() == len(text) or not text[after.end()].isalnum()) and _proper(after.group()):
-        return after.span()
-    before = _last_word(text, start - 1) if start >= 2 and text[start - 1] == " " else None
-    if before is not None and _proper(before[2]):
-        return before[0], before[1]
-    return None
-
-
-def _proper(word: str) -> bool:
-    if len(word) < 2 or not (word[:1].isupper() and word[1:].islower()):
-        return False
-    try:
-        from wordfreq import zipf_frequency
-    except ImportError:  # pragma: no cover - wordfreq is a core dependency
-        return False
-    return float(zipf_frequency(word.lower(), "en")) < PROPER_MAX_ZIPF
-
-
-def _last_word(text: str, end: int) -> tuple[int, int, str] | None:
     i = end
     while i > 0 and text[i - 1].isascii() and text[i - 1].isalpha():
         i -= 1
@@ -157,4 +130,45 @@ def _last_word(text: str, end: int) -> tuple[int, int, str] | None:
     return i, end, text[i:end]
 
 
-__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "NameTables", "name_partner", "name_tables", "proper_partner"]
+def name_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
+    """Where the other half of a person's name lies, if ``text[start:end]`` is one half of one.
+
+    ``text`` is the prompt as written (case kept). Returns the neighbour's ``(start, end)``,
+    so the caller can refuse the reading when that neighbour is itself a toxic word.
+    """
+    word = text[start:end]
+    if not (word.isascii() and word.isalpha()):
+        return None
+    key = word.lower()
+    if key in sets.given_terms:  # a given name, then a surname: "Dick Smith"
+        after = _next_word(text, end)
+        if after is not None and _styled_alike(word, after.group()) and after.group().lower() in sets.surnames:
+            return after.span()
+    if key in sets.surname_terms:  # a surname after a given name: "Philip Dick"
+        before = _last_word(text, start)
+        if before is not None and _styled_alike(before[2], word) and before[2].lower() in sets.given:
+            return before[0], before[1]
+    return None
+
+
+def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
+    """The capitalised neighbour that makes ``text[start:end]`` part of a proper noun, if any.
+
+    For words whose everyday sense is innocent ("Tit Willow", "Knob Noster"): the word and
+    a neighbour, one space away, are both capitalised, and the neighbour is not a frequent
+    English word (so "Pimp My Ride" and "Snatch It" do not count).
+    """
+    word = text[start:end]
+    if not (word.isascii() and word.isalpha() and _capitalised(word)):
+        return None
+    for found in (_next_word(text, end), _last_word(text, start)):
+        if found is None:
+            continue
+        a, b = (found.start(), found.end()) if isinstance(found, re.Match) else found[:2]
+        other = text[a:b]
+        if len(other) >= 2 and _capitalised(other) and other.lower() not in sets.frequent:
+            return a, b
+    return None
+
+
+__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "NameSets", "compile_names", "name_partner", "proper_partner"]

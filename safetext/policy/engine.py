@@ -141,9 +141,10 @@ class PolicyEngine:
         Smith") whose other half overlaps none of ``others`` (the prompt's toxic words)?"""
         if category not in self._named:
             return False
-        partner = name_partner(prompt, start, end) if self.policy.categories[category].names else None
+        sets = self.lexicon.names
+        partner = name_partner(prompt, start, end, sets) if self.policy.categories[category].names else None
         if partner is None and category in self._proper:
-            partner = proper_partner(prompt, start, end)
+            partner = proper_partner(prompt, start, end, sets)
         return partner is not None and not any(a < partner[1] and partner[0] < b for a, b in others)
 
     def _span(self, prompt: str, norm: Normalized, scope: list[tuple[int, int]], hit: Hit) -> Span | None:
