@@ -236,7 +236,7 @@ def test_confusables_table_loads_only_when_a_character_needs_it() -> None:
 def blorf() -> Matcher:
     spec = LexiconSpec(
         terms=(TermSpec("blorf", "insult", 3, "substring"), TermSpec("zib", "insult", 2), TermSpec("glorp", "insult", 2)),
-        allow=("xblorfy", "zibzab", "blorf land", "bigglorp"),
+        allow=("xblorfy", "zibzab", "blorf land", "bigglorp", "zibsucker"),
     )
     return Matcher(compile_lexicon(spec, use_spacy=False))
 
@@ -261,6 +261,7 @@ def _terms(matcher: Matcher, text: str) -> list[str]:
         ("word-mode letter spaced", "z i b", "z i b z a b"),
         ("glued", "youglorp", "bigglorp"),
         ("glued run", "glorpglorp", "bigglorps"),
+        ("insult compound", "zibsmoker", "zibsucker"),
         ("phrase", "blorf", "blorf land"),
         ("phrase across separators", "blorf", 'the "blorf" "land"'),
         ("phrase across separators", "blorf", "blorf, land"),
