@@ -74,6 +74,20 @@ def test_a_lower_casing_tokenizer_reading_keeps_the_name(engine: PolicyEngine) -
     assert engine.check_readings(toxic, [toxic.lower()]).action is Action.REWRITE
 
 
+def test_the_guard_keeps_a_name_its_lower_casing_tokenizer_reads() -> None:
+    from _inject_helpers import LOCALIZED, tiny
+
+    from safetext import Guard
+
+    guard = Guard(tiny("sd"), policy="default", preset=LOCALIZED["sd"])
+    # The tiny tokenizer drops Σ, so its reading differs from the prompt, and it lower-cases.
+    prompt = 'a street sign that says "Dick Smith" Σ'
+    readings = guard.readings(prompt)
+    assert readings and all("Dick" not in r and "dick smith" in r for r in readings)
+    assert guard.check(prompt)[0].action is Action.ALLOW
+    assert guard.check('a sign that says "Suck My Dick" Σ')[0].action is Action.REWRITE
+
+
 def test_name_partner_positions(engine: PolicyEngine) -> None:
     sets = engine.lexicon.names
     text = "a poster of Dick Smith and Philip Dick"
