@@ -279,8 +279,9 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
 
 def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str]) -> None:
     """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word- and
-    substring-mode forms (each spelling matches as a word), leaving out any that is a real word in English or in another language a policy
-    ships (a respelling there is that word, not the term)."""
+    substring-mode forms (each spelling matches as a word), leaving out any that is a real
+    word in English or in another language a policy ships (a respelling there is that word,
+    not the term)."""
     real = set(innocent) | frequent_words(CONTAINER_MIN_ZIPF)
     for language in SPELLING_LANGUAGES:
         real |= frequent_words(SPELLING_MIN_ZIPF, language)

@@ -107,14 +107,14 @@ def _capitalised(word: str) -> bool:
     return word[:1].isupper() and word[1:].islower()
 
 
-def _next_word(text: str, end: int) -> re.Match[str] | None:
+def _next_word(text: str, end: int) -> tuple[int, int, str] | None:
     """The ASCII word one space after ``end``, if it is a whole word."""
     if text[end : end + 1] != " ":
         return None
     after = _WORD.match(text, end + 1)
     if after is None or (after.end() < len(text) and text[after.end()].isalnum()):
         return None
-    return after
+    return after.start(), after.end(), after.group()
 
 
 def _last_word(text: str, start: int) -> tuple[int, int, str] | None:
@@ -142,8 +142,8 @@ def name_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, 
     key = word.lower()
     if key in sets.given_terms:  # a given name, then a surname: "Dick Smith"
         after = _next_word(text, end)
-        if after is not None and _styled_alike(word, after.group()) and after.group().lower() in sets.surnames:
-            return after.span()
+        if after is not None and _styled_alike(word, after[2]) and after[2].lower() in sets.surnames:
+            return after[0], after[1]
     if key in sets.surname_terms:  # a surname after a given name: "Philip Dick"
         before = _last_word(text, start)
         if before is not None and _styled_alike(before[2], word) and before[2].lower() in sets.given:
@@ -162,12 +162,8 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     if not (word.isascii() and word.isalpha() and _capitalised(word)):
         return None
     for found in (_next_word(text, end), _last_word(text, start)):
-        if found is None:
-            continue
-        a, b = (found.start(), found.end()) if isinstance(found, re.Match) else found[:2]
-        other = text[a:b]
-        if len(other) >= 2 and _capitalised(other) and other.lower() not in sets.frequent:
-            return a, b
+        if found is not None and len(found[2]) >= 2 and _capitalised(found[2]) and found[2].lower() not in sets.frequent:
+            return found[0], found[1]
     return None
 
 

@@ -3,7 +3,7 @@
 Used when a lexicon is compiled, so a term is written once in a policy and its sound-alike
 spellings are found too: a hard c written k ("kock", "fuker"), f written ph ("phuck"), a
 plural s written z ("boobz"), a final -er written -a ("fucka", "wankaz"), the -y
-adjective of a short term ("cunty"), a final ck written kk, q or x ("dikk", "diq"), a
+adjective of a short term ("cunty"), a final ck written kk, q or x ("dikk", "priq"), a
 word of one vowel written without it ("btch"), and a short word's last consonant doubled
 ("titt"). The compiler drops a spelling that is a real word (see
 :mod:`safetext.detect.vocabulary`), so only spellings that read as nothing but the term are
@@ -28,7 +28,7 @@ def _hard_c_to_k(word: str) -> set[str]:
 
 
 def _ck_spellings(word: str) -> set[str]:
-    """A final ``ck`` written ``kk``, ``q`` or ``x``: dick -> dikk, diq, dix."""
+    """A final ``ck`` written ``kk``, ``q`` or ``x``: prick -> prikk, priq, prix."""
     if not word.endswith("ck") or len(word) < 4:
         return set()
     stem = word[:-2]

@@ -128,15 +128,15 @@ class PolicyEngine:
         return _resolve(spans)
 
     def _drop_names(self, prompt: str, norm: Normalized, hits: list[Hit]) -> list[Hit]:
-        """``hits`` without whole words that stand in a person's name (:meth:`in_name`)."""
+        """``hits`` without whole words that stand in a person's name (:meth:`_in_name`)."""
         where = [norm.span(h.start, h.end) for h in hits]
         return [
             hit
             for hit, (start, end) in zip(hits, where)
-            if not (hit.method == "lexicon" and prompt[start:end].lower() == hit.form and self.in_name(prompt, start, end, hit.entry.category, where))
+            if not (hit.method == "lexicon" and prompt[start:end].lower() == hit.form and self._in_name(prompt, start, end, hit.entry.category, where))
         ]
 
-    def in_name(self, prompt: str, start: int, end: int, category: str, others: Sequence[tuple[int, int]] = ()) -> bool:
+    def _in_name(self, prompt: str, start: int, end: int, category: str, others: Sequence[tuple[int, int]] = ()) -> bool:
         """Does the word ``prompt[start:end]`` of ``category`` stand in a person's name ("Dick
         Smith") whose other half overlaps none of ``others`` (the prompt's toxic words)?"""
         if category not in self._named:
@@ -333,7 +333,7 @@ class PolicyEngine:
                 start, end = where
                 if any(r.start < end and start < r.end for r in raw):
                     continue  # the prompt's own span covers it
-                if prompt[start:end].lower() == span.text.lower() and self.in_name(prompt, start, end, span.category, [(r.start, r.end) for r in raw]):
+                if prompt[start:end].lower() == span.text.lower() and self._in_name(prompt, start, end, span.category, [(r.start, r.end) for r in raw]):
                     continue  # a reading that lower-cases "Dick Smith" loses the capitals that make it a name
                 spans.append(span.model_copy(update={"start": start, "end": end, "text": prompt[start:end], "method": f"tokenizer/{span.method}"}))
         decision = self.decide(prompt, _resolve(spans) if len(spans) > 1 else spans)

@@ -156,7 +156,9 @@ class Policy(_Strict):
     )
     allow: list[Word] = Field(default_factory=list, description="Innocent words and phrases that never match.")
     builtin_names: bool = Field(
-        True, description="Also allow safetext's built-in names and places (Dick Van Dyke, Penistone; safetext.detect.vocabulary)."
+        True,
+        description="Also allow safetext's built-in names and places (Dick Van Dyke, Penistone; safetext.detect.vocabulary), "
+        "and the name and proper-noun rules of categories that set names or proper_nouns (safetext.detect.names).",
     )
     classifier: ClassifierConfig | None = None
     max_chars: int = Field(1_000_000, ge=1, description="Longer prompts are blocked without analysis.")
