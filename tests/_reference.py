@@ -8,8 +8,10 @@ of a step; a second call in the same step is true CFG's negative prompt) from th
 step on, run the benign pass with the original call's current latents, then give the
 localized modules the substituting processors; every other call gets the model's own.
 :func:`compare` runs the guard's path, a family's reference and the plain pipeline on the
-same call, and :func:`check_rows` holds them side by side; :func:`refusal` is the message a
-``Guard`` fails with when a module has a processor the injector does not know.
+same call, and :func:`check_rows` holds them side by side; :func:`guard_rows` checks a
+``Guard`` call end to end; :func:`hook_count` counts a module tree's hooks (injection must
+leave none behind); :func:`refusal` is the message a ``Guard`` fails with when a module has
+a processor the injector does not know.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from _inject_helpers import FakePolicy
+from _inject_helpers import INNOCENT, TOXIC, FakePolicy
 
 from safetext import Guard, GuardError
 from safetext.inject import InjectionConfig, run_injected
@@ -153,6 +155,24 @@ def check_rows(
             assert np.array_equal(ours[row], plain[row])
         else:
             assert np.abs(ours[row] - plain[row]).max() <= allowed_atol
+
+
+def hook_count(module: torch.nn.Module) -> int:
+    """Forward hooks and pre-hooks on ``module`` and everything under it."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+
+
+def guard_rows(pipe: Any, preset: list[str], min_effect: float, **kwargs: Any) -> np.ndarray:
+    """A ``Guard`` call on ``[TOXIC, INNOCENT]`` with ``preset``: it patches exactly ``preset``,
+    leaves the innocent row bitwise the plain pipeline's and moves the toxic row by more than
+    ``min_effect``. Returns the guard's images."""
+    guard = Guard(pipe, policy=FakePolicy(), preset=preset)
+    result = guard([TOXIC, INNOCENT], generator=generators(2), **kwargs)
+    assert result.patched_layers == preset
+    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **kwargs).images
+    assert np.array_equal(result.images[1], plain[1])
+    assert np.abs(result.images[0] - plain[0]).max() > min_effect
+    return result.images
 
 
 def refusal(pipe: Any, name: str, processor: Any) -> str:

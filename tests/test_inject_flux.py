@@ -24,7 +24,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import KVCache, TextKV, check_rows, compare, generators, refusal, run_reference, swapped_processors
+from _reference import (
+    KVCache, TextKV, check_rows, compare, generators, guard_rows, hook_count, refusal, run_reference, swapped_processors,
+)
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
@@ -152,19 +154,14 @@ def test_num_images_per_prompt_and_report(pipe: Any) -> None:
 
 def test_processors_are_untouched_and_restored(pipe: Any) -> None:
     before = dict(pipe.transformer.attn_processors)
-    hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
+    hooks_before = hook_count(pipe.transformer)
     run_injected(pipe, [TOXIC], [BENIGN], InjectionConfig(modules=["transformer_blocks.0.attn"]), generator=generators(1), **KW)
     assert dict(pipe.transformer.attn_processors) == before
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules()) == hooks_before
+    assert hook_count(pipe.transformer) == hooks_before
 
 
 def test_guard_rewrites_on_flux_and_allows_bitwise(pipe: Any) -> None:
-    guard = Guard(pipe, policy=FakePolicy(), preset=["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"])
-    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
-    assert result.patched_layers == ["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
-    assert np.array_equal(result.images[1], plain[1])
-    assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
+    guard_rows(pipe, ["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"], MIN_EFFECT, **KW)
 
 
 class _CustomProcessor(FluxAttnProcessor):

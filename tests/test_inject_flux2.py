@@ -27,7 +27,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import KVCache, TextKV, check_rows, compare, generators, refusal, run_reference, swapped_processors
+from _reference import (
+    KVCache, TextKV, check_rows, compare, generators, guard_rows, hook_count, refusal, run_reference, swapped_processors,
+)
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux2 import (
     Flux2AttnProcessor,
@@ -305,20 +307,15 @@ def test_the_reference_catches_a_missing_piece(
 
 def test_processors_are_untouched_and_restored(pipe: Any) -> None:
     before = dict(pipe.transformer.attn_processors)
-    hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
+    hooks_before = hook_count(pipe.transformer)
     config = InjectionConfig(modules=["transformer_blocks.0.attn", "single_transformer_blocks.0.attn"])
     run_injected(pipe, [TOXIC], [BENIGN], config, generator=generators(1), **KW)
     assert dict(pipe.transformer.attn_processors) == before
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules()) == hooks_before
+    assert hook_count(pipe.transformer) == hooks_before
 
 
 def test_guard_rewrites_on_flux2_and_allows_bitwise(pipe: Any) -> None:
-    guard = Guard(pipe, policy=FakePolicy(), preset=["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"])
-    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
-    assert result.patched_layers == ["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
-    assert np.array_equal(result.images[1], plain[1])
-    assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
+    guard_rows(pipe, ["transformer_blocks.1.attn", "single_transformer_blocks.0.attn"], MIN_EFFECT, **KW)
 
 
 class _CustomProcessor(Flux2AttnProcessor):

@@ -25,7 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import KVCache, TextKV, generators, refusal, run_reference, swapped_processors
+from _reference import KVCache, TextKV, generators, guard_rows, hook_count, refusal, run_reference, swapped_processors
 from diffusers.models.transformers.transformer_hidream_image import HiDreamAttnProcessor
 
 from safetext import Guard
@@ -222,19 +222,14 @@ def test_processors_are_untouched_and_hooks_removed(pipe: Any) -> None:
 
     before = processors()
     assert len(before) == 4
-    hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
+    hooks_before = hook_count(pipe.transformer)
     run_injected(pipe, [TOXIC], [BENIGN], InjectionConfig(modules=[D0, S1]), generator=generators(1), **KW)
     assert processors() == before
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules()) == hooks_before
+    assert hook_count(pipe.transformer) == hooks_before
 
 
 def test_guard_rewrites_on_hidream_and_allows_bitwise(pipe: Any) -> None:
-    guard = Guard(pipe, policy=FakePolicy(), preset=[D1, S0])
-    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
-    assert result.patched_layers == [D1, S0]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
-    assert np.array_equal(result.images[1], plain[1])
-    assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
+    guard_rows(pipe, [D1, S0], MIN_EFFECT, **KW)
 
 
 @pytest.mark.slow

@@ -26,7 +26,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import check_rows, compare, generators, refusal, run_reference, swapped_processors
+from _reference import (
+    check_rows, compare, generators, guard_rows, hook_count, refusal, run_reference, swapped_processors,
+)
 from diffusers import QwenImageTransformer2DModel
 from diffusers.models.transformers.transformer_qwenimage import (
     QwenDoubleStreamAttnProcessor2_0,
@@ -221,21 +223,16 @@ def test_num_images_per_prompt_and_report(pipe: Any) -> None:
 
 def test_processors_are_untouched_and_restored(pipe: Any) -> None:
     before = dict(pipe.transformer.attn_processors)
-    hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
+    hooks_before = hook_count(pipe.transformer)
     run_injected(pipe, [TOXIC], [LONG_BENIGN], InjectionConfig(modules=["transformer_blocks.0.attn"]), generator=generators(1), **KW)
     assert dict(pipe.transformer.attn_processors) == before
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules()) == hooks_before
+    assert hook_count(pipe.transformer) == hooks_before
 
 
 def test_guard_rewrites_on_qwen_image_and_allows_bitwise(pipe: Any) -> None:
-    guard = Guard(pipe, policy=FakePolicy(), preset=["transformer_blocks.1.attn"])
-    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
-    assert result.patched_layers == ["transformer_blocks.1.attn"]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
-    assert np.array_equal(result.images[1], plain[1])
-    assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
+    images = guard_rows(pipe, ["transformer_blocks.1.attn"], MIN_EFFECT, **KW)
     ref = reference(pipe, [TOXIC, INNOCENT], [BENIGN, None], ["transformer_blocks.1.attn"], 0, generator=generators(2), **KW)
-    assert np.abs(result.images - ref).max() <= ATOL
+    assert np.abs(images - ref).max() <= ATOL
 
 
 class _CustomProcessor(QwenDoubleStreamAttnProcessor2_0):

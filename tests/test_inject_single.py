@@ -32,7 +32,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _inject_helpers import BENIGN, INNOCENT, TOXIC, FakePolicy
-from _reference import check_rows, compare, generators, refusal, run_reference, swapped_processors
+from _reference import (
+    check_rows, compare, generators, guard_rows, hook_count, refusal, run_reference, swapped_processors,
+)
 from diffusers.models.transformers.transformer_z_image import ZSingleStreamAttnProcessor
 
 from safetext import Guard, GuardError
@@ -236,23 +238,18 @@ def _processor_objects(transformer: Any) -> dict[str, Any]:
 
 def test_processors_are_untouched_and_restored(pipe: Any) -> None:
     before = _processor_objects(pipe.transformer)
-    hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
+    hooks_before = hook_count(pipe.transformer)
     run_injected(pipe, [TOXIC], [LONG_BENIGN], InjectionConfig(modules=["layers.0.attention"]), generator=generators(1), **KW)
     after = _processor_objects(pipe.transformer)
     assert len(before) == 4 and after.keys() == before.keys()
     assert all(after[name] is before[name] for name in before)
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules()) == hooks_before
+    assert hook_count(pipe.transformer) == hooks_before
 
 
 def test_guard_rewrites_on_z_image_and_allows_bitwise(pipe: Any) -> None:
-    guard = Guard(pipe, policy=FakePolicy(), preset=["layers.1.attention"])
-    result = guard([TOXIC, INNOCENT], generator=generators(2), **KW)
-    assert result.patched_layers == ["layers.1.attention"]
-    plain = pipe(prompt=[TOXIC, INNOCENT], generator=generators(2), **KW).images
-    assert np.array_equal(result.images[1], plain[1])
-    assert np.abs(result.images[0] - plain[0]).max() > MIN_EFFECT
+    images = guard_rows(pipe, ["layers.1.attention"], MIN_EFFECT, **KW)
     ref = reference(pipe, [TOXIC, INNOCENT], [BENIGN, None], ["layers.1.attention"], 0, generator=generators(2), **KW)
-    assert np.abs(result.images - ref).max() <= ATOL
+    assert np.abs(images - ref).max() <= ATOL
 
 
 def test_refiner_attention_is_no_site(pipe: Any) -> None:
