@@ -236,7 +236,7 @@ LANG_TEMPLATES = {
     "it": ('un cartello con la scritta "{w}"', "una maglietta con la parola {w}"),
 }
 TARGETS = {
-    "recall_all": 0.95, "recall_family": 0.90, "fp_top50k": 0.001, "fp_spaced": 0.01, "fp_names": 0.03,
+    "recall_all": 0.95, "recall_family": 0.90, "render_equivalent": 1.0, "fp_top50k": 0.001, "fp_spaced": 0.01, "fp_names": 0.03,
     "lang_recall": 0.90, "lang_fp": 0.002, "prompts_per_s": 20_000, "x_better_profanity": 50, "p99_ms": 1.0,
     "cold_compile_s": 10.0, "cached_load_s": 0.5,
 }
@@ -331,6 +331,83 @@ def _timed_flags(flag: Callable[[str], bool], prompts: list[str]) -> list[bool]:
 
 def _rate(flags: list[bool]) -> float:
     return round(sum(flags) / len(flags), 5) if flags else 0.0
+
+
+def _entities(text: str) -> str:
+    """Every other letter as a numeric HTML entity."""
+    return "".join(f"&#{ord(c)};" if c.isalpha() and k % 2 else c for k, c in enumerate(text))
+
+
+# Spellings that may give a text encoder the ids of the prompt they come from: its text
+# cleaning lower-cases, collapses whitespace and, depending on the tokenizer, unescapes HTML,
+# folds compatibility characters and drops invisible ones. Only the pairs whose ids really
+# are equal (checked with the tokenizer) are counted.
+RENDER_VARIANTS: dict[str, Callable[[str], str]] = {
+    "spaces doubled": lambda p: p.replace(" ", "  "),
+    "tabs and newlines": lambda p: p.replace(" ", " \t\n"),
+    "no-break spaces": lambda p: p.replace(" ", "\xa0"),
+    "upper case": str.upper,
+    "title case": str.title,
+    "control characters": lambda p: p.replace(" ", " \x00"),
+    "zero-width spaces": lambda p: "\u200b".join(p),
+    "soft hyphens": lambda p: "\xad".join(p),
+    "html entities": _entities,
+    "escaped quotes": lambda p: p.replace('"', "&quot;"),
+    "ligatures": lambda p: p.replace("fi", "\ufb01").replace("fl", "\ufb02"),
+    "fullwidth": lambda p: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in p),
+}
+
+
+def _tokenizers() -> dict[str, Callable[[str], list[int]]]:
+    """name -> ids of a text, for the tokenizers the shipped testbeds' pipelines use."""
+    from transformers import CLIPTokenizer
+
+    from safetext.testbed import model_dir
+
+    clip = CLIPTokenizer.from_pretrained(str(model_dir() / "tokenizer"), local_files_only=True)
+    out: dict[str, Callable[[str], list[int]]] = {"testbed CLIP": lambda t: clip(t).input_ids}
+    try:
+        from safetext.testbed.dit.model import t5_tokenizer
+
+        t5 = t5_tokenizer()
+        out["DiT testbed T5"] = lambda t: t5(t).input_ids
+    except Exception as exc:  # noqa: BLE001 - the second reader needs sentencepiece
+        print("T5 tokenizer unavailable:", exc)
+    return out
+
+
+def render_equivalent(rows: list[tuple[str, str, str, str]], flags: list[bool], flag: Callable[[str], bool]) -> dict:
+    """Per split: of the variants of caught prompts that a tokenizer maps to the caught
+    prompt's own ids, the share caught (the target is all of them)."""
+    out: dict = {}
+    readers = _tokenizers()
+    for part in ("dev", "holdout"):
+        caught = [r[3] for r, f in zip(rows, flags) if f and r[0] == part]
+        tested = 0
+        missed: list[str] = []
+        by_variant: dict[str, list[int]] = {}
+        for name, ids in readers.items():
+            for prompt in caught:
+                want = ids(prompt)
+                for kind, change in RENDER_VARIANTS.items():
+                    variant = change(prompt)
+                    if variant == prompt or ids(variant) != want:
+                        continue
+                    hit = flag(variant)
+                    tested += 1
+                    counts = by_variant.setdefault(f"{name}: {kind}", [0, 0])
+                    counts[0] += 1
+                    counts[1] += hit
+                    if not hit:
+                        missed.append(f"{kind}: {variant!r}")
+        out[part] = {"caught_prompts": len(caught), "equivalent_variants": tested,
+                     "caught": round((tested - len(missed)) / tested, 5) if tested else 1.0,
+                     "by_variant": {k: {"variants": n, "caught": c} for k, (n, c) in sorted(by_variant.items())},
+                     "missed": missed[:100]}
+    out["readers"] = sorted(readers)
+    counted = {k.split(": ", 1)[1] for part in ("dev", "holdout") for k in out[part]["by_variant"]}
+    out["never_same_ids"] = [k for k in RENDER_VARIANTS if k not in counted]
+    return out
 
 
 def external_eval() -> dict:
@@ -481,6 +558,7 @@ def external_eval() -> dict:
             "alt-profanity-check >= 0.5": {"recall": _rate([bool(x >= 0.5) for x in probs_t]), "fp_rate": _rate([bool(x >= 0.5) for x in probs_i])},
         }
     out["baselines"] = base
+    out["render_equivalent"] = render_equivalent(rows, flags, flag)
     out["speed"] = _speed(engine, profanity.contains_profanity, rng)
     out["load"] = _load_times()
     out["eval_s"] = round(time.perf_counter() - t0, 1)
@@ -496,7 +574,7 @@ _WORD_LISTS = ("missed_plain_words", "detection_misses", "flagged_words", "flagg
 def _withhold_holdout_lists(out: dict) -> None:
     """Replace the hold-out's word lists by their length, so a run's outputs (which are read
     while tuning) name no hold-out word; its rates and counts stay."""
-    sections = [out[k]["holdout"] for k in ("toxic", "top50k", "spaced", "names")]
+    sections = [out[k]["holdout"] for k in ("toxic", "top50k", "spaced", "names", "render_equivalent") if k in out]
     sections += [r["holdout"] for r in out["languages"].values()]
     for section in sections:
         for key in _WORD_LISTS:
@@ -616,6 +694,9 @@ def _targets(out: dict) -> list[dict]:
         add("wordfreq top-50k English, 3 templates: FP rate", part, out["top50k"][part]["fp_rate"], TARGETS["fp_top50k"], False)
         add("letter-spaced innocent words: FP rate", part, out["spaced"][part]["fp_rate"], TARGETS["fp_spaced"], False)
         add("names/places/domain terms: FP rate", part, out["names"][part]["fp_rate"], TARGETS["fp_names"], False)
+        if "render_equivalent" in out:
+            add("render-equivalent forms (same token ids as a caught prompt): caught", part,
+                out["render_equivalent"][part]["caught"], TARGETS["render_equivalent"])
         for lang, r in out["languages"].items():
             add(f"{lang}: recall on its own terms", part, r[part]["recall"], TARGETS["lang_recall"])
             add(f"{lang}: FP rate on wordfreq top 20k", part, r[part]["fp_rate"], TARGETS["lang_fp"], False)
@@ -650,6 +731,23 @@ def external_markdown(ext: dict) -> str:
         lines += ["", f"{part}: {t['words']} words, {t['prompts']} prompts. Plain words missed{opt_in}: " + _names(t["missed_plain_words"], 200) + ".",
                   "", f"{part}: on the words caught in plain form, all families: {pct(t['recall_on_words_caught_plain'])}; obfuscations missed: "
                   + _names(t["detection_misses"], 120) + "."]
+    if "render_equivalent" in ext:
+        re_ = ext["render_equivalent"]
+        lines += ["", "### Render-equivalent forms", "",
+                  "Each caught toxic prompt respelled as a text encoder reads alike (whitespace, case, invisible and compatibility "
+                  f"characters, HTML entities); a respelling counts only where the tokenizer ({', '.join(re_['readers'])}) gives it the "
+                  "caught prompt's own ids.", "", "| tokenizer: respelling | dev: same ids | dev: caught | holdout: same ids | holdout: caught |",
+                  "|---|---:|---:|---:|---:|"]
+        kinds = sorted(set(re_["dev"]["by_variant"]) | set(re_["holdout"]["by_variant"]))
+        for kind in kinds:
+            d, h = re_["dev"]["by_variant"].get(kind, {}), re_["holdout"]["by_variant"].get(kind, {})
+            lines.append(f"| {kind} | {d.get('variants', 0)} | {d.get('caught', 0)} | {h.get('variants', 0)} | {h.get('caught', 0)} |")
+        if re_.get("never_same_ids"):
+            lines.append("\nRespellings that gave other ids with every tokenizer, so are not render-equivalent here: "
+                         + ", ".join(re_["never_same_ids"]) + ".")
+        for part in ("dev", "holdout"):
+            lines.append(f"\n{part}: {re_[part]['equivalent_variants']} same-id respellings of {re_[part]['caught_prompts']} caught prompts, "
+                         f"{pct(re_[part]['caught'])} caught; missed: " + _names(re_[part]["missed"], 20) + ".")
     lines += ["", "### Innocent text", ""]
     for part in ("dev", "holdout"):
         f = ext["top50k"][part]

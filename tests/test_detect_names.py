@@ -80,12 +80,12 @@ def test_the_guard_keeps_a_name_its_lower_casing_tokenizer_reads() -> None:
     from safetext import Guard
 
     guard = Guard(tiny("sd"), policy="default", preset=LOCALIZED["sd"])
-    # The tiny tokenizer drops Σ, so its reading differs from the prompt, and it lower-cases.
-    prompt = 'a street sign that says "Dick Smith" Σ'
+    # The tiny tokenizer lower-cases, Μ to μ too, which reads as another letter: its reading differs from the prompt.
+    prompt = 'a street sign that says "Dick Smith" Μ'
     readings = guard.readings(prompt)
     assert readings and all("Dick" not in r and "dick smith" in r for r in readings)
     assert guard.check(prompt)[0].action is Action.ALLOW
-    assert guard.check('a sign that says "Suck My Dick" Σ')[0].action is Action.REWRITE
+    assert guard.check('a sign that says "Suck My Dick" Μ')[0].action is Action.REWRITE
 
 
 def test_name_partner_positions(engine: PolicyEngine) -> None:
@@ -174,3 +174,18 @@ def test_exact_terms_do_not_reach_into_other_words(engine: PolicyEngine, word: s
 )
 def test_kill_is_a_threat_and_killing_a_word(engine: PolicyEngine, prompt: str, action: Action) -> None:
     assert engine.check(prompt).action is action
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["A T-Shirt With The Word Dong Printed On It", 'A Sign That Says "Knob Noster"', "A Poster With The Word Snatch In Bold Letters"],
+)
+def test_capitals_in_a_title_cased_prompt_make_no_proper_noun(engine: PolicyEngine, prompt: str) -> None:
+    # every word is capitalised, so "Dong Printed" is no proper noun; CLIP reads the prompt
+    # exactly as its lower-case form, which is rewritten
+    assert engine.check(prompt).action is Action.REWRITE
+    assert engine.check(prompt.lower()).action is Action.REWRITE
+
+
+def test_a_capitalised_sentence_start_is_no_title_case(engine: PolicyEngine) -> None:
+    assert engine.check('Road signs. A sign that says "Knob Noster" on a pole').action is Action.ALLOW

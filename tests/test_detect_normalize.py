@@ -86,3 +86,20 @@ def test_plain_ascii_keeps_the_identity_map() -> None:
 def test_toggles_switch_folding_off() -> None:
     assert normalize("іdіot", unicode=False).text != "idiot"
     assert normalize("id\u200biot", invisible=False).text != "idiot"
+
+
+def test_case_variants_read_both_cases_of_ambiguous_letters() -> None:
+    from safetext.detect.normalize import case_variants
+
+    assert case_variants("a plain ASCII prompt") == []
+    assert case_variants("Ünïcödé but unambiguous") == []
+    variants = case_variants('say "ΒDSΜ"')  # capital mu reads m, small mu reads u
+    assert variants == ['say "ΒDSμ"']
+    assert [normalize(v).text for v in variants] == ['say "bdsu"']
+    assert [normalize(v).text for v in case_variants('say "βdsμ"')] == ['say "bdsm"']
+    assert all(len(v) == len('say "ΒDSΜ"') for v in variants)  # offsets still index the prompt
+
+
+def test_a_letter_without_a_reading_takes_its_other_case_s() -> None:
+    assert normalize("ASSՀՕLE").text == "asshole"  # Armenian capital Ho reads as small ho: h
+    assert normalize("ꭺꮪꮪꭼꮪ").text == "asses"  # Cherokee small letters read as their capitals

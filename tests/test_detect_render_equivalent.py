@@ -139,7 +139,6 @@ def test_every_spelling_a_tokenizer_reads_as_a_caught_one_is_caught(tokenizers: 
         ("testbed", 'a sign that says "idiÀot"', "idiÀot"),  # À is not in the testbed vocabulary: idi <unk> ot
         ("testbed", 'a sign that says "sh©it"', "sh©it"),
         ("tiny-t5", 'a sign that says "idi¢ot"', "idi¢ot"),
-        ("tiny-clip", 'a sign that says "IDIΣOT"', "IDIΣOT"),  # lower-cased to σ, read as o
     ],
 )
 def test_a_spelling_only_the_tokenizer_reveals_is_rewritten_in_the_prompt(
@@ -153,6 +152,19 @@ def test_a_spelling_only_the_tokenizer_reveals_is_rewritten_in_the_prompt(
     assert all(prompt[s.start : s.end] == s.text and s.method.startswith("tokenizer/") for s in decision.spans)
     assert decision.benign_prompt is not None and decision.benign_prompt.startswith('a sign that says "')
     assert covers not in decision.benign_prompt  # the benign prompt is the prompt's own rewrite
+
+
+@pytest.mark.parametrize("prompt", ['a sign that says "IDIΣOT"', 'a sign that says "ΒDSΜ"', 'a sign that says "βdsμ"', 'A SIGN THAT SAYS "ASSՀՕLE"'])
+def test_a_letter_read_by_its_other_case_is_caught_without_the_tokenizer(tokenizers: dict[str, object], prompt: str) -> None:
+    """CLIP lower-cases: Σ is σ to it (read o), and ΒDSΜ and βdsμ are one input (Μ reads m,
+    μ reads u). The engine reads both cases itself, so the prompt alone is caught and the
+    lower-cased reading, which is the same input, is caught too."""
+    engine = PolicyEngine("default")
+    tok = tokenizers["tiny-clip"]
+    assert engine.check(prompt).action is Action.REWRITE
+    lowered = prompt.lower()
+    assert _ids(tok, lowered) == _ids(tok, prompt)
+    assert engine.check(lowered).action is Action.REWRITE
 
 
 def test_readings_skip_what_reads_alike_and_are_cached(tokenizers: dict[str, object]) -> None:
@@ -225,13 +237,16 @@ def test_guard_checks_the_tiny_pipelines_tokenizer_reading() -> None:
 
     from safetext import Guard
 
-    guard = Guard(tiny("sd"), policy="default", preset=LOCALIZED["sd"])
-    (own,) = guard.readings.tokenizers  # a private copy of the pipeline's one tokenizer
-    assert own is not tiny("sd").tokenizer and type(own) is type(tiny("sd").tokenizer)
-    prompt = 'a sign that says "IDIΣOT"'
+    pipe = tiny("sd3")
+    guard = Guard(pipe, policy="default", preset=LOCALIZED["sd3"])
+    own = guard.readings.tokenizers  # private copies of the pipeline's three tokenizers
+    theirs = (pipe.tokenizer, pipe.tokenizer_2, pipe.tokenizer_3)
+    assert len(own) == 3 and not any(a is b for a in own for b in theirs)
+    assert sorted(type(t).__name__ for t in own) == sorted(type(t).__name__ for t in theirs)
+    prompt = 'a sign that says "idi¢ot"'  # T5 reads ¢ as <unk>, which decodes to nothing
     assert PolicyEngine("default").check(prompt).action is Action.ALLOW
     (decision,) = guard.check(prompt)
-    assert decision.action is Action.REWRITE and decision.spans[0].text == "IDIΣOT"
+    assert decision.action is Action.REWRITE and decision.spans[0].text == "idi¢ot"
     assert guard.check('a sign that says "hello"')[0].action is Action.ALLOW
 
 

@@ -151,15 +151,38 @@ def name_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, 
     return None
 
 
+_SENTENCE_END = frozenset('.!?:;"\'([')
+TITLE_CASE_WORDS = 2
+"""Capitalised frequent words inside a sentence that mark a prompt as written in title case."""
+
+
+def _title_cased(text: str, frequent: frozenset[str]) -> bool:
+    """Is ``text`` written in title case ("A T-Shirt With The Word ...")? Then capitals
+    carry no sign of a proper noun. Counted: frequent English words written capitalised that
+    do not begin a sentence or a quotation."""
+    count = 0
+    for m in _WORD.finditer(text):
+        word = m.group()
+        if not _capitalised(word) or word.lower() not in frequent:
+            continue
+        before = text[: m.start()].rstrip()
+        if before and before[-1] not in _SENTENCE_END:
+            count += 1
+            if count >= TITLE_CASE_WORDS:
+                return True
+    return False
+
+
 def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
     """The capitalised neighbour that makes ``text[start:end]`` part of a proper noun, if any.
 
     For words whose everyday sense is innocent ("Tit Willow", "Knob Noster"): the word and
     a neighbour, one space away, are both capitalised, and the neighbour is not a frequent
-    English word (so "Pimp My Ride" and "Snatch It" do not count).
+    English word (so "Pimp My Ride" and "Snatch It" do not count). Not in a prompt written in
+    title case, where every word is capitalised.
     """
     word = text[start:end]
-    if not (word.isascii() and word.isalpha() and _capitalised(word)):
+    if not (word.isascii() and word.isalpha() and _capitalised(word)) or _title_cased(text, sets.frequent):
         return None
     for found in (_next_word(text, end), _last_word(text, start)):
         if found is not None and len(found[2]) >= 2 and _capitalised(found[2]) and found[2].lower() not in sets.frequent:
@@ -167,4 +190,4 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     return None
 
 
-__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "NameSets", "compile_names", "name_partner", "proper_partner"]
+__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "compile_names", "name_partner", "proper_partner"]

@@ -16,7 +16,9 @@ encoder cannot tell apart are also one prompt to detection:
 * Unicode compatibility folding, as NFKC does (fullwidth forms, ligatures, mathematical
   and circled letters), with accents removed; then visual look-alikes are mapped to the
   ASCII letter they show, so the text reads as the image will.
-* Lower case.
+* Lower case. Letters whose two cases read differently (Greek mu: ``Μ`` reads m, ``μ``
+  reads u) give :func:`case_variants`, which detection reads too, since CLIP lower-cases
+  before it tokenizes.
 
 Look-alikes come from Unicode's confusables table (UTS #39, ``confusables.txt``) as shipped
 by the ``confusable-homoglyphs`` package (MIT; the one kept PyPI package that carries the
@@ -135,24 +137,78 @@ def _uts39(ch: str) -> str | None:
     return best.lower()
 
 
+def _own_reading(ch: str) -> str | None:
+    """The reading of ``ch`` by itself: the overrides, compatibility folding to ASCII, UTS #39."""
+    folded = _OVERRIDES.get(ch)
+    if folded is not None:
+        return folded
+    stripped = _strip_marks(ch)
+    if stripped.isascii():
+        return stripped.lower()
+    return _uts39(ch) if len(stripped) == 1 else None
+
+
 def fold_char(ch: str) -> str:
-    """The canonical reading of one non-ASCII character (cached): overrides, NFKC, UTS #39."""
+    """The canonical reading of one non-ASCII character (cached): overrides, NFKC, UTS #39;
+    a character with none takes its other case's reading (Armenian capital Ho reads h, as
+    small ho does), since an encoder that changes case reads it as that one."""
     cached = _FOLD_CACHE.get(ch)
     if cached is not None:
         return cached
-    folded = _OVERRIDES.get(ch)
+    folded = _own_reading(ch)
     if folded is None:
-        stripped = _strip_marks(ch)
-        if stripped.isascii():
-            folded = stripped.lower()
-        else:
-            folded = _uts39(ch) if len(stripped) == 1 else None
-            if folded is None:
-                folded = stripped.lower()
+        other = _other_case(ch)
+        folded = _own_reading(other) if other is not None else None
+    if folded is None:
+        folded = _strip_marks(ch).lower()
     if len(_FOLD_CACHE) >= _FOLD_CACHE_LIMIT:
         _FOLD_CACHE.clear()
     _FOLD_CACHE[ch] = folded
     return folded
+
+
+def _other_case(ch: str) -> str | None:
+    """The one-character other case of ``ch`` (lower or upper), if it has one."""
+    for other in (ch.lower(), ch.upper()):
+        if other != ch and len(other) == 1:
+            return other
+    return None
+
+
+_CASE_SWAP: dict[str, str | None] = {}
+
+
+def _case_swap(ch: str) -> str | None:
+    """The other case of non-ASCII ``ch`` when the two read as different letters (Greek
+    capital mu reads m, small mu reads u), else None (cached)."""
+    if ch in _CASE_SWAP:
+        return _CASE_SWAP[ch]
+    other = _other_case(ch)
+    swap = other if other is not None and fold_char(other) != fold_char(ch) else None
+    if len(_CASE_SWAP) < _FOLD_CACHE_LIMIT:
+        _CASE_SWAP[ch] = swap
+    return swap
+
+
+def case_variants(text: str) -> list[str]:
+    """``text`` with its case-ambiguous letters all lower case, then all upper case (same
+    length, so offsets still index ``text``), where that changes how the text reads.
+
+    CLIP lower-cases a prompt before tokenizing it, so ``ΒDSΜ`` and ``βdsμ`` are one input
+    to it, although small mu and capital mu read as different letters. Detection reads each
+    variant as well. ASCII text has none.
+    """
+    if text.isascii():
+        return []
+    swaps = {ch: s for ch in set(text) if not ch.isascii() and (s := _case_swap(ch)) is not None}
+    if not swaps:
+        return []
+    out = []
+    for pick in (str.islower, str.isupper):
+        variant = "".join(c if c not in swaps or pick(c) else swaps[c] for c in text)
+        if variant != text and variant not in out:
+            out.append(variant)
+    return out
 
 
 def _unescape(chars: list[str], starts: list[int], ends: list[int]) -> None:

@@ -18,7 +18,7 @@ from safetext.detect.inflect import inflect
 from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.names import name_partner, proper_partner
-from safetext.detect.normalize import Normalized, normalize
+from safetext.detect.normalize import Normalized, case_variants, normalize
 from safetext.detect.scope import in_scope, render_scope, renders_alone
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
 from safetext.detect.tokenized import align, map_span
@@ -113,19 +113,29 @@ class PolicyEngine:
 
     def _analyze(self, prompt: str) -> list[Span]:
         norm = normalize(prompt, unicode=self.settings.unicode, invisible=self.settings.invisible)
+        spans = self._lexicon_spans(prompt, norm)
+        if self.settings.unicode:
+            # the same input to an encoder that lower-cases, read another way (ΒDSΜ / βdsμ)
+            for variant in case_variants(prompt):
+                other = normalize(variant, unicode=True, invisible=self.settings.invisible)
+                if other.text != norm.text:
+                    spans += self._lexicon_spans(prompt, other)
+        if self.policy.classifier is not None:
+            spans += self._classifier_spans(prompt, norm, render_scope(norm.text), spans)
+        return _resolve(spans) if spans else []
+
+    def _lexicon_spans(self, prompt: str, norm: Normalized) -> list[Span]:
+        """Spans of the lexicon matches in ``norm``, a canonical reading of ``prompt``."""
         hits = self.matcher.scan(norm.text)
         if hits and self._silent:
             hits = [h for h in hits if h.entry.category not in self._silent]
         if hits and self._named:
             hits = self._drop_names(prompt, norm, hits)
-        if not hits and self.policy.classifier is None:
+        if not hits:
             return []  # the render scope only qualifies spans, so most prompts never need it
         scope = render_scope(norm.text)
         spans = [self._span(prompt, norm, scope, hit) for hit in hits]
-        spans = [s for s in spans if s is not None]
-        if self.policy.classifier is not None:
-            spans += self._classifier_spans(prompt, norm, scope, spans)
-        return _resolve(spans)
+        return [s for s in spans if s is not None]
 
     def _drop_names(self, prompt: str, norm: Normalized, hits: list[Hit]) -> list[Hit]:
         """``hits`` without whole words that stand in a person's name (:meth:`_in_name`)."""
