@@ -189,3 +189,17 @@ def test_capitals_in_a_title_cased_prompt_make_no_proper_noun(engine: PolicyEngi
 
 def test_a_capitalised_sentence_start_is_no_title_case(engine: PolicyEngine) -> None:
     assert engine.check('Road signs. A sign that says "Knob Noster" on a pole').action is Action.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("prompt", "action"),
+    [
+        ('a street sign that says "Hahoe-dong"', Action.ALLOW),  # a Korean neighbourhood
+        ('a name tag that says "Dong-hyun"', Action.ALLOW),  # a Korean given name
+        ('a sign that says "Big-dong"', Action.REWRITE),  # the other part is a frequent word
+        ('a sign that says "dong-hyun"', Action.REWRITE),  # no capital: no name
+        ('a sign that says "DONG-HYUN"', Action.REWRITE),  # all capitals: no sign of a name
+    ],
+)
+def test_a_hyphenated_name_is_a_proper_noun(engine: PolicyEngine, prompt: str, action: Action) -> None:
+    assert engine.check(prompt).action is action

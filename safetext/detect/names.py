@@ -173,17 +173,48 @@ def _title_cased(text: str, frequent: frozenset[str]) -> bool:
     return False
 
 
+_HYPHENATED = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+")
+
+
+def _hyphen_partner(text: str, start: int, end: int, frequent: frozenset[str]) -> tuple[int, int] | None:
+    """A part of the hyphenated name ``text[start:end]`` belongs to ("Hahoe-dong", "Dong-hyun"):
+    the name begins with a capital, and the part beside the word is no frequent English word."""
+    i = start
+    while i > 0 and (text[i - 1].isascii() and text[i - 1].isalpha() or text[i - 1] == "-"):
+        i -= 1
+    whole = _HYPHENATED.match(text, i)
+    if whole is None or whole.end() < end or (whole.end() < len(text) and text[whole.end()].isalnum()) or not text[i].isupper():
+        return None
+    if text[i:end].isupper() and text[end:whole.end()].isupper():
+        return None  # all capitals: no sign of a name
+    parts = [(m.start(), m.end()) for m in re.finditer(r"[A-Za-z]+", text[: whole.end()]) if m.start() >= i]
+    k = next((n for n, (a, b) in enumerate(parts) if a == start and b == end), None)
+    if k is None:
+        return None
+    for n in (k - 1, k + 1):
+        if 0 <= n < len(parts):
+            a, b = parts[n]
+            if b - a >= 2 and text[a:b].lower() not in frequent:
+                return a, b
+    return None
+
+
 def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
     """The capitalised neighbour that makes ``text[start:end]`` part of a proper noun, if any.
 
     For words whose everyday sense is innocent ("Tit Willow", "Knob Noster"): the word and
     a neighbour, one space away, are both capitalised, and the neighbour is not a frequent
-    English word (so "Pimp My Ride" and "Snatch It" do not count). Not in a prompt written in
-    title case, where every word is capitalised.
+    English word (so "Pimp My Ride" and "Snatch It" do not count); or the word is part of a
+    hyphenated name that begins with a capital, beside a part that is no frequent English
+    word ("Hahoe-dong", "Dong-hyun"; not "Tit-bits"). Not in a prompt written in title case,
+    where every word is capitalised.
     """
     word = text[start:end]
-    if not (word.isascii() and word.isalpha() and _capitalised(word)) or _title_cased(text, sets.frequent):
+    if not (word.isascii() and word.isalpha()) or _title_cased(text, sets.frequent):
         return None
+    joined = _hyphen_partner(text, start, end, sets.frequent)
+    if joined is not None or not _capitalised(word):
+        return joined
     for found in (_next_word(text, end), _last_word(text, start)):
         if found is not None and len(found[2]) >= 2 and _capitalised(found[2]) and found[2].lower() not in sets.frequent:
             return found[0], found[1]
