@@ -148,3 +148,25 @@ def test_model_dir_names_the_training_command_while_no_weights_ship() -> None:
     else:
         with pytest.raises(FileNotFoundError, match="safetext.testbed.dit.train"):
             dit.model_dir()
+
+
+@pytest.mark.slow
+def test_device_script_trains_exports_in_parts_and_unpacks(tmp_path: Path) -> None:
+    """scripts/device_dit.sh: train (nothing to install here), export as tar parts under a
+    size cap, then unpack them into a folder FluxPipeline loads."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, OUT=str(out), PY=sys.executable, RUN=str(tmp_path / "run"), MINUTES="5", PART_SIZE="400k")
+    cmd = ["bash", str(root / "scripts" / "device_dit.sh"), "train", "--", *TINY_RUN, "--steps", "2"]
+    subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True, timeout=600)
+    parts = sorted(out.glob("dit-export.tar.part-*"))
+    assert len(parts) >= 2 and all(p.stat().st_size <= 400 * 1024 for p in parts)
+    assert (out / "train.log").read_text() and (out / "log.jsonl").read_text()
+    subprocess.run(["bash", str(root / "scripts" / "device_dit.sh"), "unpack", str(out), str(tmp_path / "back")], check=True, capture_output=True)
+    pipe = FluxPipeline.from_pretrained(tmp_path / "back" / "export", local_files_only=True)
+    assert (pipe.transformer.config.num_layers, pipe.transformer.config.num_single_layers) == (dm.TINY.double, dm.TINY.single)
