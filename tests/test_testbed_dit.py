@@ -170,3 +170,26 @@ def test_device_script_trains_exports_in_parts_and_unpacks(tmp_path: Path) -> No
     subprocess.run(["bash", str(root / "scripts" / "device_dit.sh"), "unpack", str(out), str(tmp_path / "back")], check=True, capture_output=True)
     pipe = FluxPipeline.from_pretrained(tmp_path / "back" / "export", local_files_only=True)
     assert (pipe.transformer.config.num_layers, pipe.transformer.config.num_single_layers) == (dm.TINY.double, dm.TINY.single)
+
+
+@pytest.mark.slow
+def test_a_run_started_from_an_export_continues_its_weights_and_steps(runs: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    export = runs["export"]
+    trainer = dt.Trainer(dt.parse_args([*TINY_RUN, "--out", str(tmp_path / "next"), "--init-from", str(export)]))
+    exported = FluxPipeline.from_pretrained(export, local_files_only=True)
+    for name in trainer.trained:
+        ours, theirs = trainer.c[name].state_dict(), getattr(exported, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k].float()) for k in theirs)
+        assert all(torch.equal(a, b) for a, b in zip(trainer.ema[name].state_dict().values(), ours.values()))
+    assert (trainer.step, trainer.warm_from) == (4, 4)
+    dt.main([*TINY_RUN, "--out", str(tmp_path / "next"), "--init-from", str(export), "--steps", "6", "--export", str(tmp_path / "next_export")])
+    meta = json.loads((tmp_path / "next_export" / "training.json").read_text())
+    assert meta["denoiser_steps"] == 6 and len(meta["started_from"]) == 1
+    assert [(s["from_step"], s["to_step"]) for s in meta["segments"]][-1] == (4, 6)
+
+
+def test_init_from_needs_an_export(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        dt.parse_args([*TINY_RUN, "--out", str(tmp_path / "x"), "--init-from", str(tmp_path)])

@@ -86,12 +86,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
     p.add_argument("--workers", type=int, default=-1, help=f"batch-rendering processes (default -1: none on a CPU, up to {data.MAX_WORKERS} on a GPU)")
     p.add_argument("--export", type=Path, default=None, help="write the FluxPipeline folder here when done")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start a new run (no OUT/state.pt yet) from an export's weights, to continue training elsewhere; "
+                        "its optimiser moments were not exported, so the rate warms up again")
     p.add_argument("--export-only", action="store_true", help="export the current checkpoint without training")
     args = p.parse_args(argv)
     if not (args.vae_from / "vae").is_dir():
         p.error(f"--vae-from {args.vae_from}: no vae/ folder")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device")
+    if args.init_from is not None and not (args.init_from / "training.json").is_file():
+        p.error(f"--init-from {args.init_from}: no training.json (not an export of this trainer)")
     return args
 
 
@@ -172,11 +177,15 @@ class Trainer:
         self.img_ids = image_ids(*tb.LATENT_SIZE, self.device)
         self.txt_ids = torch.zeros(dm.T5_MAX_LENGTH, 3, device=self.device)
         self.text_step = self.step = 0
+        self.warm_from = 0  # the step the learning-rate warm-up counts from (a run started from an export warms up again)
+        self.started_from: list[str] = []  # the exports this run continues, oldest first
         self.train_time = 0.0
         self.segments: list[dict[str, Any]] = []  # one per (re)start of the denoiser phase
         self.log = recipe.RunLog(args.out / "log.jsonl")
         if self.state_path.exists():
             self._load()
+        elif args.init_from is not None:
+            self._init_from(args.init_from)
 
     # ---------------------------------------------------------------- text
     def encode(self, ids: torch.Tensor, ema: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,7 +299,7 @@ class Trainer:
 
     def _learning_rate(self, elapsed: float, budget: float) -> float:
         """``--lr`` on the shared schedule (``safetext.testbed.recipe``)."""
-        return recipe.learning_rate(self.args.lr, self.step, elapsed, budget)
+        return recipe.learning_rate(self.args.lr, self.step - self.warm_from, elapsed, budget)
 
     def _update_ema(self) -> None:
         recipe.update_ema(((self.ema[name], self.c[name]) for name in self.trained), self.step)
@@ -320,7 +329,8 @@ class Trainer:
 
     def _save(self) -> None:
         state: dict[str, Any] = {name: module.state_dict() for name, module in self._modules().items()}
-        state |= {"text_step": self.text_step, "step": self.step, "train_time": self.train_time, "segments": self.segments}
+        state |= {"text_step": self.text_step, "step": self.step, "train_time": self.train_time, "segments": self.segments,
+                  "warm_from": self.warm_from, "started_from": self.started_from}
         state["sizes"] = dm.sizes_dict(self.sizes)
         recipe.save_checkpoint(state, self.state_path)
 
@@ -331,7 +341,25 @@ class Trainer:
         for name, module in self._modules().items():
             module.load_state_dict(s[name])
         self.text_step, self.step, self.train_time, self.segments = s["text_step"], s["step"], s["train_time"], s["segments"]
+        self.warm_from, self.started_from = s.get("warm_from", 0), s.get("started_from", [])
         print(f"resumed from {self.state_path}: spelling step {self.text_step}, denoiser step {self.step}")
+
+    def _init_from(self, folder: Path) -> None:
+        """Weights, step count and history of an export; the spelling heads and optimisers start
+        afresh (they are not exported), so the spelling phase runs again to fit the new heads."""
+        meta = json.loads((folder / "training.json").read_text())
+        if meta["sizes"] != dm.sizes_dict(self.sizes):
+            raise SystemExit(f"{folder} is an export of other sizes ({meta['sizes']}); pass the same --tiny as that run")
+        for name in self.trained:
+            loaded = type(self.c[name]).from_pretrained(folder / name, torch_dtype=torch.float32, local_files_only=True)
+            weights = loaded.state_dict()
+            self.c[name].load_state_dict(weights)
+            self.ema[name].load_state_dict(weights)
+        self.step = self.warm_from = int(meta["denoiser_steps"])
+        self.train_time = float(meta["train_seconds"])
+        self.segments = list(meta["segments"])
+        self.started_from = [*meta.get("started_from", []), _portable(folder)]
+        print(f"started from {folder}: denoiser step {self.step}")
 
     # ---------------------------------------------------------------- export
     def pipeline(self) -> FluxPipeline:
@@ -361,6 +389,7 @@ class Trainer:
             "autoencoder_from": _portable(self.args.vae_from),
             "objective": {"kind": "rectified flow, velocity noise - x0", "shift": dm.SHIFT, "guidance_embeds": False},
             "segments": [seg for seg in self.segments if seg["to_step"] > seg["from_step"]],
+            "started_from": self.started_from,
         }
         (folder / "training.json").write_text(json.dumps(meta, indent=1))
         print(f"exported to {folder}: {meta['denoiser_steps']} denoiser steps, {meta['train_seconds']} s")
