@@ -377,6 +377,18 @@ def _tokenizers() -> dict[str, Callable[[str], list[int]]]:
     return out
 
 
+def _name_rates(names: list[str], flag: Callable[[str], bool]) -> dict:
+    """Per split: how many of ``names`` are flagged in :data:`NAME_TEMPLATES`, and which."""
+    out: dict = {}
+    for part in ("dev", "holdout"):
+        words = [w for w in names if split(w) == part]
+        res = [(w, [flag(t.format(w=w)) for t in NAME_TEMPLATES]) for w in words]
+        n = sum(len(h) for _, h in res)
+        out[part] = {"names": len(words), "prompts": n, "fp_rate": round(sum(sum(h) for _, h in res) / max(n, 1), 5),
+                     "flagged": [w for w, h in res if any(h)][:300]}
+    return out
+
+
 AT_RISK_MIN = 3  # letters of the shortest external offensive word that puts a name at risk
 
 
@@ -543,26 +555,9 @@ def external_eval() -> dict:
     out["spaced"] = spaced
 
     names = [x.strip() for x in (DATA / "innocent_names.txt").read_text(encoding="utf-8").splitlines() if x.strip() and not x.startswith("#")]
-    nm: dict = {}
-    for part in ("dev", "holdout"):
-        words = [w for w in names if split(w) == part]
-        res = [(w, [flag(t.format(w=w)) for t in NAME_TEMPLATES]) for w in words]
-        n = sum(len(h) for _, h in res)
-        nm[part] = {"names": len(words), "prompts": n, "fp_rate": round(sum(sum(h) for _, h in res) / max(n, 1), 5),
-                    "flagged": [w for w, h in res if any(h)]}
-    out["names"] = nm
-
+    out["names"] = _name_rates(names, flag)
     # external names and places that hold an offensive word (the Scunthorpe problem at scale)
-    ext_names: dict = {}
-    for source, entries in external_names(ext["offensive"], random.Random(1)).items():
-        ext_names[source] = {}
-        for part in ("dev", "holdout"):
-            words = [w for w in entries if split(w) == part]
-            res = [(w, [flag(t.format(w=w)) for t in NAME_TEMPLATES]) for w in words]
-            n = sum(len(h) for _, h in res)
-            ext_names[source][part] = {"names": len(words), "prompts": n, "fp_rate": round(sum(sum(h) for _, h in res) / max(n, 1), 5),
-                                       "flagged": [w for w, h in res if any(h)][:300]}
-    out["external_names"] = ext_names
+    out["external_names"] = {source: _name_rates(entries, flag) for source, entries in external_names(ext["offensive"], random.Random(1)).items()}
 
     # languages: own terms (several spellings) and wordfreq top 20k
     langs: dict = {}
