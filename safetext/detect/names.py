@@ -18,6 +18,7 @@ checking a prompt needs neither.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Collection
@@ -154,40 +155,49 @@ def name_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, 
 _SENTENCE_END = frozenset('.!?:;"\'([')
 TITLE_CASE_WORDS = 2
 """Capitalised frequent words inside a sentence that mark a prompt as written in title case."""
+_MAX_NAME = 64  # characters of a hyphenated name; longer runs of parts are no name
 
 
+@functools.lru_cache(maxsize=16)
 def _title_cased(text: str, frequent: frozenset[str]) -> bool:
     """Is ``text`` written in title case ("A T-Shirt With The Word ...")? Then capitals
     carry no sign of a proper noun. Counted: frequent English words written capitalised that
-    do not begin a sentence or a quotation."""
+    do not begin a sentence or a quotation. One pass over ``text``, cached: every word of a
+    prompt that the name rules look at asks the same question."""
     count = 0
     for m in _WORD.finditer(text):
         word = m.group()
         if not _capitalised(word) or word.lower() not in frequent:
             continue
-        before = text[: m.start()].rstrip()
-        if before and before[-1] not in _SENTENCE_END:
+        k = m.start() - 1
+        while k >= 0 and text[k].isspace():
+            k -= 1
+        if k >= 0 and text[k] not in _SENTENCE_END:
             count += 1
             if count >= TITLE_CASE_WORDS:
                 return True
     return False
 
 
-_HYPHENATED = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+")
-
-
 def _hyphen_partner(text: str, start: int, end: int, frequent: frozenset[str]) -> tuple[int, int] | None:
     """A part of the hyphenated name ``text[start:end]`` belongs to ("Hahoe-dong", "Dong-hyun"):
     the name begins with a capital, and the part beside the word is no frequent English word."""
     i = start
-    while i > 0 and (text[i - 1].isascii() and text[i - 1].isalpha() or text[i - 1] == "-"):
+    while i > 0 and start - i <= _MAX_NAME and (text[i - 1].isascii() and text[i - 1].isalpha() or text[i - 1] == "-"):
         i -= 1
-    whole = _HYPHENATED.match(text, i)
-    if whole is None or whole.end() < end or (whole.end() < len(text) and text[whole.end()].isalnum()) or not text[i].isupper():
+    j = end
+    while j < len(text) and j - i <= _MAX_NAME and (text[j].isascii() and text[j].isalpha() or text[j] == "-"):
+        j += 1
+    name = text[i:j]
+    if j - i > _MAX_NAME or "-" not in name or (i > 0 and text[i - 1].isalnum()) or (j < len(text) and text[j].isalnum()):
         return None
-    if text[i:end].isupper() and text[end:whole.end()].isupper():
-        return None  # all capitals: no sign of a name
-    parts = [(m.start(), m.end()) for m in re.finditer(r"[A-Za-z]+", text[: whole.end()]) if m.start() >= i]
+    if not name[0].isupper() or name.startswith("-") or name.endswith("-") or "--" in name or name.isupper():
+        return None  # no capital, or all capitals: no sign of a name
+    parts: list[tuple[int, int]] = []
+    pos = i
+    for piece in name.split("-"):
+        parts.append((pos, pos + len(piece)))
+        pos += len(piece) + 1
     k = next((n for n, (a, b) in enumerate(parts) if a == start and b == end), None)
     if k is None:
         return None

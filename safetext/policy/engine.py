@@ -9,6 +9,8 @@ lexicon is compiled once per spec and cached on disk.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -140,13 +142,14 @@ class PolicyEngine:
     def _drop_names(self, prompt: str, norm: Normalized, hits: list[Hit]) -> list[Hit]:
         """``hits`` without whole words that stand in a person's name (:meth:`_in_name`)."""
         where = [norm.span(h.start, h.end) for h in hits]
+        toxic = _Intervals(where)
         return [
             hit
             for hit, (start, end) in zip(hits, where)
-            if not (hit.method == "lexicon" and prompt[start:end].lower() == hit.form and self._in_name(prompt, start, end, hit.entry.category, where))
+            if not (hit.method == "lexicon" and prompt[start:end].lower() == hit.form and self._in_name(prompt, start, end, hit.entry.category, toxic))
         ]
 
-    def _in_name(self, prompt: str, start: int, end: int, category: str, others: Sequence[tuple[int, int]] = ()) -> bool:
+    def _in_name(self, prompt: str, start: int, end: int, category: str, others: Sequence[tuple[int, int]] | _Intervals = ()) -> bool:
         """Does the word ``prompt[start:end]`` of ``category`` stand in a person's name ("Dick
         Smith") whose other half overlaps none of ``others`` (the prompt's toxic words)?"""
         if category not in self._named:
@@ -155,7 +158,10 @@ class PolicyEngine:
         partner = name_partner(prompt, start, end, sets) if self.policy.categories[category].names else None
         if partner is None and category in self._proper:
             partner = proper_partner(prompt, start, end, sets)
-        return partner is not None and not any(a < partner[1] and partner[0] < b for a, b in others)
+        if partner is None:
+            return False
+        toxic = others if isinstance(others, _Intervals) else _Intervals(others)
+        return not toxic.overlaps(*partner)
 
     def _span(self, prompt: str, norm: Normalized, scope: list[tuple[int, int]], hit: Hit) -> Span | None:
         start, end = norm.span(hit.start, hit.end)
@@ -375,6 +381,22 @@ _ACTIONS: dict[str, Action] = {a.value: a for a in Action}
 def _to_action(action: str) -> Action:
     """A category action (allow, flag, rewrite, block) as the decision's action."""
     return _ACTIONS[action]
+
+
+class _Intervals:
+    """``[start, end)`` intervals that answer "does any overlap ``[a, b)``?" in O(log n), so
+    a prompt with thousands of name-like hits stays linear."""
+
+    __slots__ = ("_starts", "_max_end")
+
+    def __init__(self, intervals: Iterable[tuple[int, int]]) -> None:
+        ordered = sorted(intervals)
+        self._starts = [a for a, _ in ordered]
+        self._max_end = list(itertools.accumulate((b for _, b in ordered), max))
+
+    def overlaps(self, a: int, b: int) -> bool:
+        k = bisect.bisect_left(self._starts, b)  # intervals starting before b
+        return k > 0 and self._max_end[k - 1] > a
 
 
 def _resolve(spans: list[Span]) -> list[Span]:
