@@ -103,6 +103,10 @@ BYPASSES = [
     ("compound", 'a sign that says "cumguzzler"', "cum", "cum"),
     ("compound", 'a sign that says "dickjuice"', "dick", "dick"),
     ("compound", 'a sign that says "gayass"', "ass", "ass"),
+    ("compound", 'a sign that says "twatgibbon"', "twat", "twat"),
+    ("compound", 'a sign that says "fagface"', "fag", "fag"),  # a three-letter term with a glue word
+    ("respelling: plural z", 'a sign that says "bitchez"', "bitchez", "bitches"),
+    ("respelling: cks as x", 'a sign that says "bollox"', "bollox", "bollock"),
     ("respelling: ck", 'a sign that says "dikk"', "dikk", "dick"),
     ("respelling: no vowel", 'a sign that says "prck"', "prck", "prick"),
     ("respelling: doubled", 'a sign that says "cumm"', "cumm", "cum"),
@@ -128,6 +132,8 @@ INNOCENT = [
     ("emoji", "a sign that says class😀ic"),
     ("prose", 'a poster with the text "S. Hit list"'),  # an initial before a word
     ("prose", "Mr. T, it's you"),
+    ("compound", "a tomahawk, a goshawk and a peephole"),  # real words ending in a compound word
+    ("compound", "a bookworm outwits a hawk with a knapsack of walnuts"),
     ("prose", "a poster saying 1 out of 10 dentists agree"),  # a number before a word
     ("prose", 'a sign that says "Top 5 hits"'),
     ("letter spaced", "a sign that says C L A S S"),

@@ -190,7 +190,8 @@ def respelled() -> Matcher:
         terms=(
             TermSpec("crunker", "insult", 2), TermSpec("fribs", "insult", 2), TermSpec("snick", "insult", 2),
             TermSpec("fish", "insult", 2), TermSpec("zib", "insult", 1), TermSpec("blat vonk", "insult", 2),
-            TermSpec("zonk glorp", "insult", 2), TermSpec("glorp", "insult", 2),
+            TermSpec("zonk glorp", "insult", 2), TermSpec("glorp", "insult", 2), TermSpec("blorss", "insult", 2),
+            TermSpec("plitch", "insult", 2), TermSpec("plitches", "insult", 2), TermSpec("gronock", "insult", 2),
         )
     )
     return Matcher(load_or_compile(spec))
@@ -206,6 +207,9 @@ def respelled() -> Matcher:
         ("snik", "snick"),  # ck written k
         ("snicky", "snick"),  # the -y adjective of a short term
         ("snickz", "snick"),  # a plural s written z
+        ("plitchez", "plitches"),  # ... also when the plural is listed as a term of its own
+        ("blorzz", "blorss"),  # a final ss written zz
+        ("gronox", "gronock"),  # a plural -cks written x
         ("blatvonk", "blat vonk"),  # a phrase written without its space
         ("b.l.a.t.v.o.n.k", "blat vonk"),
     ],

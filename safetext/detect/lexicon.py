@@ -58,7 +58,7 @@ GLUE_WORDS: frozenset[str] = frozenset(
 )
 
 # Words that build insult compounds with a term on either side ("cocksmoker", "cumguzzler",
-# "dickweasel", "gayass"). Unlike GLUE_WORDS they also glue to three-letter terms (ass, cum,
+# "dickweasel", "twatgibbon", "fagface", "gayass"). Unlike GLUE_WORDS they also glue to three-letter terms (ass, cum,
 # fag); a frequent real word made this way stays innocent (the compiler's known words).
 COMPOUND_WORDS: frozenset[str] = frozenset(
     """
@@ -68,6 +68,8 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     hopper jacker canoe wipe clown hat puffer packer pusher flaps trumpet dump dumpster hound
     rocket cake biscuit weed lover whistle knocker sock socks gobbler gargler jammer jerker
     pounder stabber spanker chugger pickle pig bait bot tard
+    gibbon muppet hawk cheese load storm show basket worm ball balls wit monkey nut nuts sack
+    face head hole bag brain wad stick lord fest bucket
     gay lame suck
     """.split()
 )
@@ -290,11 +292,18 @@ def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str])
         if entry.mode == "exact" or entry.severity < 2 or " " in entry.term or len(form) < 3:
             continue
         respelled = entry if entry.mode == "word" else dataclasses.replace(entry, mode="word")  # "kock" is a word, not a substring
-        for variant in spelling.variants(form, entry.ending):
+        # a plural written as a term of its own ("bitches" beside "bitch") is respelled as a plural
+        ending = "s" if not entry.ending and _listed_plural(form, forms) else entry.ending
+        for variant in spelling.variants(form, ending):
             if variant not in forms and variant not in real:
                 added.setdefault(variant, respelled)
     for variant, entry in added.items():
         forms.setdefault(variant, entry)
+
+
+def _listed_plural(form: str, forms: dict[str, Entry]) -> bool:
+    """True when ``form`` is the regular plural of another form: bitches (bitch), wankers (wanker)."""
+    return len(form) > 3 and form.endswith("s") and any(inflect.plural(form[:k]) == form for k in (len(form) - 1, len(form) - 2) if form[:k] in forms)
 
 
 def _phrase_variants(words: tuple[str, ...], english: _English | None, inflections: bool) -> list[tuple[tuple[str, ...], str]]:

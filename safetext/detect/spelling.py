@@ -2,7 +2,8 @@
 
 Used when a lexicon is compiled, so a term is written once in a policy and its sound-alike
 spellings are found too: a hard c written k ("kock", "fuker"), f written ph ("phuck"), a
-plural s written z ("boobz"), a final -er written -a ("fucka", "wankaz"), the -y
+plural s written z ("boobz", "bitchez"), a final ss written zz ("azz"), a plural -cks written x
+("bollox"), a final -er written -a ("fucka", "wankaz"), the -y
 adjective of a short term ("cunty"), a final ck written kk, q or x ("dikk", "priq"), a
 word of one vowel written without it ("btch"), and a short word's last consonant doubled
 ("titt"). The compiler drops a spelling that is a real word (see
@@ -67,6 +68,10 @@ def variants(form: str, ending: str) -> set[str]:
         out.add("f" + form[2:])
     if ending == "s" and form.endswith("s") and not form.endswith("ss"):
         out.add(form[:-1] + "z")
+        if form.endswith("cks"):
+            out.add(form[:-3] + "x")
+    if not ending and form.endswith("ss"):
+        out.add(form[:-2] + "zz")
     if not ending and form.endswith("er") and len(form) >= 6:
         out |= {form[:-2] + "a", form[:-2] + "as", form[:-2] + "az"}
     elif ending == "s" and form.endswith("ers") and len(form) >= 7:
