@@ -105,6 +105,10 @@ BYPASSES = [
     ("compound", 'a sign that says "gayass"', "ass", "ass"),
     ("compound", 'a sign that says "twatgibbon"', "twat", "twat"),
     ("compound", 'a sign that says "fagface"', "fag", "fag"),  # a three-letter term with a glue word
+    ("compound", 'a sign that says "wankpuffin"', "wank", "wank"),
+    ("compound", 'a sign that says "cockholster"', "cock", "cock"),
+    ("joined phrase", 'a sign that says "kissmyass"', "kissmyass", "kiss my ass"),  # a phrase holding a term, spaces dropped
+    ("joined phrase", 'a sign that says "suckmydick"', "suckmydick", "suck my dick"),
     ("respelling: plural z", 'a sign that says "bitchez"', "bitchez", "bitches"),
     ("respelling: cks as x", 'a sign that says "bollox"', "bollox", "bollock"),
     ("respelling: ck", 'a sign that says "dikk"', "dikk", "dick"),
@@ -134,6 +138,8 @@ INNOCENT = [
     ("prose", "Mr. T, it's you"),
     ("compound", "a tomahawk, a goshawk and a peephole"),  # real words ending in a compound word
     ("compound", "a bookworm outwits a hawk with a knapsack of walnuts"),
+    ("compound", "a honey badger, a puffin, a shirt sleeve and a gun holster"),
+    ("allowed phrase", "a sign that says spick and span"),  # an allow-list phrase holding a term
     ("prose", "a poster saying 1 out of 10 dentists agree"),  # a number before a word
     ("prose", 'a sign that says "Top 5 hits"'),
     ("letter spaced", "a sign that says C L A S S"),

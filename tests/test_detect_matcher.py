@@ -231,10 +231,13 @@ def test_real_words_are_not_respellings(respelled: Matcher, written: str, why: s
     assert written not in respelled.forms, why
 
 
-def test_a_phrase_holding_a_term_is_not_joined(respelled: Matcher) -> None:
-    """ "zonkglorp" is left to glued matching (glorp inside it), so no joined form hides the term."""
-    assert "zonkglorp" not in respelled.forms
-    assert "blatvonk" in respelled.forms
+def test_a_phrase_holding_a_term_is_joined_as_a_whole_word_only(respelled: Matcher) -> None:
+    """ "zonkglorp" is the phrase as a whole word, never a piece of a glued word (the default
+    policy's "f|u|c|k|m|e|a|t" stays "fuck" + "meat", not "fuck me" + "at": see test_detect_bypass)."""
+    assert respelled.forms["zonkglorp"].mode == "exact"
+    assert respelled.forms["blatvonk"].mode == "word"
+    assert _found(respelled, "a sign that says zonkglorp") == [("zonkglorp", "zonk glorp", "lexicon")]
+    assert respelled._segment("zonkglorpyou") is None  # the joined phrase is no piece beside a glue word
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     rocket cake biscuit weed lover whistle knocker sock socks gobbler gargler jammer jerker
     pounder stabber spanker chugger pickle pig bait bot tard
     gibbon muppet hawk cheese load storm show basket worm ball balls wit monkey nut nuts sack
-    face head hole bag brain wad stick lord fest bucket
+    face head hole bag brain wad stick lord fest bucket badger puffin splat holster sleeve
     gay lame suck
     """.split()
 )
@@ -208,10 +208,9 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     english = _english_from_spacy() if use_spacy else None
     forms: dict[str, Entry] = {}
     phrases: list[tuple[tuple[str, ...], Entry]] = []
-    # A phrase written without its spaces ("bluewaffle") is the phrase once spelled out,
-    # dotted or stretched, since those spellings drop the spaces between its words.
-    # A phrase holding a term of its own ("idiot face") is left to glued matching, which
-    # finds the term inside the joined spelling.
+    # A phrase written without its spaces ("bluewaffle", "kissmyass") is the phrase once
+    # spelled out, dotted or stretched, since those spellings drop the spaces between its
+    # words. A joined spelling that is a real word ("beatup" is not; "into" would be) is left out.
     joined_forms: dict[str, tuple[tuple[str, ...], Entry]] = {}
     for item in spec.terms:
         category, term, severity, mode = item.category, item.term, item.severity, item.mode
@@ -240,9 +239,6 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
                 (ending != "") == (current.ending != "") and severity > current.severity
             ):
                 forms[form] = entry
-    for form, (variant, entry) in joined_forms.items():
-        if not any(word in forms for word in variant):
-            forms.setdefault(form, entry)
     allow_words: set[str] = set()
     allow_phrases: list[tuple[str, ...]] = []
     for allowed in spec.allow + (BUILTIN_PHRASES if spec.builtin_names else ()):
@@ -256,6 +252,11 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     vocabulary = english.vocabulary if english else frozenset()
     builtin = BUILTIN_WORDS if spec.builtin_names else frozenset()
     innocent = vocabulary | builtin | allow_words
+    for form, (variant, entry) in joined_forms.items():
+        if form not in innocent:
+            # joined around a term of its own, it matches as a whole word only: "fuckmeat" is "fuck" + "meat", not "fuckme" + "at"
+            holds_term = any(word in forms for word in variant)
+            forms.setdefault(form, dataclasses.replace(entry, mode="exact") if holds_term else entry)
     if spec.inflections:
         _add_spellings(forms, innocent)
     known = _innocent_containers(forms, innocent, builtin | allow_words) | _innocent_repeats(forms, innocent)

@@ -150,6 +150,8 @@ class Matcher:
         # compiling it is most of a matcher's build time, so it is built on first use.
         self._loose: re.Pattern[str] | None = None
         self._loose_built = False
+        # phrases written without spaces around a term of their own ("kissmyass"): whole words only, never pieces of a glued word
+        self._whole_phrases = frozenset(f for f, e in self.forms.items() if e.mode == "exact" and " " in e.term)
         substring_forms = [f for f, e in self.forms.items() if e.mode == "substring"]
         self._substring = trie_regex(substring_forms) if substring_forms else None
         # Words a spelled-out term may stand beside: "y o u a r e a n i d i o t".
@@ -292,6 +294,10 @@ class Matcher:
         if letters.isdigit():
             return self._digits(letters, pos), letters
         found = self.lookup(letters)
+        if found is not None and found[0] in self._whole_phrases and letters.isalpha():
+            inner = self._glued(letters)  # "idiotface" is "idiot" glued to "face": the term is rewritten, not the phrase
+            if inner:
+                return tuple(Hit(pos[h.start], pos[h.end - 1] + 1, h.entry, h.method, h.form) for h in inner), letters
         if found is not None:
             form, method = found
             if letters != token.replace("'", "").replace("’", "") and method == "lexicon":
@@ -409,7 +415,7 @@ class Matcher:
             for m in self._substring.finditer(w):
                 start, end = m.span()
                 # the longest form starting there, of any mode: "mothafucking" is "fucking", not "fuckin"
-                end = next((k for k in range(min(len(w), start + _MAX_TOKEN), end, -1) if w[start:k] in forms), end)
+                end = next((k for k in range(min(len(w), start + _MAX_TOKEN), end, -1) if w[start:k] in forms and w[start:k] not in self._whole_phrases), end)
                 hits.append(Hit(start, end, forms[w[start:end]], "substring", w[start:end]))
         if self.norm.glued and len(w) >= 5:
             forms = self.forms
@@ -434,13 +440,14 @@ class Matcher:
         ("youidiotyou"), or None."""
         n = len(w)
         forms = self.forms
+        whole = self._whole_phrases
         best: list[list[tuple[int, int]] | None] = [None] * (n + 1)
         best[n] = []
         for i in range(n - 1, -1, -1):
             for j in range(n, i + 1, -1):
                 rest = best[j]
                 piece = w[i:j]
-                if rest is not None and (piece in forms or piece in GLUE_WORDS) and (best[i] is None or len(rest) + 1 < len(best[i])):  # type: ignore[arg-type]
+                if rest is not None and (piece in GLUE_WORDS or piece in forms and piece not in whole) and (best[i] is None or len(rest) + 1 < len(best[i])):  # type: ignore[arg-type]
                     best[i] = [(i, j), *rest]
         return best[0]
 
