@@ -58,8 +58,9 @@ GLUE_WORDS: frozenset[str] = frozenset(
 )
 
 # Words that build insult compounds with a term on either side ("cocksmoker", "cumguzzler",
-# "dickweasel", "twatgibbon", "fagface", "gayass"). Unlike GLUE_WORDS they also glue to three-letter terms (ass, cum,
-# fag); a frequent real word made this way stays innocent (the compiler's known words).
+# "dickweasel", "twatgibbon", "fagface", "gayass"). Unlike GLUE_WORDS they also glue to
+# three-letter terms (ass, cum, fag); a frequent real word made this way stays innocent (the
+# compiler's known words: tomahawk, peephole).
 COMPOUND_WORDS: frozenset[str] = frozenset(
     """
     smoker smokers sucker suckers sucking licker lickers licking lick muncher munch eater eaters
