@@ -12,6 +12,7 @@ from conftest import no_hang
 from typer.testing import CliRunner
 
 from safetext.cli import app
+from safetext.policy import policies_dir
 
 runner = CliRunner()
 
@@ -113,6 +114,14 @@ def test_policy_validate_and_schema(tmp_path: Path) -> None:
     out = tmp_path / "schema.json"
     assert runner.invoke(app, ["policy", "schema", "-o", str(out)]).exit_code == 0
     assert json.loads(out.read_text())["title"] == "Policy"
+
+
+@pytest.mark.parametrize("path", sorted(policies_dir().rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_policy_passes_validate(path: Path) -> None:
+    # validate also asks a policy's classifier (strict's) whether each benign target is benign
+    result = runner.invoke(app, ["policy", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "ok:" in result.output
 
 
 def test_console_entry_point_from_another_cwd(tmp_path: Path) -> None:

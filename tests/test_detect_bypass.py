@@ -107,6 +107,8 @@ BYPASSES = [
     ("compound", 'a sign that says "fagface"', "fag", "fag"),  # a three-letter term with a glue word
     ("compound", 'a sign that says "wankpuffin"', "wank", "wank"),
     ("compound", 'a sign that says "cockholster"', "cock", "cock"),
+    ("compound", 'a sign that says "shitspitter"', "shit", "shit"),
+    ("compound", 'a sign that says "cumrider"', "cum", "cum"),
     ("joined phrase", 'a sign that says "kissmyass"', "kissmyass", "kiss my ass"),  # a phrase holding a term, spaces dropped
     ("joined phrase", 'a sign that says "suckmydick"', "suckmydick", "suck my dick"),
     ("respelling: plural z", 'a sign that says "bitchez"', "bitchez", "bitches"),
@@ -139,6 +141,7 @@ INNOCENT = [
     ("compound", "a tomahawk, a goshawk and a peephole"),  # real words ending in a compound word
     ("compound", "a bookworm outwits a hawk with a knapsack of walnuts"),
     ("compound", "a honey badger, a puffin, a shirt sleeve and a gun holster"),
+    ("compound", "a bareback rider, a cotton swab, a mop and an egg beater"),
     ("allowed phrase", "a sign that says spick and span"),  # an allow-list phrase holding a term
     ("prose", "a poster saying 1 out of 10 dentists agree"),  # a number before a word
     ("prose", 'a sign that says "Top 5 hits"'),

@@ -71,6 +71,7 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     pounder stabber spanker chugger pickle pig bait bot tard
     gibbon muppet hawk cheese load storm show basket worm ball balls wit monkey nut nuts sack
     face head hole bag brain wad stick lord fest bucket badger puffin splat holster sleeve
+    spitter beater beaters rider riders swab splash mop
     gay lame suck
     """.split()
 )
