@@ -56,6 +56,24 @@ def test_slurs_are_never_read_as_names(engine: PolicyEngine) -> None:
     assert engine.check('a sign that says "Nigger Jim"').action is Action.REWRITE
 
 
+@pytest.mark.parametrize(
+    ("prompt", "action"),
+    [
+        ("a portrait of Harold Spicher", Action.ALLOW),  # "spic" + "her" glued, in a surname
+        ('a book cover titled "Mark Scroggs"', Action.ALLOW),  # a stretched "scrog", in a surname
+        ('a sign that says "Spicher"', Action.REWRITE),  # no other half: no name
+        ('a sign that says "harold spicher"', Action.REWRITE),  # no capitals
+        ("a portrait of Harold Sp1cher", Action.REWRITE),  # an obfuscated word is no name
+        ('a sign that says "Harold Dickhead"', Action.REWRITE),  # the word is a term itself
+    ],
+)
+def test_a_term_inside_a_name_is_the_name(engine: PolicyEngine, prompt: str, action: Action) -> None:
+    """A glued or respelled reading inside a word that is a name beside its other half is
+    the name, in every category: the word is not the term."""
+    assert engine.check(prompt).action is action
+    assert engine.check_readings(prompt, [prompt.lower()]).action is action
+
+
 def test_the_name_rule_is_opt_in_per_category_and_off_without_builtin_names() -> None:
     policy = load_policy("default")
     no_names = policy.model_copy(

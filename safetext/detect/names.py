@@ -131,21 +131,24 @@ def _last_word(text: str, start: int) -> tuple[int, int, str] | None:
     return i, end, text[i:end]
 
 
-def name_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
+def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: bool = False) -> tuple[int, int] | None:
     """Where the other half of a person's name lies, if ``text[start:end]`` is one half of one.
 
     ``text`` is the prompt as written (case kept). Returns the neighbour's ``(start, end)``,
-    so the caller can refuse the reading when that neighbour is itself a toxic word.
+    so the caller can refuse the reading when that neighbour is itself a toxic word. The
+    word itself must be a lexicon form that is a name (``Dick``), or, with ``name_like``,
+    any name more common as a name than as an English word (``Spicher``, which holds a term).
     """
     word = text[start:end]
     if not (word.isascii() and word.isalpha()):
         return None
     key = word.lower()
-    if key in sets.given_terms:  # a given name, then a surname: "Dick Smith"
+    given, surname = (sets.given, sets.surnames) if name_like else (sets.given_terms, sets.surname_terms)
+    if key in given:  # a given name, then a surname: "Dick Smith"
         after = _next_word(text, end)
         if after is not None and _styled_alike(word, after[2]) and after[2].lower() in sets.surnames:
             return after[0], after[1]
-    if key in sets.surname_terms:  # a surname after a given name: "Philip Dick"
+    if key in surname:  # a surname after a given name: "Philip Dick"
         before = _last_word(text, start)
         if before is not None and _styled_alike(before[2], word) and before[2].lower() in sets.given:
             return before[0], before[1]

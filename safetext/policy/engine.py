@@ -140,14 +140,35 @@ class PolicyEngine:
         return [s for s in spans if s is not None]
 
     def _drop_names(self, prompt: str, norm: Normalized, hits: list[Hit]) -> list[Hit]:
-        """``hits`` without whole words that stand in a person's name (:meth:`_in_name`)."""
+        """``hits`` without whole words that stand in a person's name (:meth:`_in_name`) and
+        without terms read inside a name (:meth:`_inside_name`)."""
         where = [norm.span(h.start, h.end) for h in hits]
         toxic = _Intervals(where)
         return [
             hit
             for hit, (start, end) in zip(hits, where)
-            if not (hit.method == "lexicon" and prompt[start:end].lower() == hit.form and self._in_name(prompt, start, end, hit.entry.category, toxic))
+            if not (
+                self._in_name(prompt, start, end, hit.entry.category, toxic)
+                if hit.method == "lexicon" and prompt[start:end].lower() == hit.form
+                else self._inside_name(prompt, start, end, toxic)
+            )
         ]
+
+    def _inside_name(self, prompt: str, start: int, end: int, others: _Intervals) -> bool:
+        """Is ``prompt[start:end]`` part of a longer or respelled word that is a name in a
+        person's name ("Harold Spicher", "Mark Scroggs"), with its other half overlapping none
+        of ``others``? The word is a name, not the term, so this holds for every category. A
+        word that is itself a lexicon form, or that is obfuscated, is never such a name."""
+        begin, stop = start, end
+        while begin > 0 and prompt[begin - 1].isascii() and prompt[begin - 1].isalpha():
+            begin -= 1
+        while stop < len(prompt) and prompt[stop].isascii() and prompt[stop].isalpha():
+            stop += 1
+        word = prompt[begin:stop]
+        if not (word.isascii() and word.isalpha()) or word.lower() in self.matcher.forms:
+            return False
+        partner = name_partner(prompt, begin, stop, self.lexicon.names, name_like=True)
+        return partner is not None and not others.overlaps(*partner)
 
     def _in_name(self, prompt: str, start: int, end: int, category: str, others: Sequence[tuple[int, int]] | _Intervals = ()) -> bool:
         """Does the word ``prompt[start:end]`` of ``category`` stand in a person's name ("Dick
@@ -349,7 +370,10 @@ class PolicyEngine:
                 start, end = where
                 if any(r.start < end and start < r.end for r in raw):
                     continue  # the prompt's own span covers it
-                if prompt[start:end].lower() == span.text.lower() and self._in_name(prompt, start, end, span.category, [(r.start, r.end) for r in raw]):
+                if prompt[start:end].lower() == span.text.lower() and self._named and (
+                    self._in_name(prompt, start, end, span.category, [(r.start, r.end) for r in raw])
+                    or self._inside_name(prompt, start, end, _Intervals((r.start, r.end) for r in raw))
+                ):
                     continue  # a reading that lower-cases "Dick Smith" loses the capitals that make it a name
                 spans.append(span.model_copy(update={"start": start, "end": end, "text": prompt[start:end], "method": f"tokenizer/{span.method}"}))
         decision = self.decide(prompt, _resolve(spans) if len(spans) > 1 else spans)
