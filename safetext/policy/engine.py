@@ -356,6 +356,7 @@ class PolicyEngine:
         """
         spans = self.analyze(prompt)
         raw = list(spans)
+        raw_where = _Intervals((r.start, r.end) for r in raw)
         unmapped: list[Span] = []
         for reading in readings:
             found = self.analyze(reading)
@@ -368,11 +369,10 @@ class PolicyEngine:
                     unmapped.append(span)
                     continue
                 start, end = where
-                if any(r.start < end and start < r.end for r in raw):
+                if raw_where.overlaps(start, end):
                     continue  # the prompt's own span covers it
                 if prompt[start:end].lower() == span.text.lower() and self._named and (
-                    self._in_name(prompt, start, end, span.category, [(r.start, r.end) for r in raw])
-                    or self._inside_name(prompt, start, end, _Intervals((r.start, r.end) for r in raw))
+                    self._in_name(prompt, start, end, span.category, raw_where) or self._inside_name(prompt, start, end, raw_where)
                 ):
                     continue  # a reading that lower-cases "Dick Smith" loses the capitals that make it a name
                 spans.append(span.model_copy(update={"start": start, "end": end, "text": prompt[start:end], "method": f"tokenizer/{span.method}"}))
