@@ -192,6 +192,11 @@ def respelled() -> Matcher:
             TermSpec("fish", "insult", 2), TermSpec("zib", "insult", 1), TermSpec("blat vonk", "insult", 2),
             TermSpec("zonk glorp", "insult", 2), TermSpec("glorp", "insult", 2), TermSpec("blorss", "insult", 2),
             TermSpec("plitch", "insult", 2), TermSpec("plitches", "insult", 2), TermSpec("gronock", "insult", 2),
+            TermSpec("glurd", "insult", 2), TermSpec("zweef", "insult", 2), TermSpec("plit", "insult", 2),
+            TermSpec("brotty", "insult", 2), TermSpec("quonk", "insult", 2), TermSpec("whoglet", "insult", 2), TermSpec("whorb", "insult", 2),
+            TermSpec("sklore", "insult", 2), TermSpec("gruck", "insult", 2), TermSpec("zonka", "insult", 2),
+            TermSpec("blosik", "insult", 2), TermSpec("frobbing", "insult", 2), TermSpec("flot", "insult", 2),
+            TermSpec("grabbuke", "insult", 2), TermSpec("drunt", "insult", 2),
         )
     )
     return Matcher(load_or_compile(spec))
@@ -205,11 +210,34 @@ def respelled() -> Matcher:
         ("crunkaz", "crunker"),
         ("phribs", "fribs"),  # f written ph
         ("snik", "snick"),  # ck written k
-        ("snicky", "snick"),  # the -y adjective of a short term
+        ("snicky", "snick"),  # the -y adjective of a short term ...
+        ("snickey", "snick"),  # ... also written -ey
         ("snickz", "snick"),  # a plural s written z
         ("plitchez", "plitches"),  # ... also when the plural is listed as a term of its own
         ("blorzz", "blorss"),  # a final ss written zz
         ("gronox", "gronock"),  # a plural -cks written x
+        ("snikk", "snick"),  # ck written kk
+        ("grook", "gruck"),  # -uck written -ook
+        ("gronawk", "gronock"),  # -ock written -awk
+        ("glerd", "glurd"),  # ur written er
+        ("zweaf", "zweef"),  # ee written ea
+        ("pleet", "plit"),  # a short i written ee ...
+        ("plyt", "plit"),  # ... or y
+        ("brotti", "brotty"),  # a final -y written -i, -ie or -ey
+        ("brottie", "brotty"),
+        ("brottey", "brotty"),
+        ("kwonk", "quonk"),  # qu written kw
+        ("hoglet", "whoglet"),  # a word-initial wh written h
+        ("skloar", "sklore"),  # -ore written -oar or -oor
+        ("skloor", "sklore"),
+        ("zonkah", "zonka"),  # a final -a written -ah or -uh
+        ("zonkuh", "zonka"),
+        ("blozik", "blosik"),  # an s after a vowel written z
+        ("frobbin", "frobbing"),  # the dropped g of a term listed in its -ing form
+        ("floted", "flot"),  # the consonant an ending doubled, written once
+        ("grabuke", "grabbuke"),  # a doubled consonant written once
+        ("drvnt", "drunt"),  # u written v
+        ("drxnt", "drunt"),  # the one vowel written x
         ("blatvonk", "blat vonk"),  # a phrase written without its space
         ("b.l.a.t.v.o.n.k", "blat vonk"),
     ],
@@ -224,11 +252,20 @@ def test_respelled_forms_are_found(respelled: Matcher, written: str, term: str) 
         ("fishy", "a frequent English word is not a respelling"),
         ("phish", "a frequent English word is not a respelling"),
         ("zibz", "a severity-1 term is not respelled"),
+        ("horb", "a word of a language a policy ships (German Horb) is not a respelling"),
     ],
 )
 def test_real_words_are_not_respellings(respelled: Matcher, written: str, why: str) -> None:
     assert _found(respelled, f"a sign that says {written}") == [], why
     assert written not in respelled.forms, why
+
+
+def test_a_respelling_that_is_an_accented_word_of_a_shipped_language_is_not_added() -> None:
+    """The matcher folds accents, so "negres" is how it reads French "nègres": that word,
+    not a respelling of "negress"."""
+    matcher = Matcher(load_or_compile(LexiconSpec(terms=(TermSpec("negress", "slur", 3),))))
+    assert "negres" not in matcher.forms
+    assert _found(matcher, "a sign that says nègres") == []
 
 
 def test_a_phrase_holding_a_term_is_joined_as_a_whole_word_only(respelled: Matcher) -> None:

@@ -139,8 +139,17 @@ class CompiledLexicon:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CompiledLexicon:
         """Rebuild a lexicon written by :meth:`to_json`."""
+        entries: dict[tuple[Any, ...], Entry] = {}  # respellings share their term's entry: build each once
+
+        def entry(v: list[Any]) -> Entry:
+            key = tuple(v)
+            found = entries.get(key)
+            if found is None:
+                found = entries[key] = Entry(*v)
+            return found
+
         return cls(
-            forms={k: Entry(*v) for k, v in data["forms"].items()},
+            forms={k: entry(v) for k, v in data["forms"].items()},
             phrases=tuple((tuple(w), Entry(*x)) for w, x in data["phrases"]),
             known=frozenset(data["known"]),
             words=frozenset(data["words"]),
@@ -289,7 +298,7 @@ def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str])
     not the term)."""
     real = set(innocent) | frequent_words(CONTAINER_MIN_ZIPF)
     for language in SPELLING_LANGUAGES:
-        real |= frequent_words(SPELLING_MIN_ZIPF, language)
+        real |= frequent_words(SPELLING_MIN_ZIPF, language, fold=True)
     added: dict[str, Entry] = {}
     for form, entry in forms.items():
         if entry.mode == "exact" or entry.severity < 2 or " " in entry.term or len(form) < 3:

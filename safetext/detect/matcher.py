@@ -103,10 +103,14 @@ def _compounds(entry: Entry) -> bool:
     return entry.mode == "word" and entry.severity >= 2 and len(entry.term) >= 3 and " " not in entry.term
 
 
+def _collapse(s: str) -> str:
+    """``s`` with each run of one letter cut to one (most strings repeat no letter)."""
+    return "".join([c for c, _ in itertools.groupby(s)]) if _DOUBLE.search(s) else s
+
+
 def skeleton(letters: str) -> str:
     """The pruning key of ``letters``: leet readings merged, repeated letters collapsed."""
-    key = letters.translate(_SKELETON)
-    return _RUNS.sub(r"\1", key) if _DOUBLE.search(key) else key
+    return _collapse(letters.translate(_SKELETON))
 
 
 def _single_runs(pieces: list[tuple[str, str, bool]], matched: list[bool]) -> tuple[list[int], list[int]]:
@@ -130,12 +134,10 @@ class Matcher:
         self.lex = lexicon
         self.norm = normalization if normalization is not None else NormalizeSettings()
         self.forms = lexicon.forms
-        self._collapsed: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+        self._collapsed: dict[str, list[str]] = {}  # forms by their letters with runs cut to one
         self._by_length: dict[int, list[str]] = {}
         for form in self.forms:
-            # most forms repeat no letter: their collapsed key is the form itself
-            key, counts = _runs(form) if _DOUBLE.search(form) else (form, (1,) * len(form))
-            self._collapsed.setdefault(key, []).append((form, counts))
+            self._collapsed.setdefault(_collapse(form), []).append(form)
             self._by_length.setdefault(len(form), []).append(form)
         skeletons = dict(zip(self.forms, map(skeleton, self.forms)))
         prefixes: set[str] = set()
@@ -227,8 +229,8 @@ class Matcher:
         key, counts = _runs(s)
         if len(key) == len(s):
             return None
-        for form, form_counts in self._collapsed.get(key, ()):
-            if all(a >= b for a, b in zip(counts, form_counts)):
+        for form in self._collapsed.get(key, ()):
+            if all(a >= b for a, b in zip(counts, _runs(form)[1])):
                 return form
         return None
 

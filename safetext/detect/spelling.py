@@ -1,21 +1,41 @@
 """Spellings people write for a term instead of the dictionary one.
 
 Used when a lexicon is compiled, so a term is written once in a policy and its sound-alike
-spellings are found too: a hard c written k ("kock", "fuker"), f written ph ("phuck"), a
-plural s written z ("boobz", "bitchez"), a final ss written zz ("azz"), a plural -cks written x
-("bollox"), a final -er written -a ("fucka", "wankaz"), the -y
-adjective of a short term ("cunty"), a final ck written kk, q or x ("dikk", "priq"), a
-word of one vowel written without it ("btch"), and a short word's last consonant doubled
-("titt"). The compiler drops a spelling that is a real word (see
-:mod:`safetext.detect.vocabulary`), so only spellings that read as nothing but the term are
-added.
+and careless spellings are found too:
+
+* a hard c written k ("kocks", "fuker"), f written ph ("phuck"), qu written kw ("kweef");
+* a plural s written z ("boobz", "bitchez"), an s after a vowel written z ("lezbo"), a
+  final ss written zz ("azz"), a plural -cks written x ("bollox");
+* ck written kk ("fukker"), a final ck written q or x ("priq"), -uck written -ook ("fooker"),
+  -ock written -awk ("cawk");
+* a final -er written -a ("fucka", "wankaz"), a final -a written -ah or -uh ("niggah");
+* ur and er written for each other ("terd", "masterbate");
+* a final -y written -i, -ie or -ey ("pussi"), and -ie written -y or -i;
+* ee and ea written for each other ("queaf"), a short i written ee ("teets") or y ("kyke");
+* a word-initial wh written h ("hores"), a final -ore written -oar or -oor ("whoar");
+* a doubled consonant written once ("bukake", "cunilingus"), and in -ed and -er forms the
+  consonant the ending doubled ("shited");
+* the dropped g of a term listed in its -ing form ("shaggin");
+* a u written v ("fvck");
+* the -y adjective of a short term, also written -ey ("cunty", "shitey");
+* a word of one vowel written without it or with an x for it ("btch", "fxck"), and a short
+  word's last consonant doubled ("titt").
+
+The compiler drops a spelling that is a real word (see :mod:`safetext.detect.vocabulary`),
+so only spellings that read as nothing but the term are added.
 """
 
 from __future__ import annotations
 
+import re
+
 from safetext.detect.inflect import doubles_final
 
+_VOWELS = frozenset("aeiou")
 _HARD_C_BEFORE = frozenset("aoulrtk")
+_DOUBLED = re.compile(r"([b-df-hj-np-tv-z])\1")
+_S_AFTER_VOWEL = re.compile(r"(?<=[aeiouy])s(?=[aeiouyb-df-hj-np-rtv-z])")
+_SHORT_I = re.compile(r"(?<=[b-df-hj-np-tv-z])i(?=[b-df-hj-np-tv-z]s?$)")
 
 
 def _hard_c_to_k(word: str) -> set[str]:
@@ -29,20 +49,69 @@ def _hard_c_to_k(word: str) -> set[str]:
 
 
 def _ck_spellings(word: str) -> set[str]:
-    """A final ``ck`` written ``kk``, ``q`` or ``x``: prick -> prikk, priq, prix."""
-    if not word.endswith("ck") or len(word) < 4:
-        return set()
-    stem = word[:-2]
-    return {stem + "kk", stem + "q", stem + "x"}
+    """``ck`` written ``kk`` (fucker -> fukker), a final ``ck`` written ``q`` or ``x`` (prick -> priq, prix),
+    ``-uck`` written ``-ook`` (fuck -> fook) and ``-ock`` written ``-awk`` (cock -> cawk)."""
+    out = set()
+    if "ck" in word:
+        out.add(word.replace("ck", "kk"))
+        if word.endswith("ck") and len(word) >= 4:
+            out |= {word[:-2] + "q", word[:-2] + "x"}
+        out.add(word.replace("uck", "ook"))
+        out.add(word.replace("ock", "awk"))
+    return out
+
+
+def _vowel_spellings(word: str) -> set[str]:
+    """Vowels written as they sound: ur/er (turd -> terd), ee/ea (queef -> queaf), a short i
+    as ee or y (tits -> teets, kike -> kyke), a final -y as -i, -ie or -ey, -ie as -y or -i,
+    a final -a as -ah or -uh, and a final -ore as -oar or -oor."""
+    out = set()
+    for a, b in (("ur", "er"), ("er", "ur"), ("ee", "ea"), ("ea", "ee")):
+        k = word.find(a)
+        if k > 0 and not (a == "er" and k == len(word) - 2):  # a final -er is respelled -a below
+            out.add(word[:k] + b + word[k + 2 :])
+    if _SHORT_I.search(word):
+        out.add(_SHORT_I.sub("ee", word, count=1))
+    stem = word[:-1] if word.endswith("e") else word
+    if stem.count("i") == 1 and "y" not in word and sum(c in _VOWELS for c in stem) == 1 and word[0] != "i":
+        out.add(word.replace("i", "y"))
+    if len(word) >= 4 and word.endswith("y") and word[-2] not in _VOWELS:
+        out |= {word[:-1] + e for e in ("i", "ie", "ey")}
+    elif len(word) >= 5 and word.endswith("ie"):
+        out |= {word[:-2] + "y", word[:-2] + "i"}
+    if word.endswith("a") and len(word) >= 4:
+        out |= {word + "h", word[:-1] + "uh"}
+    if word.endswith("ore"):
+        out |= {word[:-3] + "oar", word[:-3] + "oor"}
+    return out
+
+
+def _consonant_spellings(word: str) -> set[str]:
+    """A doubled consonant written once (faggot -> fagot), an s after a vowel written z
+    (lesbo -> lezbo), qu written kw (queef -> kweef) and a word-initial wh written h (whore -> hore)."""
+    out = {word[: m.start()] + word[m.start() + 1 :] for m in _DOUBLED.finditer(word)} if len(word) >= 7 else set()
+    out |= {word[: m.start()] + "z" + word[m.end() :] for m in _S_AFTER_VOWEL.finditer(word)}
+    if "ss" in word[1:-1] or word.endswith("ssy"):
+        out.add(word.replace("ss", "zz"))
+    if "qu" in word:
+        out.add(word.replace("qu", "kw"))
+    if word.startswith("wh") and len(word) >= 5:
+        out.add(word[1:])
+    return out
 
 
 def _without_vowel(word: str) -> set[str]:
-    """A word of one vowel written without it: bitch -> btch, shit -> sht, dick -> dck."""
-    where = [k for k, c in enumerate(word) if c in "aeiou"]
+    """A word of one vowel written without it or with an x for it: bitch -> btch, bxtch; dick -> dck, dxck."""
+    where = [k for k, c in enumerate(word) if c in _VOWELS]
     if len(word) < 4 or len(where) != 1 or where[0] == 0 or word.endswith("y"):
         return set()
     k = where[0]
-    return {word[:k] + word[k + 1 :]}
+    return {word[:k] + word[k + 1 :], word[:k] + "x" + word[k + 1 :]}
+
+
+def _u_as_v(word: str) -> set[str]:
+    """A u written v, as it looks and as inscriptions write it: fuck -> fvck, slut -> slvt."""
+    return {word.replace("u", "v")} if "u" in word[1:] and "v" not in word else set()
 
 
 def _final_doubled(word: str) -> set[str]:
@@ -53,12 +122,20 @@ def _final_doubled(word: str) -> set[str]:
 
 
 _RESPELLED_ENDINGS = frozenset(("", "s", "ing", "in"))
+_UNDOUBLED_ENDINGS = frozenset(("ed", "er", "ers"))  # "shitted" -> "shited", "shitter" -> "shiter"
 _MAX_ADJECTIVE = 6  # longer terms are compounds ("wankstain"), which take no -y
 
 
 def variants(form: str, ending: str) -> set[str]:
     """Sound-alike spellings of ``form``, a lexicon form carrying inflectional ``ending``
-    (only the base form and its -s and -ing forms are respelled)."""
+    (the base form and its -s and -ing forms are respelled; -ed and -er forms only lose the
+    consonant their ending doubled)."""
+    if ending in _UNDOUBLED_ENDINGS:
+        cut = len(form) - len(ending)  # the consonant the ending doubled: shit|t|ed
+        if cut < 2 or form[cut - 1] != form[cut - 2] or form[cut - 1] in _VOWELS:
+            return set()
+        single = form[: cut - 1] + form[cut:]
+        return {v for v in {single, *_hard_c_to_k(single)} if len(v) >= 6}
     if ending not in _RESPELLED_ENDINGS:
         return set()
     out = _hard_c_to_k(form)
@@ -77,9 +154,15 @@ def variants(form: str, ending: str) -> set[str]:
     elif ending == "s" and form.endswith("ers") and len(form) >= 7:
         out |= {form[:-3] + "as", form[:-3] + "az"}
     if not ending and form[-1:] not in "aeiouy" and 3 <= len(form) <= _MAX_ADJECTIVE:
-        out.add(form + form[-1] + "y" if doubles_final(form) else form + "y")
+        out |= {form + form[-1] + "y" if doubles_final(form) else form + "y", form + "ey"}  # "shitty", "shitey"
+    if form.endswith("ing") and len(form) >= 6:
+        out.add(form[:-1])  # the dropped g of a term listed in its -ing form: "shagging" -> "shaggin"
     out |= {x for v in list(out) for x in _hard_c_to_k(v)}
-    out |= _ck_spellings(form)
+    out |= _ck_spellings(form) | {x for v in list(out) for x in _ck_spellings(v)}
+    undoubled = _consonant_spellings(form)
+    out |= undoubled | {x for v in undoubled for x in _hard_c_to_k(v)}  # "cunnilingus" -> "kunilingus"
+    if ending in ("", "s"):
+        out |= _vowel_spellings(form) | _u_as_v(form)
     if not ending:
         out |= _without_vowel(form) | _final_doubled(form)
     out.discard(form)

@@ -18,6 +18,7 @@ never hides what a glued or inflected spelling means.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Container
 from functools import lru_cache
 
@@ -44,7 +45,7 @@ BUILTIN_WORDS: frozenset[str] = frozenset(
     therapist therapists assassin assassins classic classical shiitake grape grapes
     assess assessed assesses assessing assessment cockermouth clitheroe twatt shitterton
     cockfosters essex sussex middlesex wessex hitchcock babcock woodcock matsushita dickens
-    dickinson cumming cummings shittu dikshit pratt shiite shiites
+    dickinson cumming cummings shittu dikshit pratt shiite shiites wankie
     """.split()
 )
 
@@ -66,9 +67,11 @@ BUILTIN_PHRASES: tuple[str, ...] = (
 _ENDINGS = frozenset("s es ed d er ers ing in y ie ies ey est".split())
 
 
-@lru_cache(maxsize=4)
-def frequent_words(min_zipf: float, language: str = LANGUAGE) -> frozenset[str]:
-    """ASCII alphabetic words of ``language`` at or above ``min_zipf``; empty without wordfreq."""
+@lru_cache(maxsize=8)
+def frequent_words(min_zipf: float, language: str = LANGUAGE, fold: bool = False) -> frozenset[str]:
+    """ASCII alphabetic words of ``language`` at or above ``min_zipf``; empty without wordfreq.
+    With ``fold``, accented words count too, with their accents removed (the matcher reads
+    "nègres" as "negres")."""
     try:
         from wordfreq import iter_wordlist, word_frequency
     except ImportError:  # pragma: no cover - wordfreq is a core dependency
@@ -83,7 +86,10 @@ def frequent_words(min_zipf: float, language: str = LANGUAGE) -> frozenset[str]:
             lo = mid + 1
         else:
             hi = mid
-    return frozenset(w for w in words[:lo] if w.isascii() and w.isalpha())
+    kept = words[:lo]
+    if fold:
+        kept = [w if w.isascii() else "".join(c for c in unicodedata.normalize("NFKD", w) if not unicodedata.combining(c)) for w in kept]
+    return frozenset(w for w in kept if w.isascii() and w.isalpha())
 
 
 def toxic_compound(word: str, start: int, end: int, forms: Container[str], glue: Container[str], endings: bool = True) -> bool:
