@@ -559,10 +559,12 @@ def external_eval() -> dict:
 
     # languages: own terms (several spellings) and wordfreq top 20k
     langs: dict = {}
-    default_keys = {" ".join(canonical_words(t)) for _, t, _ in load_policy("default").term_items()}
     for lang, templates in LANG_TEMPLATES.items():
         le = PolicyEngine(f"lang/{lang}")
-        items = [(c, t) for c, t, _ in le.policy.term_items() if " ".join(canonical_words(t)) not in default_keys]
+        # the language file's own entries: those written in it (default lists some of them as loanwords too)
+        source = str(Path(le.policy.source).resolve())
+        items = [(c, t) for c, t, _ in le.policy.term_items()
+                 if str(Path(le.policy._locations.get(("terms", c, t), ("", 0))[0]).resolve()) == source]
         own_keys = {" ".join(canonical_words(t)) for _, t in items}
         # recall counts the terms the policy acts on; opt-in categories (action allow) are left out
         own = [t for c, t in items if le.policy.categories[c].action != "allow"]

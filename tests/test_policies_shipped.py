@@ -94,6 +94,31 @@ def test_names_and_places_are_allowed(default: PolicyEngine, prompt: str) -> Non
     assert default.check(prompt).action is Action.ALLOW
 
 
+@pytest.mark.parametrize("word", ["mierda", "SCHEISSE", "Scheiße", "putain", "cazzo", "kurwa", "foda-se", "pendejo", "bhenchod"])
+def test_default_rewrites_foreign_profanity_written_in_an_english_prompt(default: PolicyEngine, word: str) -> None:
+    assert default.check(f'a sign that says "{word}"').action is Action.REWRITE
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a portrait of Vladimir Putin",  # "puta" takes no English ending
+        "die Vergabe der Preise",  # nor does "verga" glue to "be"
+        "Saint-Bauzille-de-Putois in spring",
+        "an imputation of motive",
+        "a cono of gelato",  # Spanish "coño" is left to lang/es: Italian "cono" is a cone
+    ],
+)
+def test_foreign_profanity_in_default_matches_whole_words_only(default: PolicyEngine, prompt: str) -> None:
+    assert default.check(prompt).action is Action.ALLOW
+
+
+def test_a_language_policy_keeps_its_own_entry_for_a_loanword_default_also_lists(default: PolicyEngine) -> None:
+    assert default.check('a sign that says "puta"').benign_prompt == 'a sign that says "reina"'
+    decision = PolicyEngine("lang/pt").check('um cartaz que diz "puta"')
+    assert decision.action is Action.REWRITE and decision.benign_prompt == 'um cartaz que diz "rainha"'
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_language_policy_loads_extends_default_and_detects(lang: str, default: PolicyEngine) -> None:
     by_name = PolicyEngine(f"lang/{lang}")
@@ -102,8 +127,9 @@ def test_language_policy_loads_extends_default_and_detects(lang: str, default: P
     assert resolve_policy_path(f"lang/{lang}") == (policies_dir() / "lang" / f"{lang}.yaml").resolve()
     policy = by_name.policy
     assert str((policies_dir() / "default.yaml").resolve()) in policy._files
-    own = {(c, t) for c, t, _ in policy.term_items()} - {(c, t) for c, t, _ in default.policy.term_items()}
-    assert len(own) >= 200
+    source = str((policies_dir() / "lang" / f"{lang}.yaml").resolve())
+    own = {(c, t) for c, t, _ in policy.term_items() if str(Path(policy._locations[("terms", c, t)][0]).resolve()) == source}
+    assert len(own) >= 200  # entries written in the language file (default lists a few as loanwords too)
     toxic, unaccented, innocent = LANG_CASES[lang]
     assert by_name.check(toxic).action is Action.REWRITE
     assert by_name.check(toxic.replace(toxic.split('"')[1], unaccented)).action is Action.REWRITE

@@ -276,7 +276,8 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     known |= _frequent_repeats(forms, frequent_words(REPEAT_MIN_ZIPF))
     known |= _innocent_l_reads(forms, innocent | frequent_words(CONTAINER_MIN_ZIPF))
     pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
-    english_words = vocabulary | FUNCTION_WORDS | GLUE_WORDS
+    # without spaCy's tables, frequent words stand in, so "put a" is still two words and not "puta" spelled out
+    english_words = (vocabulary or frequent_words(COMMON_MIN_ZIPF)) | FUNCTION_WORDS | GLUE_WORDS
     words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
     return CompiledLexicon(
         forms=forms,
