@@ -103,7 +103,7 @@ def test_default_rewrites_foreign_profanity_written_in_an_english_prompt(default
     "prompt",
     [
         "a portrait of Vladimir Putin",  # "puta" takes no English ending
-        "die Vergabe der Preise",  # nor does "verga" glue to "be"
+        "a portrait of Giovanni Verga",  # Spanish "verga" is left to lang/es: Verga is an Italian novelist
         "Saint-Bauzille-de-Putois in spring",
         "an imputation of motive",
         "a cono of gelato",  # Spanish "coño" is left to lang/es: Italian "cono" is a cone

@@ -87,8 +87,9 @@ def _vowel_spellings(word: str) -> set[str]:
 
 
 def _consonant_spellings(word: str) -> set[str]:
-    """A doubled consonant written once (faggot -> fagot), an s after a vowel written z
-    (lesbo -> lezbo), qu written kw (queef -> kweef) and a word-initial wh written h (whore -> hore)."""
+    """A doubled consonant written once in a word of seven letters or more (bukkake -> bukake),
+    an s after a vowel written z (lesbo -> lezbo), qu written kw (queef -> kweef) and a
+    word-initial wh written h (whores -> hores)."""
     out = {word[: m.start()] + word[m.start() + 1 :] for m in _DOUBLED.finditer(word)} if len(word) >= 7 else set()
     out |= {word[: m.start()] + "z" + word[m.end() :] for m in _S_AFTER_VOWEL.finditer(word)}
     if "ss" in word[1:-1] or word.endswith("ssy"):
