@@ -94,6 +94,11 @@ def test_names_and_places_are_allowed(default: PolicyEngine, prompt: str) -> Non
     assert default.check(prompt).action is Action.ALLOW
 
 
+@pytest.mark.parametrize("written", ["doggy style", "jail bait", "butt head", "butt munch"])
+def test_two_word_spellings_of_listed_compounds_are_terms(default: PolicyEngine, written: str) -> None:
+    assert default.check(f'a sign that says "{written}"').action is Action.REWRITE
+
+
 @pytest.mark.parametrize("word", ["mierda", "SCHEISSE", "Scheiße", "putain", "cazzo", "kurwa", "foda-se", "pendejo", "bhenchod"])
 def test_default_rewrites_foreign_profanity_written_in_an_english_prompt(default: PolicyEngine, word: str) -> None:
     assert default.check(f'a sign that says "{word}"').action is Action.REWRITE
