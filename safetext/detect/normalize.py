@@ -111,7 +111,7 @@ class Normalized:
         return self.starts[start], self.ends[end - 1]
 
 
-def _strip_marks(text: str) -> str:
+def strip_marks(text: str) -> str:
     """Compatibility decomposition without combining marks: NFKC's folding, accents removed."""
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
@@ -123,7 +123,7 @@ def _uts39(ch: str) -> str | None:
     found = confusables.is_confusable(ch, greedy=True, preferred_aliases=[])
     if not found:
         return None
-    readings = [_strip_marks(h["c"]) for h in found[0]["homoglyphs"]]
+    readings = [strip_marks(h["c"]) for h in found[0]["homoglyphs"]]
     readings = [r for r in readings if r and r.isascii() and r.strip()]
     if not readings:
         return None
@@ -142,7 +142,7 @@ def _own_reading(ch: str) -> str | None:
     folded = _OVERRIDES.get(ch)
     if folded is not None:
         return folded
-    stripped = _strip_marks(ch)
+    stripped = strip_marks(ch)
     if stripped.isascii():
         return stripped.lower()
     return _uts39(ch) if len(stripped) == 1 else None
@@ -160,7 +160,7 @@ def fold_char(ch: str) -> str:
         other = _other_case(ch)
         folded = _own_reading(other) if other is not None else None
     if folded is None:
-        folded = _strip_marks(ch).lower()
+        folded = strip_marks(ch).lower()
     if len(_FOLD_CACHE) >= _FOLD_CACHE_LIMIT:
         _FOLD_CACHE.clear()
     _FOLD_CACHE[ch] = folded

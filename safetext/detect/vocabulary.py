@@ -18,9 +18,10 @@ never hides what a glued or inflected spelling means.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Container
 from functools import lru_cache
+
+from safetext.detect.normalize import strip_marks
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def frequent_words(min_zipf: float, language: str = LANGUAGE, fold: bool = False
             hi = mid
     kept = words[:lo]
     if fold:
-        kept = [w if w.isascii() else "".join(c for c in unicodedata.normalize("NFKD", w) if not unicodedata.combining(c)) for w in kept]
+        kept = [w if w.isascii() else strip_marks(w) for w in kept]
     return frozenset(w for w in kept if w.isascii() and w.isalpha())
 
 
