@@ -156,12 +156,12 @@ def variants(form: str, ending: str) -> set[str]:
         out |= {form[:-3] + "as", form[:-3] + "az"}
     if not ending and form[-1:] not in "aeiouy" and 3 <= len(form) <= _MAX_ADJECTIVE:
         out |= {form + form[-1] + "y" if doubles_final(form) else form + "y", form + "ey"}  # "shitty", "shitey"
-    if form.endswith("ing") and len(form) >= 6:
+    if not ending and form.endswith("ing") and len(form) >= 6:
         out.add(form[:-1])  # the dropped g of a term listed in its -ing form: "shagging" -> "shaggin"
     out |= {x for v in list(out) for x in _hard_c_to_k(v)}
     out |= _ck_spellings(form) | {x for v in list(out) for x in _ck_spellings(v)}
-    undoubled = _consonant_spellings(form)
-    out |= undoubled | {x for v in undoubled for x in _hard_c_to_k(v)}  # "cunnilingus" -> "kunilingus"
+    consonants = _consonant_spellings(form)
+    out |= consonants | {x for v in consonants for x in _hard_c_to_k(v)}  # "cunnilingus" -> "kunilingus"
     if ending in ("", "s"):
         out |= _vowel_spellings(form) | _u_as_v(form)
     if not ending:
