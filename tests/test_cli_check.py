@@ -102,6 +102,7 @@ def test_policy_validate_and_schema(tmp_path: Path) -> None:
     assert ok.exit_code == 0 and "ok:" in ok.output
     listed = runner.invoke(app, ["policy", "validate", "policies/testbed.yaml", "--near-misses"])
     assert listed.exit_code == 0 and "'mate' is one letter from blocked 'hate'" in listed.output
+    assert "from blocked 'sob'" not in listed.output  # "sob" is blocked only as initials: a misdrawn "job" is no leak
     bad = tmp_path / "bad.yaml"
     bad.write_text("categories:\n  x:\n    targets: [morons]\nterms:\n  x:\n    moron:\n", encoding="utf-8")
     result = runner.invoke(app, ["policy", "validate", str(bad)])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,13 @@ from safetext.policy.engine import lexicon_spec, normalize_settings
 
 
 @pytest.fixture(scope="module")
-def matcher() -> Matcher:
-    return PolicyEngine("default").matcher
+def default_engine() -> PolicyEngine:
+    return PolicyEngine("default")
+
+
+@pytest.fixture(scope="module")
+def matcher(default_engine: PolicyEngine) -> Matcher:
+    return default_engine.matcher
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +113,27 @@ def test_spacy_adds_pos_aware_and_irregular_forms() -> None:
     assert {"molesting", "molested", "molests"} <= set(lexicon.forms)
     assert lexicon.forms["kill"].mode == "exact" and lexicon.forms["killing"].category == "negative"  # killing is its own opt-in term
     assert "skill" in lexicon.known and "therapist" in lexicon.known
+
+
+def test_spacy_tables_read_from_the_model_files_equal_spacy_load() -> None:
+    pytest.importorskip("spacy")
+    from safetext.detect import english
+
+    direct = english._build(*english._from_model_files())
+    assert direct == english._build(*english._from_spacy())
+    assert "idiot" in direct.pos and direct.irregular["mouse"] == {"mice": "s"}
+
+
+def test_cold_compile_imports_neither_spacy_nor_torch(tmp_path: Path) -> None:
+    pytest.importorskip("spacy")
+    code = (
+        "import sys\nfrom safetext.policy import PolicyEngine\ne = PolicyEngine('testbed')\n"
+        "print(e.lexicon.used_spacy, sorted(m for m in ('torch', 'spacy', 'thinc') if m in sys.modules))"
+    )
+    env = dict(os.environ, SAFETEXT_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert out.stdout.strip() == "True []"
+    assert list(tmp_path.glob("lexicon-*.json"))  # it compiled, into the empty cache
 
 
 def test_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,3 +312,54 @@ def test_a_phrase_holding_a_term_is_joined_as_a_whole_word_only(respelled: Match
 )
 def test_leetspeak_groups(matcher: Matcher, written: str, term: str) -> None:
     assert term in [t for _, t, _ in _found(matcher, f"a sign that says {written}")]
+
+
+# An acronym that is also a word (default: "sob", "fu") is read only as initials or in leetspeak.
+INITIALS = [
+    ('a sign that says "s.o.b."', 'a sign that says "a.b.c."'),
+    ("a sign that says S O B", "a sign that says A B C"),
+    ('a sign that says "S-O-B"', 'a sign that says "A-B-C"'),
+    ("a sign that says S. O. B.", "a sign that says A. B. C."),
+    ("a sign that says s0b", "a sign that says abc"),
+    ("a t-shirt that says F.U.", "a t-shirt that says O.K."),
+    ("a mug that says f u", "a mug that says o k"),
+]
+NOT_INITIALS = [
+    "a woman begins to sob in the rain",
+    "a sign that says SOB STORY",  # the word
+    "a sign that says s o b e r",  # the letters begin a longer spelled word
+    "kung fu panda poster",
+    "Fu Manchu",
+    "a portrait of Dr. F. U. Schmidt",  # a person's initials
+    "a sign that says F U N",
+]
+
+
+@pytest.mark.parametrize(("prompt", "benign"), INITIALS)
+def test_initials_terms_match_spelled_out(default_engine: PolicyEngine, prompt: str, benign: str) -> None:
+    decision = default_engine.check(prompt)
+    assert decision.action.value == "rewrite" and decision.benign_prompt == benign
+    assert decision.spans[0].method == "initials"
+
+
+@pytest.mark.parametrize("prompt", NOT_INITIALS)
+def test_initials_terms_leave_the_word_alone(default_engine: PolicyEngine, prompt: str) -> None:
+    assert default_engine.check(prompt).action.value == "allow"
+
+
+def test_initials_terms_are_cached_and_honour_the_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\ncategories:\n  insult: {targets: [pal]}\nterms:\n  insult:\n    idiot: angel\n"
+        "    pos: {targets: abc, match: initials}\n",
+        encoding="utf-8",
+    )
+    spec = lexicon_spec(load_policy(str(path)))
+    first = load_or_compile(spec, use_spacy=False)
+    assert set(first.initials) == {"pos"} and "pos" not in first.forms
+    assert load_or_compile(spec, use_spacy=False) == first  # read back from the cache file
+    assert PolicyEngine(str(path), use_spacy=False).check('a sign that says "P.O.S."').benign_prompt == 'a sign that says "A.B.C."'
+    path.write_text(path.read_text(encoding="utf-8") + "allow: [pos]\n", encoding="utf-8")
+    with pytest.raises(Exception, match="allow entry 'pos' hides"):
+        load_policy(str(path))

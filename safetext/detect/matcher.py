@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, l_as_i
-from safetext.detect.settings import NormalizeSettings
+from safetext.detect.settings import MAX_INITIALS, NormalizeSettings
 from safetext.detect.trie import trie_regex
 
 # Digits and symbols read as letters. Ambiguous ones list every reading.
@@ -147,6 +147,11 @@ class Matcher:
                     if sk[:k] in prefixes:
                         break
                     prefixes.add(sk[:k])
+        # acronym terms (match: initials) are read only as initials or in leetspeak, never as a word
+        self._initials = lexicon.initials
+        for key in self._initials:
+            sk = skeleton(key)
+            prefixes.update(sk[:k] for k in range(1, len(sk) + 1))
         self._skeleton_prefixes = frozenset(prefixes)
         # The trie of every glue-able form serves only tokens over _MAX_TOKEN characters, and
         # compiling it is most of a matcher's build time, so it is built on first use.
@@ -295,6 +300,10 @@ class Matcher:
             return (), letters  # "Scunt+horpe"
         if letters.isdigit():
             return self._digits(letters, pos), letters
+        if self._initials:
+            initial = self._initials_in_token(token, letters, pos)
+            if initial is not None:
+                return (initial,), initial.form
         found = self.lookup(letters)
         if found is not None and found[0] in self._whole_phrases and letters.isalpha():
             inner = self._glued(letters)  # "idiotface" is "idiot" glued to "face": the term is rewritten, not the phrase
@@ -348,6 +357,27 @@ class Matcher:
         if self.norm.repeats and _STRETCHED.search(token):
             return self._destretched(token), plain or letters
         return (), plain or letters
+
+    def _initial(self, letters: str) -> str | None:
+        """The acronym term ``letters`` spell, as written or in leetspeak ("s0b"), if any."""
+        if letters in self._initials:
+            return letters
+        if self.norm.leetspeak and not letters.isalpha() and len(letters) <= MAX_INITIALS:
+            return next((v for v in self._leet_variants(letters) if v in self._initials), None)
+        return None
+
+    def _initials_in_token(self, token: str, letters: str, pos: list[int]) -> Hit | None:
+        """An acronym term in one token, written as initials ("s.o.b", "S-O-B") or with a
+        digit or symbol for a letter ("s0b"). The plain word ("sob") is not one."""
+        if len(letters) > MAX_INITIALS:
+            return None
+        spelled = len(pos) < len(token) and all(len(part) == 1 for part in _PART.findall(token))
+        if not spelled and letters.isalpha():
+            return None
+        key = self._initial(letters)
+        if key is None or self._allowed(key):
+            return None
+        return Hit(pos[0], pos[-1] + 1, self._initials[key], "initials", key)
 
     def _digits(self, digits: str, pos: list[int]) -> tuple[Hit, ...]:
         """A number that reads as a term in leetspeak ("80085"). The engine keeps such a hit
@@ -557,7 +587,8 @@ class Matcher:
             letters, skel, joinable = pieces[i]
             if i < resume or matched[i] or not joinable or skel not in prefixes:
                 continue
-            best: tuple[int, str] | None = None
+            best: tuple[int, str, Entry, str] | None = None
+            single = len(letters) == 1  # every piece so far one letter: may spell an acronym term ("S O B")
             j = i
             while j + 1 < n and not matched[j + 1] and pieces[j + 1][2]:
                 more, more_skel, _ = pieces[j + 1]
@@ -569,17 +600,24 @@ class Matcher:
                     break
                 j += 1
                 letters += more
-                if len(letters) >= 3:
-                    found = self._window_lookup(letters)
-                    if found is not None:
+                single = single and len(more) == 1
+                found = self._window_lookup(letters) if len(letters) >= 3 else None
+                if found is not None:
+                    if runs is None:
+                        runs = _single_runs(pieces, matched)
+                    if self._window_ok(text, tokens, pieces, runs, i, j, found):
+                        best = (j, found[0], self.forms[found[0]], "split")
+                elif single and self._initials and len(letters) <= MAX_INITIALS:
+                    key = self._initial(letters)
+                    if key is not None and not self._allowed(key):
                         if runs is None:
                             runs = _single_runs(pieces, matched)
-                        if self._window_ok(text, tokens, pieces, runs, i, j, found):
-                            best = (j, found[0])
+                        if runs[0][i] == i and runs[1][j] == j:  # all of a run of single letters: "S O B", not "s o b e r"
+                            best = (j, key, self._initials[key], "initials")
             if best is None:
                 continue
-            end, form = best
-            hits.append(Hit(tokens[i][0], tokens[end][1], self.forms[form], "split", form))
+            end, form, entry, method = best
+            hits.append(Hit(tokens[i][0], tokens[end][1], entry, method, form))
             resume = end + 1
         if _QUOTE_PAIR.search(text):
             hits += self._quote_split_glued(text, tokens, matched, pieces, hits)

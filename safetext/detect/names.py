@@ -155,6 +155,18 @@ def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: 
     return None
 
 
+def initials_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
+    """Where the surname lies when ``text[start:end]``, capital letters spelled out as
+    initials ("F. U", "S.O.B"), begins a person's name ("F. U. Schmidt"), if it does."""
+    letters = [c for c in text[start:end] if c.isalpha()]
+    if not letters or not all(c.isupper() for c in letters):
+        return None
+    after = _next_word(text, end + 1 if text[end : end + 1] == "." else end)
+    if after is None or not _capitalised(after[2]) or after[2].lower() not in sets.surnames:
+        return None
+    return after[0], after[1]
+
+
 _SENTENCE_END = frozenset('.!?:;"\'([')
 TITLE_CASE_WORDS = 2
 """Capitalised frequent words inside a sentence that mark a prompt as written in title case."""
@@ -234,4 +246,4 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     return None
 
 
-__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "compile_names", "name_partner", "proper_partner"]
+__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "compile_names", "initials_partner", "name_partner", "proper_partner"]

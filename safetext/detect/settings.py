@@ -13,7 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-MatchMode = Literal["word", "exact", "substring"]
+MatchMode = Literal["word", "exact", "substring", "initials"]
+MIN_INITIALS, MAX_INITIALS = 2, 8
+"""Letters of a term that matches as initials (``match: initials``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,8 @@ class TermSpec:
     """One lexicon term with what its matches mean.
 
     ``severity`` runs from 1 (low) to 4 (critical); ``mode`` is how the term matches:
-    as a word (with inflections and obfuscations), only exactly, or inside any word.
+    as a word (with inflections and obfuscations), only exactly, inside any word, or (an
+    acronym that is also a word, "sob") only written as initials or in leetspeak.
     """
 
     term: str
@@ -58,4 +61,4 @@ class LexiconSpec:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-__all__ = ["LexiconSpec", "MatchMode", "NormalizeSettings", "TermSpec"]
+__all__ = ["MAX_INITIALS", "MIN_INITIALS", "LexiconSpec", "MatchMode", "NormalizeSettings", "TermSpec"]

@@ -46,14 +46,16 @@ def compiled_problems(policy: Policy, matcher: Matcher) -> list[tuple[Path_, str
     settings = matcher.norm
     problems: list[tuple[Path_, str]] = []
     unallowed: Matcher | None = None
-    for category, term, _spec in policy.term_items():
+    for category, term, spec in policy.term_items():
         key = " ".join(canonical_words(term))
-        if not key or _reads_as_itself(matcher, key) or any(hit.entry.term == key for hit in _scan(matcher, settings, key)):
+        # an acronym term is read only as initials: "s.o.b" is the prompt that holds it
+        probe = ".".join(key.replace(" ", "")) if (spec.match or policy.categories[category].match) == "initials" else key
+        if not key or _reads_as_itself(matcher, key) or any(hit.entry.term == key for hit in _scan(matcher, settings, probe)):
             continue
         path: Path_ = ("terms", category, term)
         if unallowed is None:
             unallowed = Matcher(dataclasses.replace(matcher.lex, allow_words=frozenset(), allow_phrases=()), settings)
-        if not any(hit.entry.term == key for hit in _scan(unallowed, settings, key)):
+        if not any(hit.entry.term == key for hit in _scan(unallowed, settings, probe)):
             problems.append((path, f"term {term!r} can never match: the matcher does not read it as a word"))
             continue
         # Allow entries also cover their plurals ("as" hides "ass"), so a culprit is an entry the

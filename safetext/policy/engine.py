@@ -19,7 +19,7 @@ from safetext.detect.classifiers import Classifier, create_classifier, occlusion
 from safetext.detect.inflect import inflect
 from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
-from safetext.detect.names import name_partner, proper_partner
+from safetext.detect.names import initials_partner, name_partner, proper_partner
 from safetext.detect.normalize import Normalized, case_variants, normalize
 from safetext.detect.scope import in_scope, render_scope, renders_alone
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
@@ -28,12 +28,12 @@ from safetext.policy.checks import check_compiled
 from safetext.policy.decision import ACTION_SEVERITY, Action, Decision, Span
 from safetext.policy.loader import load_policy, policy_fingerprint
 from safetext.policy.schema import ACTION_RANK, SEVERITY_RANK, Normalization, Policy
-from safetext.rewrite.operators import Edit, apply_operators, choose_target, keep_case, pick_non_overlapping
+from safetext.rewrite.operators import Edit, apply_operators, choose_target, keep_case, pick_non_overlapping, spell_like
 
 # How sure each detection method is that the text really is the term.
 METHOD_SCORE = {
     "lexicon": 1.0, "lemma": 0.95, "normalized": 0.95, "leetspeak": 0.9, "repeat": 0.9, "phrase": 1.0,
-    "split": 0.85, "masked": 0.8, "glued": 0.8, "substring": 0.85, "digits": 0.8,
+    "split": 0.85, "masked": 0.8, "glued": 0.8, "substring": 0.85, "digits": 0.8, "initials": 0.85,
 }
 # Risk contributed by a span of each severity (1..4, capped after the render boost).
 SEVERITY_RISK = {1: 0.35, 2: 0.6, 3: 0.85, 4: 1.0}
@@ -144,15 +144,15 @@ class PolicyEngine:
         without terms read inside a name (:meth:`_inside_name`)."""
         where = [norm.span(h.start, h.end) for h in hits]
         toxic = _Intervals(where)
-        return [
-            hit
-            for hit, (start, end) in zip(hits, where)
-            if not (
-                self._in_name(prompt, start, end, hit.entry.category, toxic)
-                if hit.method == "lexicon" and prompt[start:end].lower() == hit.form
-                else self._inside_name(prompt, start, end, toxic)
-            )
-        ]
+        return [hit for hit, (start, end) in zip(hits, where) if not self._named_hit(prompt, hit, start, end, toxic)]
+
+    def _named_hit(self, prompt: str, hit: Hit, start: int, end: int, toxic: _Intervals) -> bool:
+        if hit.method == "lexicon" and prompt[start:end].lower() == hit.form:
+            return self._in_name(prompt, start, end, hit.entry.category, toxic)
+        if hit.method == "initials":  # "F. U. Schmidt": a person's initials
+            partner = initials_partner(prompt, start, end, self.lexicon.names)
+            return partner is not None and not toxic.overlaps(*partner)
+        return self._inside_name(prompt, start, end, toxic)
 
     def _inside_name(self, prompt: str, start: int, end: int, others: _Intervals) -> bool:
         """Is ``prompt[start:end]`` part of a longer or respelled word that is a name in a
@@ -219,16 +219,19 @@ class PolicyEngine:
             score=score,
             in_render_scope=rendered,
             action=_to_action(action),
-            target=self._target(entry.term, entry.category, entry.ending, text) if action == "rewrite" else None,
+            target=self._target(entry.term, entry.category, entry.ending, text, method) if action == "rewrite" else None,
         )
 
-    def _target(self, term: str, category: str, ending: str, matched: str) -> str | None:
+    def _target(self, term: str, category: str, ending: str, matched: str, method: str = "lexicon") -> str | None:
         key = (term, category, ending, matched)
         cached = self._target_cache.get(key)
         if cached is None:
             if len(self._target_cache) > 20_000:
                 self._target_cache.clear()
-            cached = self._target_cache[key] = self._choose(term, category, ending, matched)
+            cached = self._choose(term, category, ending, matched)
+            if method == "initials":  # "S.O.B" is rewritten as initials too: "A.B.C"
+                cached = spell_like(matched, cached)
+            self._target_cache[key] = cached
         return cached
 
     def _choose(self, term: str, category: str, ending: str, matched: str) -> str:

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraint
 from safetext.audit.config import AuditConfig, LogConfig
 from safetext.detect.classifiers import available_classifiers
 from safetext.detect.lexicon import canonical_words
+from safetext.detect.settings import MAX_INITIALS, MIN_INITIALS
 
 CategoryAction = Literal["allow", "flag", "rewrite", "block"]
 Severity = Literal["low", "medium", "high", "critical"]
-MatchMode = Literal["word", "exact", "substring"]
+MatchMode = Literal["word", "exact", "substring", "initials"]
 Operator = Literal["replace", "mask", "remove"]
 
 ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "rewrite": 2, "block": 3}
@@ -103,7 +104,11 @@ class Term(_Strict):
     """One lexicon entry. In YAML a bare string or list is shorthand for ``targets``."""
 
     targets: list[str] = Field(default_factory=list)  # length checked by Policy.problems, which knows the term
-    match: MatchMode | None = None
+    match: MatchMode | None = Field(
+        None,
+        description="word (inflected and obfuscated forms), exact, substring (inside any word), or initials: an "
+        "acronym that is also a word (sob) matches only as initials (s.o.b., S O B) or in leetspeak (s0b).",
+    )
     severity: Severity | None = None
     enabled: bool = True
 
@@ -288,6 +293,11 @@ class Policy(_Strict):
                 )
                 continue
             seen[(cat, key)] = term
+            if (spec.match or self.categories[cat].match) == "initials" and not (
+                key.replace(" ", "").isalpha() and MIN_INITIALS <= len(key.replace(" ", "")) <= MAX_INITIALS
+            ):
+                problems.append((path, f"term {term!r} matches as initials, so it is {MIN_INITIALS} to {MAX_INITIALS} letters (an acronym such as 'sob')"))
+                continue
             if not spec.enabled:
                 continue
             if key in enabled:

@@ -24,6 +24,24 @@ class Operator(Protocol):
     def operate(self, text: str, params: dict[str, Any]) -> str: ...
 
 
+def spell_like(source: str, target: str) -> str:
+    """``target`` in the layout of ``source``, a word written as initials: "S.O.B" and "abc"
+    give "A.B.C", "s 0 b" gives "a b c". Each letter, digit or symbol of ``source`` takes one
+    letter of ``target``; what lies between them stays. A target of another length is only
+    given ``source``'s case."""
+    cased = keep_case(source, target)
+    slots = [i for i, c in enumerate(source) if c.isalnum() or c in _LETTER_SYMBOLS]
+    if len(slots) != len(cased) or not cased.isalpha():
+        return cased
+    out = list(source)
+    for i, ch in zip(slots, cased):
+        out[i] = ch
+    return "".join(out)
+
+
+_LETTER_SYMBOLS = frozenset("@$!|+#€¢£¡")  # symbols read as letters in leetspeak
+
+
 def keep_case(source: str, target: str) -> str:
     """Give ``target`` the case pattern of ``source``: IDIOT->ANGEL, Idiot->Angel, idiot->angel.
 
