@@ -126,6 +126,7 @@ INNOCENT = [
     ("quote split", 'a sign that says "nut" "job"'),  # two common words quoted one by one
     ("quote split", 'a sign that says "class" "ic"'),
     ("quote split", 'a sign that says "as" "sess"'),
+    ("possessive", "a sign that says Uncle Tom's Cabin"),  # real words side by side, one with 's
     ("control characters", "a sign that says cock\x00tail"),
     ("control characters", "a sign that says Scunt\x00horpe"),
     ("separator run", "a sign that says c..l..a..s..s"),

@@ -127,6 +127,11 @@ def _single_runs(pieces: list[tuple[str, str, bool]], matched: list[bool]) -> tu
     return first, last
 
 
+def _possessive(token: str, letters: str, words: frozenset[str]) -> bool:
+    """Is ``token`` a real word with 's ("Tom's", whose letters are "toms")?"""
+    return token.endswith(("'s", "’s")) and letters[:-1] in words
+
+
 class Matcher:
     """Finds lexicon terms in canonical text. One instance per compiled lexicon; thread-safe reads."""
 
@@ -685,8 +690,8 @@ class Matcher:
             # there ("pen" "is") are prose; a fragment of one or two letters is not a word.
             if all(self._common(p[0]) for p in pieces[i : j + 1]):
                 return False
-        elif all(p[0] in words or p[0] in GLUE_WORDS for p in pieces[i : j + 1]):
-            return False  # "pen is": real words side by side are not an obfuscation
+        elif all(p[0] in words or p[0] in GLUE_WORDS or _possessive(tokens[k][2], p[0], words) for k, p in enumerate(pieces[i : j + 1], i)):
+            return False  # "pen is", "Uncle Tom's": real words side by side are not an obfuscation
         elif j == i + 1 and gaps[0] == " " and (pieces[i][0] in FUNCTION_WORDS or pieces[j][0] in FUNCTION_WORDS):
             # A fragment beside a function word ("sh at", "twa at") spells a term only when
             # it is the term as written: "sh it" is shit, "sh at" is not the irregular "shat".
