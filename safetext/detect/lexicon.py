@@ -243,7 +243,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     known |= _innocent_l_reads(forms, innocent | frequent_words(CONTAINER_MIN_ZIPF))
     pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
     # without spaCy's tables, frequent words stand in, so "put a" is still two words and not "puta" spelled out
-    english_words = (vocabulary or frequent_words(COMMON_MIN_ZIPF)) | FUNCTION_WORDS | GLUE_WORDS
+    english_words = (vocabulary | _regular_forms(english) if english else frequent_words(COMMON_MIN_ZIPF)) | FUNCTION_WORDS | GLUE_WORDS
     words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
     return CompiledLexicon(
         forms=forms,
@@ -257,6 +257,20 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         names=compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF)) if spec.builtin_names else NameSets(),
         initials=initials,
     )
+
+
+_PROSE_ENDINGS = frozenset(("s", "ing", "ed"))
+
+
+def _regular_forms(english: English) -> set[str]:
+    """The regular plurals, -ing and -ed forms of spaCy's lemmas of three letters or more
+    (apes, hits, heads), which its tables leave out: real words side by side ("apes hit")
+    are prose, not a term split in two ("apeshit")."""
+    out: set[str] = set()
+    for lemma, pos in english.pos.items():
+        if len(lemma) >= 3:
+            out.update(form for form, ending in inflect.expand(lemma, pos).items() if ending in _PROSE_ENDINGS)
+    return out
 
 
 def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str]) -> None:
