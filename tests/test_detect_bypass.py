@@ -127,6 +127,8 @@ INNOCENT = [
     ("quote split", 'a sign that says "class" "ic"'),
     ("quote split", 'a sign that says "as" "sess"'),
     ("possessive", "a sign that says Uncle Tom's Cabin"),  # real words side by side, one with 's
+    ("possessive", "a map of the Niger's delta"),  # Niger + 's, not the respelled plural "nigers"
+    ("possessive", "a classical nude's pose in marble"),  # nude + 's, not "nudes"
     ("whitespace run", "two apes hit a drum"),  # real words side by side (apes + hit), one inflected
     ("whitespace run", "a cartoon of air heads and bird brains"),
     ("control characters", "a sign that says cock\x00tail"),

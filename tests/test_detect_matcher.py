@@ -363,3 +363,12 @@ def test_initials_terms_are_cached_and_honour_the_allow_list(tmp_path: Path, mon
     path.write_text(path.read_text(encoding="utf-8") + "allow: [pos]\n", encoding="utf-8")
     with pytest.raises(Exception, match="allow entry 'pos' hides"):
         load_policy(str(path))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "benign"),
+    [("a sign that says idiot's", "a sign that says angel's"), ("a sign that says n1gg3r's", "a sign that says neighbor's"),
+     ("a sign that says youidiot's", "a sign that says youangel's")],
+)
+def test_a_possessive_is_its_word_with_s(default_engine: PolicyEngine, prompt: str, benign: str) -> None:
+    assert default_engine.check(prompt).benign_prompt == benign

@@ -305,6 +305,9 @@ class Matcher:
             return (), letters  # "Scunt+horpe"
         if letters.isdigit():
             return self._digits(letters, pos), letters
+        if len(token) > 3 and token[-1] == "s" and token[-2] in "'’" and token[-3] not in _JOIN:
+            # a possessive is its word with 's: "Niger's" is not the form "nigers", "nude's" not "nudes"
+            return self.match_token(token[:-2])[0], letters
         if self._initials:
             initial = self._initials_in_token(token, letters, pos)
             if initial is not None:
