@@ -195,9 +195,7 @@ def near_misses(policy: Policy) -> list[str]:
     """
     acted = {c for c, cat in policy.categories.items() if cat.action != "allow"}
     # an initials term ("sob") is blocked only as initials: a target misdrawn as the word is not a leak
-    terms = sorted(
-        {term.lower() for category, term, spec in policy.term_items() if category in acted and (spec.match or policy.categories[category].match) != "initials"}
-    )
+    terms = sorted({term.lower() for category, term, spec in policy.term_items() if category in acted and policy.match_mode(category, spec) != "initials"})
     wildcard: dict[str, set[str]] = {}  # term with one position blanked -> terms (substitutions)
     deleted: dict[str, set[str]] = {}  # term with one character removed -> terms (one longer)
     for term in terms:

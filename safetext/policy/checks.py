@@ -49,7 +49,7 @@ def compiled_problems(policy: Policy, matcher: Matcher) -> list[tuple[Path_, str
     for category, term, spec in policy.term_items():
         key = " ".join(canonical_words(term))
         # an acronym term is read only as initials: "s.o.b" is the prompt that holds it
-        probe = ".".join(key.replace(" ", "")) if (spec.match or policy.categories[category].match) == "initials" else key
+        probe = ".".join(key.replace(" ", "")) if policy.match_mode(category, spec) == "initials" else key
         if not key or _reads_as_itself(matcher, key) or any(hit.entry.term == key for hit in _scan(matcher, settings, probe)):
             continue
         path: Path_ = ("terms", category, term)

@@ -53,7 +53,7 @@ def lexicon_spec(policy: Policy) -> LexiconSpec:
     terms = []
     for category, term, spec in policy.term_items():
         cat = policy.categories[category]
-        terms.append(TermSpec(term, category, SEVERITY_RANK[spec.severity or cat.severity], spec.match or cat.match))
+        terms.append(TermSpec(term, category, SEVERITY_RANK[spec.severity or cat.severity], policy.match_mode(category, spec)))
     return LexiconSpec(tuple(terms), tuple(policy.allow), policy.normalization.inflections, policy.builtin_names)
 
 
@@ -73,7 +73,7 @@ class PolicyEngine:
         check_compiled(self.policy, self.matcher, self.fingerprint)  # toxic targets, terms that never match
         self._classifier = classifier
         self._classifier_lock = threading.Lock()
-        self._target_cache: dict[tuple[str, str, str, str], str] = {}
+        self._target_cache: dict[tuple[str, str, str, str, bool], str] = {}
         self._spans_cache: dict[str, tuple[Span, ...]] = {}
         # Categories allowed both in and out of rendered text: their hits never become spans.
         self._silent = frozenset(
@@ -223,7 +223,7 @@ class PolicyEngine:
         )
 
     def _target(self, term: str, category: str, ending: str, matched: str, method: str = "lexicon") -> str | None:
-        key = (term, category, ending, matched)
+        key = (term, category, ending, matched, method == "initials")
         cached = self._target_cache.get(key)
         if cached is None:
             if len(self._target_cache) > 20_000:

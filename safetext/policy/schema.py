@@ -200,6 +200,10 @@ class Policy(_Strict):
             raise ValueError("; ".join(f"{'.'.join(map(str, path))}: {msg}" for path, msg in problems))
         return self
 
+    def match_mode(self, category: str, spec: Term) -> MatchMode:
+        """How a term of ``category`` matches: its own ``match``, else its category's."""
+        return spec.match or self.categories[category].match
+
     def term_items(self) -> list[tuple[str, str, Term]]:
         """(category, term, spec) for every enabled term, in file order."""
         out = []
@@ -293,7 +297,7 @@ class Policy(_Strict):
                 )
                 continue
             seen[(cat, key)] = term
-            if (spec.match or self.categories[cat].match) == "initials" and not (
+            if self.match_mode(cat, spec) == "initials" and not (
                 key.replace(" ", "").isalpha() and MIN_INITIALS <= len(key.replace(" ", "")) <= MAX_INITIALS
             ):
                 problems.append((path, f"term {term!r} matches as initials, so it is {MIN_INITIALS} to {MAX_INITIALS} letters (an acronym such as 'sob')"))
