@@ -26,6 +26,8 @@ PEOPLE = [
     "a biography titled Philip Dick",
     "a vintage poster of Fanny Brice",
     "a concert poster with the text Randy Newman",
+    'a poster that says "Dick Fosbury"',  # a surname the census tables lack, and no English word
+    "a film poster for Fanny Ardant",
 ]
 
 NOT_PEOPLE = [
@@ -36,6 +38,9 @@ NOT_PEOPLE = [
     'a sign that says "Big Dick Energy"',
     'a sign that says "Dick"',
     'a sign that says "Cock Smith"',  # not a given name
+    'a sign that says "Dick Sucka"',  # a respelled insult is frequent enough to be a word
+    'a sign that says "Dick Qzx"',  # no vowel: no name
+    'a sign that says "Dick Pics"',
 ]
 
 
@@ -221,3 +226,13 @@ def test_a_capitalised_sentence_start_is_no_title_case(engine: PolicyEngine) -> 
 )
 def test_a_hyphenated_name_is_a_proper_noun(engine: PolicyEngine, prompt: str, action: Action) -> None:
     assert engine.check(prompt).action is action
+
+
+def test_rare_surnames_need_the_compiled_word_set() -> None:
+    """Without the English word set nothing counts as too rare to be a word."""
+    sets = names.NameSets(given_terms=frozenset({"dick"}), surnames=frozenset({"smith"}))
+    text = "Dick Fosbury"
+    assert names.name_partner(text, 0, 4, sets) is None
+    rare = names.NameSets(given_terms=frozenset({"dick"}), words=frozenset({"head", "pics"}))
+    assert names.name_partner(text, 0, 4, rare) == (5, 12)
+    assert names.name_partner("Dick Head", 0, 4, rare) is None

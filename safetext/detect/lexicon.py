@@ -28,7 +28,7 @@ from typing import Any
 
 from safetext.detect import inflect, spelling
 from safetext.detect.english import English, english_tables
-from safetext.detect.names import PROPER_MAX_ZIPF, NameSets, compile_names
+from safetext.detect.names import PROPER_MAX_ZIPF, RARE_NAME_MAX_ZIPF, NameSets, compile_names
 from safetext.detect.normalize import normalize
 from safetext.detect.settings import LexiconSpec
 from safetext.detect.vocabulary import (
@@ -254,7 +254,9 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         allow_phrases=tuple(allow_phrases),
         used_spacy=english is not None,
         common=frozenset(p for p in words if len(p) >= 3 and p in frequent_words(COMMON_MIN_ZIPF)),
-        names=compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF)) if spec.builtin_names else NameSets(),
+        names=compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF), frequent_words(RARE_NAME_MAX_ZIPF))
+        if spec.builtin_names
+        else NameSets(),
         initials=initials,
     )
 

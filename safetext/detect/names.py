@@ -33,6 +33,11 @@ NAME_RATIO = 1.0
 PROPER_MAX_ZIPF = 5.0
 """A capitalised neighbour makes a proper noun only when rarer than this as an English word (wordfreq Zipf)."""
 
+RARE_NAME_MAX_ZIPF = 2.0
+"""A capitalised word after a given name that is a term ("Dick Fosbury") is a surname when it
+is rarer than this as an English word (wordfreq Zipf), even if the census tables lack it.
+Respellings of insults people write sit above it ("sucka": 2.1, "lickin": 2.1)."""
+
 _TABLES = {"surname": ("dist.all.last",), "given": ("dist.male.first", "dist.female.first")}
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -43,7 +48,8 @@ class NameSets:
 
     ``given_terms``/``surname_terms``: forms that are also given names or surnames;
     ``given``/``surnames``: names that are more common as names than as English words;
-    ``frequent``: English words at or above :data:`PROPER_MAX_ZIPF`.
+    ``frequent``: English words at or above :data:`PROPER_MAX_ZIPF`; ``words``: English
+    words at or above :data:`RARE_NAME_MAX_ZIPF`.
     """
 
     given_terms: frozenset[str] = frozenset()
@@ -51,6 +57,7 @@ class NameSets:
     given: frozenset[str] = frozenset()
     surnames: frozenset[str] = frozenset()
     frequent: frozenset[str] = frozenset()
+    words: frozenset[str] = frozenset()
 
 
 def _read(files: tuple[str, ...]) -> dict[str, float]:
@@ -70,10 +77,11 @@ def _read(files: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def compile_names(forms: Collection[str], frequent: frozenset[str]) -> NameSets:
+def compile_names(forms: Collection[str], frequent: frozenset[str], words: frozenset[str] = frozenset()) -> NameSets:
     """:class:`NameSets` for a lexicon's ``forms``; empty, with a warning, without the ``names`` package.
 
-    ``frequent`` is the set of English words at or above :data:`PROPER_MAX_ZIPF`.
+    ``frequent`` is the set of English words at or above :data:`PROPER_MAX_ZIPF`, ``words``
+    those at or above :data:`RARE_NAME_MAX_ZIPF`.
     """
     try:
         tables = {kind: _read(files) for kind, files in _TABLES.items()}
@@ -94,6 +102,7 @@ def compile_names(forms: Collection[str], frequent: frozenset[str]) -> NameSets:
         given=name_like(tables["given"]),
         surnames=name_like(tables["surname"]),
         frequent=frequent,
+        words=words,
     )
 
 
@@ -131,6 +140,15 @@ def _last_word(text: str, start: int) -> tuple[int, int, str] | None:
     return i, end, text[i:end]
 
 
+_VOWELS = frozenset("aeiouy")
+
+
+def _rare_surname(word: str, sets: NameSets) -> bool:
+    """A word of three letters or more, with a vowel, that is no English word at
+    :data:`RARE_NAME_MAX_ZIPF` (needs the compiled word set: without it, nothing is rare)."""
+    return bool(sets.words) and len(word) >= 3 and word not in sets.words and not _VOWELS.isdisjoint(word)
+
+
 def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: bool = False) -> tuple[int, int] | None:
     """Where the other half of a person's name lies, if ``text[start:end]`` is one half of one.
 
@@ -138,6 +156,8 @@ def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: 
     so the caller can refuse the reading when that neighbour is itself a toxic word. The
     word itself must be a lexicon form that is a name (``Dick``), or, with ``name_like``,
     any name more common as a name than as an English word (``Spicher``, which holds a term).
+    After a lexicon form that is a given name, a surname is one of the census tables or a
+    word too rare to be English (:func:`_rare_surname`: "Dick Fosbury").
     """
     word = text[start:end]
     if not (word.isascii() and word.isalpha()):
@@ -146,8 +166,10 @@ def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: 
     given, surname = (sets.given, sets.surnames) if name_like else (sets.given_terms, sets.surname_terms)
     if key in given:  # a given name, then a surname: "Dick Smith"
         after = _next_word(text, end)
-        if after is not None and _styled_alike(word, after[2]) and after[2].lower() in sets.surnames:
-            return after[0], after[1]
+        if after is not None and _styled_alike(word, after[2]):
+            later = after[2].lower()
+            if later in sets.surnames or (not name_like and _rare_surname(later, sets)):
+                return after[0], after[1]
     if key in surname:  # a surname after a given name: "Philip Dick"
         before = _last_word(text, start)
         if before is not None and _styled_alike(before[2], word) and before[2].lower() in sets.given:
@@ -246,4 +268,4 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     return None
 
 
-__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "compile_names", "initials_partner", "name_partner", "proper_partner"]
+__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "compile_names", "initials_partner", "name_partner", "proper_partner"]
