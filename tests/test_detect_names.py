@@ -119,6 +119,8 @@ def test_name_partner_positions(engine: PolicyEngine) -> None:
     assert names.name_partner("a poster of Dick Head", 12, 16, sets) is None
     assert names.proper_partner("a book cover titled Tit Willow", 20, 23, sets) == (24, 30)
     assert names.proper_partner("Pimp My Ride", 0, 4, sets) is None
+    assert names.proper_partner("Hooker, Oklahoma", 0, 6, sets) == (8, 16)
+    assert names.proper_partner("Hooker,Oklahoma", 0, 6, sets) is None
 
 
 def test_the_compiled_lexicon_carries_the_name_sets(engine: PolicyEngine) -> None:
@@ -149,6 +151,8 @@ EVERYDAY = [
     "a shag carpet in a 70s living room",
     "a book cover titled Tit Willow",  # a proper noun
     'a street sign that says "Knob Noster"',
+    'a road sign that says "Hooker, Oklahoma"',  # a place, then its region
+    "the hooker throws the ball into the lineout",
 ]
 
 RENDERED = [
@@ -159,6 +163,8 @@ RENDERED = [
     'a neon sign saying "pimp"',
     'a poster with the word shag in bold letters',
     'a sign that says "k.n.o.b"',
+    'a sign that says "Hookers, Nice Prices"',  # "Nice" is a frequent word, not a region
+    'a sign that says "HOOKER, OKLAHOMA"',
 ]
 
 

@@ -127,6 +127,13 @@ def _next_word(text: str, end: int) -> tuple[int, int, str] | None:
     return after.start(), after.end(), after.group()
 
 
+def _place_region(text: str, end: int) -> tuple[int, int, str] | None:
+    """The word after ``", "`` at ``end``, as in "Hooker, Oklahoma" (a place, then its region)."""
+    if text[end : end + 1] != ",":
+        return None
+    return _next_word(text, end + 1)
+
+
 def _last_word(text: str, start: int) -> tuple[int, int, str] | None:
     """The ASCII word one space before ``start``, if it is a whole word."""
     end = start - 1
@@ -251,7 +258,8 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
 
     For words whose everyday sense is innocent ("Tit Willow", "Knob Noster"): the word and
     a neighbour, one space away, are both capitalised, and the neighbour is not a frequent
-    English word (so "Pimp My Ride" and "Snatch It" do not count); or the word is part of a
+    English word (so "Pimp My Ride" and "Snatch It" do not count); or the word is a place
+    written before its region ("Hooker, Oklahoma"), under the same test; or it is part of a
     hyphenated name that begins with a capital, beside a part that is no frequent English
     word ("Hahoe-dong", "Dong-hyun"; not "Tit-bits"). Not in a prompt written in title case,
     where every word is capitalised.
@@ -262,7 +270,7 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     joined = _hyphen_partner(text, start, end, sets.frequent)
     if joined is not None or not _capitalised(word):
         return joined
-    for found in (_next_word(text, end), _last_word(text, start)):
+    for found in (_next_word(text, end), _last_word(text, start), _place_region(text, end)):
         if found is not None and len(found[2]) >= 2 and _capitalised(found[2]) and found[2].lower() not in sets.frequent:
             return found[0], found[1]
     return None
