@@ -357,7 +357,26 @@ def obfuscations(word: str) -> dict[str, str]:
         "doubled": "".join(c * 3 if c in "aeiou" else c for c in w),
         "quote_split": f'{joined[:mid]}" "{joined[mid:]}',
     }
+    swapped = _transposed(w)
+    if swapped is not None:
+        forms["transposed"] = swapped
     return forms
+
+
+def _transposed(word: str) -> str | None:
+    """``word`` with two neighbouring letters near its middle swapped, the first letter kept
+    ("idoit"); None for phrases, words under four letters, and swaps that make a word of
+    English (wordfreq Zipf 2 or more: "arse" -> "ares"), which read as that word."""
+    import wordfreq
+
+    if " " in word or len(word) < 4:
+        return None
+    mid = len(word) // 2
+    for k in sorted(range(1, len(word) - 1), key=lambda k: abs(k - mid)):
+        if word[k] != word[k + 1]:
+            out = word[:k] + word[k + 1] + word[k] + word[k + 2 :]
+            return None if wordfreq.zipf_frequency(out, "en") >= 2.0 else out
+    return None
 
 
 def _template(word: str, family: str, templates: tuple[str, ...]) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 import safetext.detect
 from safetext.detect.inflect import expand, inflect
-from safetext.detect.lexicon import compile_lexicon, load_or_compile
+from safetext.detect.lexicon import CompiledLexicon, compile_lexicon, load_or_compile
 from safetext.detect.matcher import Matcher
 from safetext.detect.normalize import normalize
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
@@ -65,6 +65,11 @@ def _found(matcher: Matcher, text: str) -> list[tuple[str, str, str]]:
         ("xxfuckxx", "fuck", "substring"),
         ("kill yourself", "kill yourself", "phrase"),
         ("killin", "kill", "lexicon"),
+        ("idoit", "idiot", "transposed"),  # two neighbouring letters swapped
+        ("idoits", "idiot", "transposed"),
+        ("shti", "shit", "transposed"),
+        ("1doit", "idiot", "transposed"),  # leetspeak, then the swap
+        ("xxfcukxx", "fuck", "transposed"),  # a swapped substring term inside a word
     ],
 )
 def test_obfuscations(core: Matcher, text: str, term: str, method: str) -> None:
@@ -76,7 +81,8 @@ def test_obfuscations(core: Matcher, text: str, term: str, method: str) -> None:
     "text",
     ["scunthorpe", "cocktail", "assassin", "classic", "therapist", "shiitake", "essex", "snigger", "skillful",
      "hateful", "pen is", "heel", "conn", "dumbbell", "grassland",
-     "b2b", "2024", "mp3", "hello!!!", "**bold**", "a.b.c", "u s a"],
+     "b2b", "2024", "mp3", "hello!!!", "**bold**", "a.b.c", "u s a",
+     "ares", "sith", "horse", "hoarse", "lotus", "carp", "form", "fletcher", "kutner"],  # a real word or name one swap from a term
 )
 def test_innocent_containers_do_not_match(matcher: Matcher, text: str) -> None:
     assert _found(matcher, text) == []
@@ -381,3 +387,41 @@ def test_initials_terms_are_cached_and_honour_the_allow_list(tmp_path: Path, mon
 )
 def test_a_possessive_is_its_word_with_s(default_engine: PolicyEngine, prompt: str, benign: str) -> None:
     assert default_engine.check(prompt).benign_prompt == benign
+
+
+def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A swap is read back to a term's written forms and inflections, and to a substring term
+    inside a longer word; never to a respelling or to a glued term, and never where a real
+    word has the swapped letters. It obeys the allow list and its switch."""
+    monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
+    spec = LexiconSpec(
+        terms=(
+            TermSpec("idiot", "insult", 2),
+            TermSpec("freak", "insult", 2),
+            TermSpec("dork", "insult", 1),
+            TermSpec("fuck", "profanity", 3, "substring"),
+            TermSpec("dick", "profanity", 2),
+        )
+    )
+    lexicon = load_or_compile(spec)
+    assert {"idiot", "idiots", "dork", "fuck"} <= lexicon.swap_forms  # written forms and inflections
+    assert "phreak" in lexicon.forms and "phreak" not in lexicon.swap_forms  # a respelling: a swap would be a second change
+    assert CompiledLexicon.from_json(lexicon.to_json()).swap_forms == lexicon.swap_forms
+    matcher = Matcher(lexicon)
+    assert _found(matcher, "dokr") == [("dokr", "dork", "transposed")]
+    assert _found(matcher, "fcuk") == [("fcuk", "fuck", "transposed")]
+    assert _found(matcher, "motherfcuker") == [("fcuker", "fuck", "transposed")]  # a substring term inside a word, at its longest form
+    assert _found(matcher, "mothefruck") == []  # a swap across the term's edge is not read
+    assert _found(matcher, "bigidck") == []  # glued terms are not searched inside a swapped word
+    assert _found(Matcher(lexicon, NormalizeSettings(transpositions=False)), "idoit") == []
+    allowed = load_or_compile(dataclasses.replace(spec, allow=("idoit",)))
+    assert _found(Matcher(allowed), "idoit") == []
+    assert _found(Matcher(allowed), "iidot") == [("iidot", "idiot", "transposed")]
+
+
+def test_transposed_word_is_rewritten_by_the_engine(default_engine: PolicyEngine) -> None:
+    decision = default_engine.check('a shop sign that says "IDOIT"')
+    assert decision.action.value == "rewrite"
+    assert [s.method for s in decision.spans] == ["transposed"]
+    assert "IDOIT" not in (decision.benign_prompt or "")
+    assert default_engine.check('a statue of Ares in a park').action.value == "allow"

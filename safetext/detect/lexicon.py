@@ -28,9 +28,10 @@ from typing import Any
 
 from safetext.detect import inflect, spelling
 from safetext.detect.english import English, english_tables
-from safetext.detect.names import PROPER_MAX_ZIPF, RARE_NAME_MAX_ZIPF, NameSets, compile_names
+from safetext.detect.names import PROPER_MAX_ZIPF, RARE_NAME_MAX_ZIPF, NameSets, census_names, compile_names
 from safetext.detect.normalize import normalize
 from safetext.detect.settings import LexiconSpec
+from safetext.detect.trie import trie_regex
 from safetext.detect.vocabulary import (
     BUILTIN_PHRASES,
     BUILTIN_WORDS,
@@ -104,6 +105,12 @@ class Entry:
         """May this form be found glued to another word? Only clear, longer terms."""
         return self.mode == "word" and self.severity >= 2 and len(self.term) >= 4
 
+    @property
+    def transposable(self) -> bool:
+        """May a form of this entry be read with two of its letters swapped ("idoit")?
+        Single-word terms; the form itself needs ``MIN_TRANSPOSED`` letters."""
+        return " " not in self.term
+
 
 @dataclass(frozen=True)
 class CompiledLexicon:
@@ -119,6 +126,8 @@ class CompiledLexicon:
     common: frozenset[str] = frozenset()  # pieces of forms that are frequent words of three letters or more
     names: NameSets = NameSets()  # what the name and proper-noun rules read (safetext.detect.names)
     initials: dict[str, Entry] = dataclasses.field(default_factory=dict)  # letters -> entry of a match: initials term
+    swap_forms: frozenset[str] = frozenset()  # forms a word with two letters swapped reads back to (see swap_forms)
+    swap_words: frozenset[str] = frozenset()  # real words a swap of a form makes (ares, sith): never read as it
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON containers, the on-disk cache format."""
@@ -137,6 +146,8 @@ class CompiledLexicon:
             "common": sorted(self.common),
             "names": {k: sorted(getattr(self.names, k)) for k in NameSets.__slots__},
             "initials": {k: e(v) for k, v in self.initials.items()},
+            "swap_forms": sorted(self.swap_forms),
+            "swap_words": sorted(self.swap_words),
         }
 
     @classmethod
@@ -162,6 +173,8 @@ class CompiledLexicon:
             common=frozenset(data["common"]),
             names=NameSets(**{k: frozenset(v) for k, v in data.get("names", {}).items()}),
             initials={k: entry(v) for k, v in data.get("initials", {}).items()},
+            swap_forms=frozenset(data.get("swap_forms", ())),
+            swap_words=frozenset(data.get("swap_words", ())),
         )
 
 
@@ -234,8 +247,10 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
             # joined around a term of its own, it matches as a whole word only: "fuckmeat" is "fuck" + "meat", not "fuckme" + "at"
             holds_term = any(word in forms for word in variant)
             forms.setdefault(form, dataclasses.replace(entry, mode="exact") if holds_term else entry)
+    real = _real_words(innocent)
+    swappable = swap_forms(forms)  # before the respellings: a swap in a respelling is two changes from the word
     if spec.inflections:
-        _add_spellings(forms, innocent)
+        _add_spellings(forms, real)
     known = _innocent_containers(forms, innocent, builtin | allow_words) | _innocent_repeats(forms, innocent)
     known |= {w for w in builtin if w not in forms}
     known |= _frequent_containers(forms, frequent_words(CONTAINER_MIN_ZIPF))
@@ -245,6 +260,11 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     # without spaCy's tables, frequent words stand in, so "put a" is still two words and not "puta" spelled out
     english_words = (vocabulary | _regular_forms(english) if english else frequent_words(COMMON_MIN_ZIPF)) | FUNCTION_WORDS | GLUE_WORDS
     words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
+    names = (
+        compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF), frequent_words(RARE_NAME_MAX_ZIPF))
+        if spec.builtin_names
+        else NameSets()
+    )
     return CompiledLexicon(
         forms=forms,
         phrases=tuple(phrases),
@@ -254,10 +274,10 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         allow_phrases=tuple(allow_phrases),
         used_spacy=english is not None,
         common=frozenset(p for p in words if len(p) >= 3 and p in frequent_words(COMMON_MIN_ZIPF)),
-        names=compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF), frequent_words(RARE_NAME_MAX_ZIPF))
-        if spec.builtin_names
-        else NameSets(),
+        names=names,
         initials=initials,
+        swap_forms=swappable,
+        swap_words=_swap_words(swappable, forms, real | known | (census_names() if spec.builtin_names else frozenset())),
     )
 
 
@@ -275,14 +295,19 @@ def _regular_forms(english: English) -> set[str]:
     return out
 
 
-def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str]) -> None:
-    """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word- and
-    substring-mode forms (each spelling matches as a word), leaving out any that is a real
-    word in English or in another language a policy ships (a respelling there is that word,
-    not the term)."""
+def _real_words(innocent: frozenset[str] | set[str]) -> set[str]:
+    """``innocent`` and the words of English and of the other languages a policy ships that a
+    respelling or a swap of letters may land on (German "kok", "ares"): such a word is that word."""
     real = set(innocent) | frequent_words(CONTAINER_MIN_ZIPF)
     for language in SPELLING_LANGUAGES:
         real |= frequent_words(SPELLING_MIN_ZIPF, language, fold=True)
+    return real
+
+
+def _add_spellings(forms: dict[str, Entry], real: set[str]) -> None:
+    """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word- and
+    substring-mode forms (each spelling matches as a word), leaving out any that is a ``real``
+    word (a respelling there is that word, not the term)."""
     added: dict[str, Entry] = {}
     for form, entry in forms.items():
         if entry.mode == "exact" or entry.severity < 2 or " " in entry.term or len(form) < 3:
@@ -295,6 +320,38 @@ def _add_spellings(forms: dict[str, Entry], innocent: frozenset[str] | set[str])
                 added.setdefault(variant, respelled)
     for variant, entry in added.items():
         forms.setdefault(variant, entry)
+
+
+def swap_forms(forms: dict[str, Entry]) -> frozenset[str]:
+    """The forms a word with two letters swapped is read back to: the written forms and
+    inflections of single-word entries, of ``MIN_TRANSPOSED`` letters or more."""
+    return frozenset(f for f, e in forms.items() if e.transposable and len(f) >= spelling.MIN_TRANSPOSED and f.isalpha())
+
+
+def inner_swaps(swappable: frozenset[str], forms: dict[str, Entry]) -> dict[str, str]:
+    """Swapped spellings of the substring terms among ``swappable``, each to its form
+    ("fcuk": "fuck"), for finding them inside a longer word ("motherfcuker"). Any two
+    neighbouring letters may be swapped: inside a word, the term's first letter is no anchor."""
+    out: dict[str, str] = {}
+    for form in sorted(swappable):
+        if forms[form].mode == "substring":
+            for k in range(len(form) - 1):
+                swapped = form[:k] + form[k + 1] + form[k] + form[k + 2 :]
+                if swapped != form:
+                    out.setdefault(swapped, form)
+    return out
+
+
+def _swap_words(swappable: frozenset[str], forms: dict[str, Entry], real: set[str]) -> frozenset[str]:
+    """The ``real`` words that a swap form makes with two neighbouring letters swapped ("ares"
+    is "arse", "sith" is "shit") or that hold a swapped substring term ("abhangiger"), so the
+    matcher reads them as the words they are."""
+    whole = {w for f in swappable for w in spelling.transpositions(f) if w in real and w not in forms}
+    inner = inner_swaps(swappable, forms)
+    if inner:
+        pattern = trie_regex(list(inner))
+        whole |= {w for w in real if w not in forms and pattern.search(w)}
+    return frozenset(whole)
 
 
 def _listed_plural(form: str, forms: dict[str, Entry]) -> bool:

@@ -3,7 +3,8 @@
 It scans canonical text (see :mod:`safetext.detect.normalize`) token by token. Each token is
 tried whole (exact, inflected, leetspeak, l read as i, repeated letters, masked), then in
 parts, then with symbols between its letters dropped, then for glued terms, then with
-letters written three times or more cut back ("fuuuckaaa"). A number is read as leetspeak
+letters written three times or more cut back ("fuuuckaaa"), then with two neighbouring
+letters swapped back ("idoit"). A number is read as leetspeak
 ("80085"), which the engine keeps only where the prompt renders it alone. Then consecutive tokens are
 joined across whatever separates them (spaces, punctuation, quotes, emoji: a tokenizer
 drops all of it, and the model draws the letters side by side), so ``i d i o t``,
@@ -19,8 +20,9 @@ import operator
 import re
 from dataclasses import dataclass
 
-from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, l_as_i
+from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, inner_swaps, l_as_i
 from safetext.detect.settings import MAX_INITIALS, NormalizeSettings
+from safetext.detect.spelling import MIN_TRANSPOSED, transpositions
 from safetext.detect.trie import trie_regex
 
 # Digits and symbols read as letters. Ambiguous ones list every reading.
@@ -166,6 +168,9 @@ class Matcher:
         self._whole_phrases = frozenset(f for f, e in self.forms.items() if e.mode == "exact" and " " in e.term)
         substring_forms = [f for f, e in self.forms.items() if e.mode == "substring"]
         self._substring = trie_regex(substring_forms) if substring_forms else None
+        self._swap_forms = lexicon.swap_forms
+        self._inner_swaps = inner_swaps(lexicon.swap_forms, self.forms)
+        self._inner_swap = trie_regex(list(self._inner_swaps)) if self._inner_swaps else None
         # Words a spelled-out term may stand beside: "y o u a r e a n i d i o t".
         self._connectors = GLUE_WORDS | FUNCTION_WORDS | lexicon.allow_words | frozenset(self.forms)
         self._innocent = lexicon.allow_words | lexicon.known
@@ -364,7 +369,32 @@ class Matcher:
                 return tuple(Hit(pos[h.start], pos[h.end - 1] + 1, h.entry, h.method, h.form) for h in hits), plain
         if self.norm.repeats and _STRETCHED.search(token):
             return self._destretched(token), plain or letters
+        if plain is not None and self.norm.transpositions and len(pos) == len(plain):
+            hits = self._transposed(plain)
+            if hits:
+                return tuple(Hit(pos[h.start], pos[h.end - 1] + 1, h.entry, h.method, h.form) for h in hits), hits[0].form
         return (), plain or letters
+
+    def _transposed(self, word: str) -> tuple[Hit, ...]:
+        """``word`` read with two neighbouring letters swapped back: as a whole, to a term's
+        written form or inflection ("idoit" is "idiot"), or inside it, to a substring term
+        ("motherfcuker"). Nothing when ``word`` is a real word (ares, sith), a census name or an
+        innocent container. Glued terms are not searched inside a swapped word: too many real
+        words the compiler never saw hold a glued term one swap away ("acocunt")."""
+        if len(word) < MIN_TRANSPOSED or word in self.lex.swap_words or word in self._innocent:
+            return ()
+        form = next((f for f in sorted(transpositions(word)) if f in self._swap_forms and not self._allowed(f)), None)
+        if form is not None:
+            return (Hit(0, len(word), self.forms[form], "transposed", form),)
+        if self._inner_swap is None or len(word) <= MIN_TRANSPOSED:
+            return ()
+        for m in self._inner_swap.finditer(word):
+            a, b = m.span()
+            repaired = word[:a] + self._inner_swaps[m.group()] + word[b:]
+            hits = tuple(Hit(h.start, h.end, h.entry, "transposed", h.form) for h in self._glued(repaired) if h.start < b and h.end > a)
+            if hits:
+                return hits
+        return ()
 
     def _initial(self, letters: str) -> str | None:
         """The acronym term ``letters`` spell, as written or in leetspeak ("s0b"), if any."""

@@ -77,6 +77,23 @@ def _read(files: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def census_names() -> frozenset[str]:
+    """Every given name and surname the census tables list, however rare (lower case);
+    empty without the ``names`` package. A word among them is someone's name."""
+    try:
+        root = resources.files("names")
+        return frozenset(
+            line.split(maxsplit=1)[0].lower()
+            for files in _TABLES.values()
+            for name in files
+            for line in root.joinpath(name).read_text(encoding="ascii").splitlines()
+            if line.strip()
+        )
+    except (ImportError, FileNotFoundError, OSError):
+        return frozenset()
+
+
 def compile_names(forms: Collection[str], frequent: frozenset[str], words: frozenset[str] = frozenset()) -> NameSets:
     """:class:`NameSets` for a lexicon's ``forms``; empty, with a warning, without the ``names`` package.
 
@@ -276,4 +293,4 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     return None
 
 
-__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "compile_names", "initials_partner", "name_partner", "proper_partner"]
+__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "proper_partner"]

@@ -29,6 +29,7 @@ class NormalizeSettings:
     repeats: bool = True  # collapse repeated letters
     inflections: bool = True  # match plurals, -ing, -ed, -er forms of each term
     glued: bool = True  # find terms glued to another word
+    transpositions: bool = True  # read a word with two neighbouring letters swapped as the term ("idoit")
 
 
 @dataclass(frozen=True, slots=True)

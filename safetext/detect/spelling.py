@@ -23,6 +23,10 @@ and careless spellings are found too:
 
 The compiler drops a spelling that is a real word (see :mod:`safetext.detect.vocabulary`),
 so only spellings that read as nothing but the term are added.
+
+Two neighbouring letters swapped ("idoit") would add several spellings per form, so they are
+not compiled: :func:`transpositions` serves the matcher, which swaps the letters of a word
+it does not know back, and the compiler, which lists the real words such a swap makes.
 """
 
 from __future__ import annotations
@@ -170,4 +174,16 @@ def variants(form: str, ending: str) -> set[str]:
     return {v for v in out if len(v) >= 4}
 
 
-__all__ = ["variants"]
+MIN_TRANSPOSED = 4
+"""Letters a form needs before a swap of two of its letters reads as it."""
+
+
+def transpositions(word: str) -> set[str]:
+    """``word`` with two neighbouring letters after the first swapped ("idoit", "btich",
+    "dikc"). A reader still reads the word (the first letter anchors it) and a model draws the
+    letters as written, so the swap hides nothing. Used by the matcher per unknown word, and by
+    the compiler to find the real words a swap makes ("ares" from "arse"), which stay words."""
+    return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(1, len(word) - 1) if word[i] != word[i + 1]}
+
+
+__all__ = ["MIN_TRANSPOSED", "transpositions", "variants"]

@@ -44,6 +44,9 @@ class Normalization(_Strict):
     repeats: bool = Field(True, description="Collapse repeated letters: fuuuuck.")
     inflections: bool = Field(True, description="Match plurals, -ing, -ed, -er forms of each term.")
     glued: bool = Field(True, description="Find terms glued to another word: youidiot.")
+    transpositions: bool = Field(
+        True, description="Read a word with two neighbouring letters after the first swapped as the term: idoit, btich."
+    )
 
 
 class Scope(_Strict):
