@@ -335,10 +335,8 @@ def inner_swaps(swappable: frozenset[str], forms: dict[str, Entry]) -> dict[str,
     out: dict[str, str] = {}
     for form in sorted(swappable):
         if forms[form].mode == "substring":
-            for k in range(len(form) - 1):
-                swapped = form[:k] + form[k + 1] + form[k] + form[k + 2 :]
-                if swapped != form:
-                    out.setdefault(swapped, form)
+            for swapped in sorted(spelling.transpositions(form, first=0)):
+                out.setdefault(swapped, form)
     return out
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -60,20 +60,24 @@ class NameSets:
     words: frozenset[str] = frozenset()
 
 
-def _read(files: tuple[str, ...]) -> dict[str, float]:
-    """Lower-case name -> share of people, for every name the tables give a non-zero share."""
-    out: dict[str, float] = {}
+def _rows(files: tuple[str, ...]) -> Iterator[tuple[str, float]]:
+    """(lower-case name, share of people) for each line of the census tables ``files``, in
+    their order: by share, highest first."""
     root = resources.files("names")
     for name in files:
         for line in root.joinpath(name).read_text(encoding="ascii").splitlines():
             parts = line.split()
-            if len(parts) < 2:
-                continue
-            share = float(parts[1]) / 100
-            if share <= 0.0:
-                break  # the tables are sorted by share; the rest round to zero
-            key = parts[0].lower()
-            out[key] = max(out.get(key, 0.0), share)
+            if len(parts) >= 2:
+                yield parts[0].lower(), float(parts[1]) / 100
+
+
+def _read(files: tuple[str, ...]) -> dict[str, float]:
+    """Lower-case name -> share of people, for every name the tables give a non-zero share."""
+    out: dict[str, float] = {}
+    for key, share in _rows(files):
+        if share <= 0.0:
+            continue  # each table is sorted by share; the rest of it rounds to zero
+        out[key] = max(out.get(key, 0.0), share)
     return out
 
 
@@ -82,14 +86,7 @@ def census_names() -> frozenset[str]:
     """Every given name and surname the census tables list, however rare (lower case);
     empty without the ``names`` package. A word among them is someone's name."""
     try:
-        root = resources.files("names")
-        return frozenset(
-            line.split(maxsplit=1)[0].lower()
-            for files in _TABLES.values()
-            for name in files
-            for line in root.joinpath(name).read_text(encoding="ascii").splitlines()
-            if line.strip()
-        )
+        return frozenset(key for files in _TABLES.values() for key, _ in _rows(files))
     except (ImportError, FileNotFoundError, OSError):
         return frozenset()
 

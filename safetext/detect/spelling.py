@@ -178,12 +178,13 @@ MIN_TRANSPOSED = 4
 """Letters a form needs before a swap of two of its letters reads as it."""
 
 
-def transpositions(word: str) -> set[str]:
-    """``word`` with two neighbouring letters after the first swapped ("idoit", "btich",
-    "dikc"). A reader still reads the word (the first letter anchors it) and a model draws the
-    letters as written, so the swap hides nothing. Used by the matcher per unknown word, and by
-    the compiler to find the real words a swap makes ("ares" from "arse"), which stay words."""
-    return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(1, len(word) - 1) if word[i] != word[i + 1]}
+def transpositions(word: str, first: int = 1) -> set[str]:
+    """``word`` with two neighbouring letters swapped, from letter ``first`` on ("idoit",
+    "btich", "dikc"). A reader still reads the word (its first letter anchors it) and a model
+    draws the letters as written, so the swap hides nothing. Used by the matcher per unknown
+    word, and by the compiler to find the real words a swap makes ("ares" from "arse"), which
+    stay words. A term inside a longer word has no such anchor: ``first=0`` swaps it anywhere."""
+    return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(first, len(word) - 1) if word[i] != word[i + 1]}
 
 
 __all__ = ["MIN_TRANSPOSED", "transpositions", "variants"]
