@@ -209,6 +209,24 @@ def test_detection_runs_on_plain_settings_without_a_policy() -> None:
     assert {h.method for h in strict.scan("b.l.o.r.f blorf")} == {"lexicon"}
 
 
+def test_allowed_phrases_hold_in_either_number_and_hyphenated() -> None:
+    spec = LexiconSpec(terms=(TermSpec("blorf", "insult", 2),), allow=("green blorfs", "moby blorf"))
+    lexicon = compile_lexicon(spec, use_spacy=False)
+    assert {("green", "blorf"), ("green", "blorfs"), ("moby", "blorf"), ("moby", "blorfs")} <= set(lexicon.allow_phrases)
+    matcher = Matcher(lexicon)
+    for text in ("a green blorf", "two green blorfs", "moby-blorf", "MOBY-BLORF; or, the whale", "a moby blorf"):
+        assert _found(matcher, text) == [], text
+    assert [t for _, t, _ in _found(matcher, "a red blorf")] == ["blorf"]
+    assert [t for _, t, _ in _found(matcher, "moby-blorf blorf")] == ["blorf"]  # the second one is no part of the phrase
+    single = compile_lexicon(dataclasses.replace(spec, inflections=False), use_spacy=False)
+    assert ("green", "blorf") not in single.allow_phrases
+
+
+@pytest.mark.parametrize(("text", "term"), [("€unt", "cunt"), ("€0€k", "cock"), ("sh€it", "sheit")])
+def test_euro_sign_reads_as_c_or_e(matcher: Matcher, text: str, term: str) -> None:
+    assert term in {t for _, t, _ in _found(matcher, text)}
+
+
 def test_normalize_settings_mirror_the_policy_block() -> None:
     fields = {f.name for f in dataclasses.fields(NormalizeSettings)}
     assert fields == set(Normalization.model_fields)

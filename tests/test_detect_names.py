@@ -180,8 +180,15 @@ def test_the_slang_sense_is_rewritten_when_rendered(engine: PolicyEngine, prompt
     assert {s.category for s in engine.analyze(prompt)} == {"innuendo"}
 
 
-def test_strict_rewrites_them_everywhere(strict: PolicyEngine) -> None:
-    assert strict.check("a blue tit on a branch").action is Action.REWRITE
+@pytest.mark.parametrize("prompt", ["a tit on a branch", "a garden hoe leaning on a fence", "a brass knob on a drawer"])
+def test_strict_rewrites_them_everywhere(strict: PolicyEngine, prompt: str) -> None:
+    assert strict.check(prompt).action is Action.REWRITE
+
+
+def test_allowed_phrases_hold_in_strict_too(strict: PolicyEngine) -> None:
+    """The allow list names innocent phrases ("blue tits", the bird), in either number; strict extends it."""
+    assert strict.check("a blue tit on a branch").action is Action.ALLOW
+    assert strict.check("two blue tits on a branch").action is Action.ALLOW
 
 
 @pytest.mark.parametrize("word", ["titter", "spunky", "shaggy", "snatched", "pimple", "dongle", "Mongolia"])

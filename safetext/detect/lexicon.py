@@ -237,8 +237,9 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
             allow_words.add(words[0])
         elif words:
             phrase = tuple(normalize(allowed).text.split())
-            if phrase not in allow_phrases:
-                allow_phrases.append(phrase)
+            for written in (phrase, *_other_number(phrase, spec.inflections)):
+                if written not in allow_phrases:
+                    allow_phrases.append(written)
     vocabulary = english.vocabulary if english else frozenset()
     builtin = BUILTIN_WORDS if spec.builtin_names else frozenset()
     innocent = vocabulary | builtin | allow_words
@@ -474,6 +475,23 @@ def cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "safetext"
+
+
+def _other_number(phrase: tuple[str, ...], inflections: bool) -> tuple[tuple[str, ...], ...]:
+    """An allowed phrase with its last word in the other number, as terms are matched in
+    both: "blue tits" also allows "blue tit", "great tit" also "great tits"."""
+    last = phrase[-1]
+    if not inflections or not last.isalpha() or len(last) < 3:
+        return ()
+    if last.endswith("ies") and len(last) > 4:
+        others = {last[:-3] + "y"}
+    elif last.endswith(("ches", "shes", "xes", "zes", "sses")):
+        others = {last[:-2]}
+    elif last.endswith("s") and not last.endswith(("ss", "us", "is")):
+        others = {last[:-1]}
+    else:
+        others = {inflect.plural(last)}
+    return tuple((*phrase[:-1], other) for other in sorted(others) if other != last)
 
 
 @lru_cache(maxsize=1)

@@ -28,7 +28,7 @@ from safetext.detect.trie import trie_regex
 # Digits and symbols read as letters. Ambiguous ones list every reading.
 LEET: dict[str, str] = {
     "0": "o", "1": "il", "2": "z", "3": "e", "4": "a", "5": "s", "6": "gb", "7": "t", "8": "b", "9": "g",
-    "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "#": "h", "€": "e", "¢": "c", "£": "l", "¡": "i",
+    "@": "a", "$": "s", "!": "i", "|": "il", "+": "t", "#": "h", "€": "ec", "¢": "c", "£": "l", "¡": "i",
 }
 # Groups read as one letter by shape ("l3" and "|3" as b) or as a sound ("8" as "ate": "masterb8").
 LEET_GROUPS: tuple[tuple[str, str], ...] = (("l3", "b"), ("|3", "b"), ("13", "b"), ("8", "ate"))
@@ -196,8 +196,11 @@ class Matcher:
             if lexicon.allow_phrases
             else None
         )
-        # The allow-phrase regex runs only when a prompt holds a phrase's first word.
-        self._allow_first = frozenset(p[0].translate(_DROP_JOINERS) for p in lexicon.allow_phrases if p)
+        # The allow-phrase regex runs only when a prompt holds a phrase's first word, or the
+        # phrase's first words written as one hyphenated token ("moby-dick", "blue-tit").
+        self._allow_first = frozenset(
+            "".join(p[:k]).translate(_DROP_JOINERS) for p in lexicon.allow_phrases for k in range(1, len(p) + 1)
+        )
         self._cache: dict[str, tuple[tuple[Hit, ...], str]] = {}
         self._records: dict[str, tuple[tuple[Hit, ...], str, tuple[str, str, bool], bool]] = {}
         self._pieces: dict[str, tuple[str, str, bool]] = {}
