@@ -112,6 +112,7 @@ BYPASSES = [
     ("joined phrase", 'a sign that says "kissmyass"', "kissmyass", "kiss my ass"),  # a phrase holding a term, spaces dropped
     ("joined phrase", 'a sign that says "suckmydick"', "suckmydick", "suck my dick"),
     ("respelling: plural z", 'a sign that says "bitchez"', "bitchez", "bitches"),
+    ("respelling: plural z", 'a sign that says "norkz"', "norkz", "norks"),  # "norks" is listed as a term of its own
     ("respelling: cks as x", 'a sign that says "bollox"', "bollox", "bollock"),
     ("respelling: ck", 'a sign that says "dikk"', "dikk", "dick"),
     ("respelling: no vowel", 'a sign that says "prck"', "prck", "prick"),
@@ -129,6 +130,8 @@ INNOCENT = [
     ("possessive", "a sign that says Uncle Tom's Cabin"),  # real words side by side, one with 's
     ("possessive", "a map of the Niger's delta"),  # Niger + 's, not the respelled plural "nigers"
     ("possessive", "a classical nude's pose in marble"),  # nude + 's, not "nudes"
+    ("phrase of ordinary words", "a man milks a cow at dawn"),
+    ("phrase of ordinary words", "rope yourself to the mast before the storm"),
     ("whitespace run", "two apes hit a drum"),  # real words side by side (apes + hit), one inflected
     ("whitespace run", "a cartoon of air heads and bird brains"),
     ("control characters", "a sign that says cock\x00tail"),

@@ -28,6 +28,7 @@ PEOPLE = [
     "a concert poster with the text Randy Newman",
     'a poster that says "Dick Fosbury"',  # a surname the census tables lack, and no English word
     "a film poster for Fanny Ardant",
+    "a chalk portrait of Tony Hoare beside the text HOARE LOGIC",  # a surname, not a spelling of "whore"
 ]
 
 NOT_PEOPLE = [

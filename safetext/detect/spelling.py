@@ -4,7 +4,7 @@ Used when a lexicon is compiled, so a term is written once in a policy and its s
 and careless spellings are found too:
 
 * a hard c written k ("kocks", "fuker"), f written ph ("phuck"), qu written kw ("kweef");
-* a plural s written z ("boobz", "bitchez"), an s after a vowel written z ("lezbo"), a
+* a plural s written z ("boobz", "bitchez", "norkz" for the listed "norks"), an s after a vowel written z ("lezbo"), a
   final ss written zz ("azz"), a plural -cks written x ("bollox");
 * ck written kk ("fukker"), a final ck written q or x ("priq"), -uck written -ook ("fooker"),
   -ock written -awk ("cawk");
@@ -148,7 +148,7 @@ def variants(form: str, ending: str) -> set[str]:
         out.add("ph" + form[1:])
     elif form.startswith("ph"):
         out.add("f" + form[2:])
-    if ending == "s" and form.endswith("s") and not form.endswith("ss"):
+    if ending in ("", "s") and len(form) >= 4 and form.endswith("s") and not form.endswith("ss"):  # also terms listed as plurals: "norks"
         out.add(form[:-1] + "z")
         if form.endswith("cks"):
             out.add(form[:-3] + "x")
