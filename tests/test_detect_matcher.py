@@ -70,6 +70,8 @@ def _found(matcher: Matcher, text: str) -> list[tuple[str, str, str]]:
         ("shti", "shit", "transposed"),
         ("1doit", "idiot", "transposed"),  # leetspeak, then the swap
         ("xxfcukxx", "fuck", "transposed"),  # a swapped substring term inside a word
+        ("mothefruck", "fuck", "transposed"),  # swapped across the substring term's edge
+        ("iddoit", "idiot", "transposed"),  # stretched, then the swap
     ],
 )
 def test_obfuscations(core: Matcher, text: str, term: str, method: str) -> None:
@@ -82,7 +84,8 @@ def test_obfuscations(core: Matcher, text: str, term: str, method: str) -> None:
     ["scunthorpe", "cocktail", "assassin", "classic", "therapist", "shiitake", "essex", "snigger", "skillful",
      "hateful", "pen is", "heel", "conn", "dumbbell", "grassland",
      "b2b", "2024", "mp3", "hello!!!", "**bold**", "a.b.c", "u s a",
-     "ares", "sith", "horse", "hoarse", "lotus", "carp", "form", "fletcher", "kutner"],  # a real word or name one swap from a term
+     "ares", "sith", "horse", "hoarse", "lotus", "carp", "form", "fletcher", "kutner",  # a real word or name one swap from a term
+     "countdown", "discountmart", "aufrucken", "cunit", "shiite", "goodman", "pennisi", "dongning", "wanakah"],  # or a swap and a run
 )
 def test_innocent_containers_do_not_match(matcher: Matcher, text: str) -> None:
     assert _found(matcher, text) == []
@@ -408,9 +411,10 @@ def test_a_possessive_is_its_word_with_s(default_engine: PolicyEngine, prompt: s
 
 
 def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A swap is read back to a term's written forms and inflections, and to a substring term
-    inside a longer word; never to a respelling or to a glued term, and never where a real
-    word has the swapped letters. It obeys the allow list and its switch."""
+    """A swap is read back to a term's written forms and inflections (also stretched), and to a
+    substring term inside a longer word or across its edge; never to a respelling or to a glued
+    term, and never where a real word has the swapped letters. It obeys the allow list and its
+    switch."""
     monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
     spec = LexiconSpec(
         terms=(
@@ -419,6 +423,7 @@ def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(t
             TermSpec("dork", "insult", 1),
             TermSpec("fuck", "profanity", 3, "substring"),
             TermSpec("dick", "profanity", 2),
+            TermSpec("porno", "sexual", 2),
         )
     )
     lexicon = load_or_compile(spec)
@@ -429,7 +434,15 @@ def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(t
     assert _found(matcher, "dokr") == [("dokr", "dork", "transposed")]
     assert _found(matcher, "fcuk") == [("fcuk", "fuck", "transposed")]
     assert _found(matcher, "motherfcuker") == [("fcuker", "fuck", "transposed")]  # a substring term inside a word, at its longest form
-    assert _found(matcher, "mothefruck") == []  # a swap across the term's edge is not read
+    assert _found(matcher, "mothefruck") == [("fruck", "fuck", "transposed")]  # across the term's edge, at the seam
+    assert _found(matcher, "fucmke") == [("fucmk", "fuck", "transposed")]
+    assert _found(matcher, "fucake") == []  # a vowel swapped in between two consonants is a syllable of its own
+    assert CompiledLexicon.from_json(lexicon.to_json()).edge_swaps == lexicon.edge_swaps
+    assert lexicon.edge_swaps["fruck"] == "rfuck" and "fluck" not in lexicon.edge_swaps  # German pflucken, zerpfluckt ...
+    assert "aufrucken" in lexicon.swap_words  # the one real word that holds "fruck"
+    assert _found(matcher, "iddoit") == [("iddoit", "idiot", "transposed")]  # stretched and swapped
+    assert _found(matcher, "iditot") == []  # the run is one the swap makes, not the word's
+    assert "porron" in lexicon.swap_words and _found(matcher, "porron") == []  # Spanish: not "porno" stretched and swapped
     assert _found(matcher, "bigidck") == []  # glued terms are not searched inside a swapped word
     assert _found(Matcher(lexicon, NormalizeSettings(transpositions=False)), "idoit") == []
     allowed = load_or_compile(dataclasses.replace(spec, allow=("idoit",)))

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ class CompiledLexicon:
     initials: dict[str, Entry] = dataclasses.field(default_factory=dict)  # letters -> entry of a match: initials term
     swap_forms: frozenset[str] = frozenset()  # forms a word with two letters swapped reads back to (see swap_forms)
     swap_words: frozenset[str] = frozenset()  # real words a swap of a form makes (ares, sith): never read as it
+    edge_swaps: dict[str, str] = dataclasses.field(default_factory=dict)  # swaps across a substring term's edge ("fruck": "rfuck")
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON containers, the on-disk cache format."""
@@ -148,6 +150,7 @@ class CompiledLexicon:
             "initials": {k: e(v) for k, v in self.initials.items()},
             "swap_forms": sorted(self.swap_forms),
             "swap_words": sorted(self.swap_words),
+            "edge_swaps": self.edge_swaps,
         }
 
     @classmethod
@@ -175,6 +178,7 @@ class CompiledLexicon:
             initials={k: entry(v) for k, v in data.get("initials", {}).items()},
             swap_forms=frozenset(data.get("swap_forms", ())),
             swap_words=frozenset(data.get("swap_words", ())),
+            edge_swaps=dict(data.get("edge_swaps", {})),
         )
 
 
@@ -266,6 +270,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         if spec.builtin_names
         else NameSets()
     )
+    edges = edge_swaps(swappable, forms, real)
     return CompiledLexicon(
         forms=forms,
         phrases=tuple(phrases),
@@ -278,7 +283,8 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         names=names,
         initials=initials,
         swap_forms=swappable,
-        swap_words=_swap_words(swappable, forms, real | known | (census_names() if spec.builtin_names else frozenset())),
+        swap_words=_swap_words(swappable, forms, real | known | (census_names() if spec.builtin_names else frozenset()), edges),
+        edge_swaps=edges,
     )
 
 
@@ -329,6 +335,30 @@ def swap_forms(forms: dict[str, Entry]) -> frozenset[str]:
     return frozenset(f for f, e in forms.items() if e.transposable and len(f) >= spelling.MIN_TRANSPOSED and f.isalpha())
 
 
+_REPEATED = re.compile(r"(.)\1")
+
+
+def swap_keys(swappable: frozenset[str]) -> dict[str, list[str]]:
+    """The swap forms by their letters with each run of one letter cut to one ("fagit":
+    ["faggit"]), for :func:`spelling.stretched_swap`."""
+    out: dict[str, list[str]] = {}
+    for form in sorted(swappable):
+        out.setdefault(_collapse(form), []).append(form)
+    return out
+
+
+def _stretched_swap_words(swappable: frozenset[str], forms: dict[str, Entry], real: set[str]) -> set[str]:
+    """The ``real`` words that read as a stretched swap form with two letters swapped
+    (:func:`spelling.stretched_swap`). A swap keeps a word's set of letters, so only words
+    with a swap form's set of letters are tried."""
+    keys = swap_keys(swappable)
+    letter_sets = {frozenset(f) for f in swappable}
+    return {
+        w for w in real
+        if len(w) >= spelling.MIN_STRETCHED_SWAP and _REPEATED.search(w) and w not in forms and frozenset(w) in letter_sets and spelling.stretched_swap(w, keys)
+    }
+
+
 def inner_swaps(swappable: frozenset[str], forms: dict[str, Entry]) -> dict[str, str]:
     """Swapped spellings of the substring terms among ``swappable``, each to its form
     ("fcuk": "fuck"), for finding them inside a longer word ("motherfcuker"). Any two
@@ -341,12 +371,43 @@ def inner_swaps(swappable: frozenset[str], forms: dict[str, Entry]) -> dict[str,
     return out
 
 
-def _swap_words(swappable: frozenset[str], forms: dict[str, Entry], real: set[str]) -> frozenset[str]:
+EDGE_SWAP_MAX_WORDS = 2
+"""Real words that may hold a swap across a term's edge before the swap is not read at all:
+"count" (c|o swapped in "ocunt") lies in hundreds of words, "fruck" in one ("aufrucken")."""
+
+
+def edge_swaps(swappable: frozenset[str], forms: dict[str, Entry], real: set[str]) -> dict[str, str]:
+    """Swaps across the first or last letter of the shortest substring terms (``fuck``, not
+    ``fucker``), each to the letters as meant (:func:`spelling.edge_swaps`), for finding the
+    term inside a compound ("mothefruck"). A swap that more than ``EDGE_SWAP_MAX_WORDS`` real
+    words hold is a common run of letters and left out; the real words that hold a kept one
+    are swap words (:func:`_swap_words`)."""
+    terms = [f for f in sorted(swappable) if forms[f].mode == "substring"]
+    base = [f for f in terms if not any(g != f and g in f for g in terms)]
+    candidates: dict[str, str] = {}
+    for form in base:
+        for swapped, meant in spelling.edge_swaps(form).items():
+            if swapped not in forms:
+                candidates.setdefault(swapped, meant)
+    if not candidates:
+        return {}
+    held: dict[str, int] = dict.fromkeys(candidates, 0)
+    pattern = re.compile("(?=(" + "|".join(map(re.escape, sorted(candidates, key=len, reverse=True))) + "))")
+    cores = trie_regex(sorted({f[1:] for f in base} | {f[:-1] for f in base}))  # each swap holds one: "uck", "fuc"
+    for word in real:
+        if cores.search(word):
+            for swapped in {m.group(1) for m in pattern.finditer(word)}:
+                held[swapped] += 1
+    return {s: m for s, m in candidates.items() if held[s] <= EDGE_SWAP_MAX_WORDS}
+
+
+def _swap_words(swappable: frozenset[str], forms: dict[str, Entry], real: set[str], edges: dict[str, str] | None = None) -> frozenset[str]:
     """The ``real`` words that a swap form makes with two neighbouring letters swapped ("ares"
-    is "arse", "sith" is "shit") or that hold a swapped substring term ("abhangiger"), so the
-    matcher reads them as the words they are."""
+    is "arse", "sith" is "shit"; also stretched, :func:`_stretched_swap_words`) or that hold a swapped substring term ("abhangiger", or across
+    its edge: "aufrucken"), so the matcher reads them as the words they are."""
     whole = {w for f in swappable for w in spelling.transpositions(f) if w in real and w not in forms}
-    inner = inner_swaps(swappable, forms)
+    whole |= _stretched_swap_words(swappable, forms, real)
+    inner = inner_swaps(swappable, forms) | (edges or {})
     if inner:
         pattern = trie_regex(list(inner))
         whole |= {w for w in real if w not in forms and pattern.search(w)}

@@ -20,9 +20,9 @@ import operator
 import re
 from dataclasses import dataclass
 
-from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, inner_swaps, l_as_i
+from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, inner_swaps, l_as_i, swap_keys
 from safetext.detect.settings import MAX_INITIALS, NormalizeSettings
-from safetext.detect.spelling import MIN_TRANSPOSED, transpositions
+from safetext.detect.spelling import MIN_STRETCHED_SWAP, MIN_TRANSPOSED, stretched_swap, transpositions
 from safetext.detect.trie import trie_regex
 
 # Digits and symbols read as letters. Ambiguous ones list every reading.
@@ -169,7 +169,8 @@ class Matcher:
         substring_forms = [f for f, e in self.forms.items() if e.mode == "substring"]
         self._substring = trie_regex(substring_forms) if substring_forms else None
         self._swap_forms = lexicon.swap_forms
-        self._inner_swaps = inner_swaps(lexicon.swap_forms, self.forms)
+        self._swap_keys = swap_keys(lexicon.swap_forms)
+        self._inner_swaps = {**lexicon.edge_swaps, **inner_swaps(lexicon.swap_forms, self.forms)}
         self._inner_swap = trie_regex(list(self._inner_swaps)) if self._inner_swaps else None
         # Words a spelled-out term may stand beside: "y o u a r e a n i d i o t".
         self._connectors = GLUE_WORDS | FUNCTION_WORDS | lexicon.allow_words | frozenset(self.forms)
@@ -380,13 +381,16 @@ class Matcher:
 
     def _transposed(self, word: str) -> tuple[Hit, ...]:
         """``word`` read with two neighbouring letters swapped back: as a whole, to a term's
-        written form or inflection ("idoit" is "idiot"), or inside it, to a substring term
-        ("motherfcuker"). Nothing when ``word`` is a real word (ares, sith), a census name or an
-        innocent container. Glued terms are not searched inside a swapped word: too many real
+        written form or inflection ("idoit" is "idiot", stretched "reeatrd" is "retard"), or inside it, to a substring term
+        ("motherfcuker"), also across the term's edge ("mothefruck"). Nothing when ``word``
+        is a real word (ares, sith), a census name or an innocent container. Glued terms are not searched inside a swapped word: too many real
         words the compiler never saw hold a glued term one swap away ("acocunt")."""
         if len(word) < MIN_TRANSPOSED or word in self.lex.swap_words or word in self._innocent:
             return ()
         form = next((f for f in sorted(transpositions(word)) if f in self._swap_forms and not self._allowed(f)), None)
+        if form is None and self.norm.repeats and len(word) >= MIN_STRETCHED_SWAP:
+            form = stretched_swap(word, self._swap_keys)  # "reeatrd"
+            form = None if form is None or self._allowed(form) else form
         if form is not None:
             return (Hit(0, len(word), self.forms[form], "transposed", form),)
         if self._inner_swap is None or len(word) <= MIN_TRANSPOSED:
@@ -394,7 +398,8 @@ class Matcher:
         for m in self._inner_swap.finditer(word):
             a, b = m.span()
             repaired = word[:a] + self._inner_swaps[m.group()] + word[b:]
-            hits = tuple(Hit(h.start, h.end, h.entry, "transposed", h.form) for h in self._glued(repaired) if h.start < b and h.end > a)
+            # a hit spans the swapped letters too: "fruck" of "mothefruck" is the term's letters
+            hits = tuple(Hit(min(h.start, a), max(h.end, b), h.entry, "transposed", h.form) for h in self._glued(repaired) if h.start < b and h.end > a)
             if hits:
                 return hits
         return ()

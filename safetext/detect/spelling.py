@@ -27,11 +27,15 @@ so only spellings that read as nothing but the term are added.
 Two neighbouring letters swapped ("idoit") would add several spellings per form, so they are
 not compiled: :func:`transpositions` serves the matcher, which swaps the letters of a word
 it does not know back, and the compiler, which lists the real words such a swap makes.
+:func:`edge_swaps` gives the swaps across the edge of a term inside a compound ("mothefruck"),
+and :func:`stretched_swap` reads a swap in a word with a letter repeated ("reeatrd").
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterable, Mapping
 
 from safetext.detect.inflect import doubles_final
 
@@ -187,4 +191,51 @@ def transpositions(word: str, first: int = 1) -> set[str]:
     return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(first, len(word) - 1) if word[i] != word[i + 1]}
 
 
-__all__ = ["MIN_TRANSPOSED", "transpositions", "variants"]
+def edge_swaps(form: str) -> dict[str, str]:
+    """``form``'s first or last letter swapped with a letter outside it, each swapped spelling
+    to the letters as meant: "fruck" is "rfuck" ("mothefruck"), "fucmk" is "fuckm" ("fucmke").
+    A swap at the seam of a compound is the same one slip of the keys as a swap inside a word."""
+    out: dict[str, str] = {}
+    for x in "abcdefghijklmnopqrstuvwxyz":
+        # beside a same letter the swap changes nothing or doubles it; a vowel between two
+        # consonants is a syllable of its own and reads as another word ("cunit", "Cunit")
+        if x not in form[:2] and not (x in _VOWELS and form[0] not in _VOWELS and form[1] not in _VOWELS):
+            out.setdefault(form[0] + x + form[1:], x + form)
+        if x not in form[-2:] and not (x in _VOWELS and form[-2] not in _VOWELS and form[-1] not in _VOWELS):
+            out.setdefault(form[:-1] + x + form[-1], form + x)
+    return out
+
+
+MIN_STRETCHED_SWAP = 6
+"""Letters a word needs before it is read as a stretched term with two letters swapped."""
+
+_RUN = re.compile(r"(.)\1+")
+
+
+def _runs(word: str) -> tuple[str, tuple[int, ...]]:
+    """``word`` with each run of one letter cut to one, and the length of each run."""
+    groups = [(ch, len(list(run))) for ch, run in itertools.groupby(word)]
+    return "".join(ch for ch, _ in groups), tuple(n for _, n in groups)
+
+
+def stretched_swap(word: str, by_key: Mapping[str, Iterable[str]]) -> str | None:
+    """The form ``word`` reads as with two neighbouring letters swapped back and its repeated
+    letters cut ("reeatrd" is "retard", "fagigtt" is "faggit"), or None. ``by_key`` maps the
+    forms, each with its runs of one letter cut to one, to the forms. Only the runs ``word``
+    holds itself stretch the form: a run the swap makes ("Pennisi" to "penniis") is a chance
+    of letters, while one it mends is the form's own ("fagigtt" to "faggitt")."""
+    own = {m.group() for m in _RUN.finditer(word)}
+    if not own:
+        return None
+    for swapped in sorted(transpositions(word)):
+        key, counts = _runs(swapped)
+        for form in by_key.get(key, ()):
+            wanted = _runs(form)[1]
+            if all(a >= b for a, b in zip(counts, wanted)) and all(
+                key[i] * a in own for i, (a, b) in enumerate(zip(counts, wanted)) if a > b
+            ) and counts != wanted:
+                return form
+    return None
+
+
+__all__ = ["MIN_STRETCHED_SWAP", "MIN_TRANSPOSED", "edge_swaps", "stretched_swap", "transpositions", "variants"]
