@@ -353,10 +353,8 @@ def _stretched_swap_words(swappable: frozenset[str], forms: dict[str, Entry], re
     with a swap form's set of letters are tried."""
     keys = swap_keys(swappable)
     letter_sets = {frozenset(f) for f in swappable}
-    return {
-        w for w in real
-        if len(w) >= spelling.MIN_STRETCHED_SWAP and _REPEATED.search(w) and w not in forms and frozenset(w) in letter_sets and spelling.stretched_swap(w, keys)
-    }
+    candidates = (w for w in real if len(w) >= spelling.MIN_STRETCHED_SWAP and _REPEATED.search(w) and w not in forms)
+    return {w for w in candidates if frozenset(w) in letter_sets and spelling.stretched_swap(w, keys)}
 
 
 def inner_swaps(swappable: frozenset[str], forms: dict[str, Entry]) -> dict[str, str]:
@@ -403,8 +401,9 @@ def edge_swaps(swappable: frozenset[str], forms: dict[str, Entry], real: set[str
 
 def _swap_words(swappable: frozenset[str], forms: dict[str, Entry], real: set[str], edges: dict[str, str] | None = None) -> frozenset[str]:
     """The ``real`` words that a swap form makes with two neighbouring letters swapped ("ares"
-    is "arse", "sith" is "shit"; also stretched, :func:`_stretched_swap_words`) or that hold a swapped substring term ("abhangiger", or across
-    its edge: "aufrucken"), so the matcher reads them as the words they are."""
+    is "arse", "sith" is "shit"; also stretched, :func:`_stretched_swap_words`) or that hold a
+    swapped substring term ("abhangiger", or across its edge: "aufrucken"), so the matcher
+    reads them as the words they are."""
     whole = {w for f in swappable for w in spelling.transpositions(f) if w in real and w not in forms}
     whole |= _stretched_swap_words(swappable, forms, real)
     inner = inner_swaps(swappable, forms) | (edges or {})

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, inner_swaps, l_as_i, swap_keys
 from safetext.detect.settings import MAX_INITIALS, NormalizeSettings
 from safetext.detect.spelling import MIN_STRETCHED_SWAP, MIN_TRANSPOSED, stretched_swap, transpositions
+from safetext.detect.spelling import runs as _runs
 from safetext.detect.trie import trie_regex
 
 # Digits and symbols read as letters. Ambiguous ones list every reading.
@@ -55,7 +56,6 @@ _MAX_JOINED = 40  # letters in one window of joined tokens
 _CONTEXT = 24  # letters of a spelled-out word looked at on each side of a hit
 _DOUBLE = re.compile(r"(.)\1")
 _RUNS = re.compile(r"(.)\1+")
-_ANY_RUN = re.compile(r"((.)\2*)", re.DOTALL)
 _STRETCHED = re.compile(r"(.)\1\1")  # no English word holds one letter three times running
 # Numbers read as leetspeak need this many digits ("455" is a room before it is "ass");
 # years and numbers of 0s and 1s only (binary) stay numbers.
@@ -86,12 +86,6 @@ class Hit:
     entry: Entry
     method: str
     form: str
-
-
-def _runs(s: str) -> tuple[str, tuple[int, ...]]:
-    """``s`` with each run of one letter cut to one, and the length of each run."""
-    runs = _ANY_RUN.findall(s)
-    return "".join(c for _, c in runs), tuple(len(r) for r, _ in runs)
 
 
 _HITS = operator.itemgetter(0)
@@ -381,9 +375,10 @@ class Matcher:
 
     def _transposed(self, word: str) -> tuple[Hit, ...]:
         """``word`` read with two neighbouring letters swapped back: as a whole, to a term's
-        written form or inflection ("idoit" is "idiot", stretched "reeatrd" is "retard"), or inside it, to a substring term
-        ("motherfcuker"), also across the term's edge ("mothefruck"). Nothing when ``word``
-        is a real word (ares, sith), a census name or an innocent container. Glued terms are not searched inside a swapped word: too many real
+        written form or inflection ("idoit" is "idiot", stretched "reeatrd" is "retard"), or
+        inside it, to a substring term ("motherfcuker"), also across the term's edge
+        ("mothefruck"). Nothing when ``word`` is a real word (ares, sith), a census name or an
+        innocent container. Glued terms are not searched inside a swapped word: too many real
         words the compiler never saw hold a glued term one swap away ("acocunt")."""
         if len(word) < MIN_TRANSPOSED or word in self.lex.swap_words or word in self._innocent:
             return ()

@@ -33,7 +33,6 @@ and :func:`stretched_swap` reads a swap in a word with a letter repeated ("reeat
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -210,12 +209,13 @@ MIN_STRETCHED_SWAP = 6
 """Letters a word needs before it is read as a stretched term with two letters swapped."""
 
 _RUN = re.compile(r"(.)\1+")
+_ANY_RUN = re.compile(r"((.)\2*)", re.DOTALL)
 
 
-def _runs(word: str) -> tuple[str, tuple[int, ...]]:
+def runs(word: str) -> tuple[str, tuple[int, ...]]:
     """``word`` with each run of one letter cut to one, and the length of each run."""
-    groups = [(ch, len(list(run))) for ch, run in itertools.groupby(word)]
-    return "".join(ch for ch, _ in groups), tuple(n for _, n in groups)
+    found = _ANY_RUN.findall(word)
+    return "".join(c for _, c in found), tuple(len(r) for r, _ in found)
 
 
 def stretched_swap(word: str, by_key: Mapping[str, Iterable[str]]) -> str | None:
@@ -228,9 +228,9 @@ def stretched_swap(word: str, by_key: Mapping[str, Iterable[str]]) -> str | None
     if not own:
         return None
     for swapped in sorted(transpositions(word)):
-        key, counts = _runs(swapped)
+        key, counts = runs(swapped)
         for form in by_key.get(key, ()):
-            wanted = _runs(form)[1]
+            wanted = runs(form)[1]
             if all(a >= b for a, b in zip(counts, wanted)) and all(
                 key[i] * a in own for i, (a, b) in enumerate(zip(counts, wanted)) if a > b
             ) and counts != wanted:
@@ -238,4 +238,4 @@ def stretched_swap(word: str, by_key: Mapping[str, Iterable[str]]) -> str | None
     return None
 
 
-__all__ = ["MIN_STRETCHED_SWAP", "MIN_TRANSPOSED", "edge_swaps", "stretched_swap", "transpositions", "variants"]
+__all__ = ["MIN_STRETCHED_SWAP", "MIN_TRANSPOSED", "edge_swaps", "runs", "stretched_swap", "transpositions", "variants"]
