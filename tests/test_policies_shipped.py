@@ -82,7 +82,8 @@ def test_opt_in_words_are_allowed_by_default_and_rewritten_by_strict(
 @pytest.mark.parametrize(
     "form",
     ["FUCK", "sh1t", "f.u.c.k", "b-i-t-c-h", "i d i o t", "id\u200biot", "аsshole", "ｆｕｃｋ", "𝐜𝐮𝐧𝐭", "fuuuck", "dickhead", "shittier",
-     "motherfucking", "blow job", "fuckery", "bitchy", "dumbass", "m0r0n", "wanker", "kys", "eejit", "yobbos", "kaffer"],
+     "motherfucking", "blow job", "fuckery", "bitchy", "dumbass", "m0r0n", "wanker", "kys", "eejit", "yobbos", "kaffer",
+     "numbnut", "cracka", "chesticles", "lesbos"],
 )
 def test_obfuscated_forms_are_caught(default: PolicyEngine, form: str) -> None:
     assert default.check(f'a sign that says "{form}"').action is not Action.ALLOW
@@ -90,7 +91,8 @@ def test_obfuscated_forms_are_caught(default: PolicyEngine, form: str) -> None:
 
 @pytest.mark.parametrize("prompt", ["Dick Van Dyke on stage", "a map of Scunthorpe", "a cocktail bar in Essex", "Chris Pratt smiling",
                                     "a classic car", "summa cum laude diploma", "a rapper on stage", "a Shiite mosque",
-                                    "a cocker spaniel puppy", "Joe Cocker on stage", "a copy of Uncle Tom's Cabin"])
+                                    "a cocker spaniel puppy", "Joe Cocker on stage", "a copy of Uncle Tom's Cabin",
+                                    "a ferry to Lesbos"])
 def test_names_and_places_are_allowed(default: PolicyEngine, prompt: str) -> None:
     assert default.check(prompt).action is Action.ALLOW
 
