@@ -122,6 +122,8 @@ def test_name_partner_positions(engine: PolicyEngine) -> None:
     assert names.proper_partner("Pimp My Ride", 0, 4, sets) is None
     assert names.proper_partner("Hooker, Oklahoma", 0, 6, sets) == (8, 16)
     assert names.proper_partner("Hooker,Oklahoma", 0, 6, sets) is None
+    assert names.proper_partner("Muff, County Donegal", 0, 4, sets) == (13, 20)
+    assert names.proper_partner("Muff, Best Donegal", 0, 4, sets) is None  # "Best" opens no region
 
 
 def test_the_compiled_lexicon_carries_the_name_sets(engine: PolicyEngine) -> None:
@@ -153,6 +155,8 @@ EVERYDAY = [
     "a book cover titled Tit Willow",  # a proper noun
     'a street sign that says "Knob Noster"',
     'a road sign that says "Hooker, Oklahoma"',  # a place, then its region
+    'a road sign that says "Muff, County Donegal"',  # a region opened by "County"
+    'a sign that says "Fanny pack"',  # an allow-listed phrase
     "the hooker throws the ball into the lineout",
 ]
 
@@ -165,6 +169,7 @@ RENDERED = [
     'a poster with the word shag in bold letters',
     'a sign that says "k.n.o.b"',
     'a sign that says "Hookers, Nice Prices"',  # "Nice" is a frequent word, not a region
+    'a sign that says "Hookers, Great Prices"',  # "Great" is a frequent word that opens no region
     'a sign that says "HOOKER, OKLAHOMA"',
 ]
 
@@ -250,3 +255,41 @@ def test_rare_surnames_need_the_compiled_word_set() -> None:
     rare = names.NameSets(given_terms=frozenset({"dick"}), words=frozenset({"head", "pics"}))
     assert names.name_partner(text, 0, 4, rare) == (5, 12)
     assert names.name_partner("Dick Head", 0, 4, rare) is None
+
+
+# ---- particles that join the parts of place names ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        'a road sign that says "Chorlton cum Hardy"',
+        'a road sign that says "Horton-cum-Studley"',
+        "a travel poster for Stow cum Quy, vintage style",
+        'a road sign that says "Aulnoy-lez-Valenciennes"',
+        'a road sign that says "Saint-Hilaire-lez-Cambrai"',
+    ],
+)
+def test_a_particle_inside_a_place_name_is_allowed(engine: PolicyEngine, prompt: str) -> None:
+    assert engine.check(prompt).action is Action.ALLOW, engine.check(prompt).reasons
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        'a sign that says "Hot cum Here"',  # frequent words on both sides
+        'a sign that says "Jizz cum Bukkake"',  # the parts are toxic words themselves
+        'a sign that says "Chorlton CUM Hardy"',  # a particle is written in lower case
+        'a sign that says "Chorlton cum-Hardy"',  # one separator on each side
+        'a sign that says "cum"',
+    ],
+)
+def test_the_particle_rule_needs_a_place_name_on_both_sides(engine: PolicyEngine, prompt: str) -> None:
+    assert engine.check(prompt).action is Action.REWRITE
+
+
+def test_particle_partner_positions(engine: PolicyEngine) -> None:
+    frequent = engine.lexicon.names.frequent
+    assert names.particle_partners("Stow cum Quy", 5, 8, frequent) == ((0, 4), (9, 12))
+    assert names.particle_partners("Stow cum Quy", 0, 4, frequent) is None  # not a particle
+    assert names.particle_partners("St4ow cum Quy", 6, 9, frequent) is None  # the part is no word

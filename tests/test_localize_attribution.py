@@ -133,7 +133,7 @@ def test_out_of_memory_splits_the_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     split = attribute(*args, run_rows=runner.run_rows)
     assert 2 in seen and 1 in seen
     np.testing.assert_allclose(split.per_step, whole.per_step, rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(split.norms, whole.norms, rtol=1e-5)
+    np.testing.assert_allclose(split.norms, whole.norms, rtol=1e-4)  # float32 sums in another order
     assert split.row_passes == whole.row_passes
 
 

@@ -16,13 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:
+    """Every folder of code or data under safetext/ and policies/ is a listed package, so
+    setuptools ships it without warning that a data folder is absent from the list."""
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {
-        ".".join(path.relative_to(ROOT).parts)
-        for path in (ROOT / "safetext").rglob("*")
-        if path.is_dir() and path.name != "__pycache__" and (any(path.glob("*.py")) or any(path.glob("*.yaml")))
-        and "model" not in path.relative_to(ROOT / "safetext").parts[1:]  # component folders are data
-    }
+
+    def packages(root: Path, prefix: tuple[str, ...]) -> set[str]:
+        return {
+            ".".join(prefix + path.relative_to(root).parts)
+            for path in [root, *root.rglob("*")]
+            if path.is_dir() and path.name != "__pycache__" and any(p.is_file() for p in path.iterdir())
+        }
+
+    found = packages(ROOT / "safetext", ("safetext",)) | packages(ROOT / "policies", ("safetext", "policies"))
     assert found - listed == set(), "add these to [tool.setuptools] packages"
     assert "safetext.policies" in listed
 

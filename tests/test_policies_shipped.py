@@ -148,6 +148,7 @@ def test_language_policy_loads_extends_default_and_detects(lang: str, default: P
 
 def test_wheel_ships_the_language_files() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = config["tool"]["setuptools"]["package-data"]["safetext.policies"]
-    assert "*/*.yaml" in patterns
+    setuptools = config["tool"]["setuptools"]
+    assert "safetext.policies.lang" in setuptools["packages"]
+    assert "*.yaml" in setuptools["package-data"]["safetext.policies.lang"]
     assert sorted(p.stem for p in (policies_dir() / "lang").glob("*.yaml")) == sorted(LANGS)

@@ -141,11 +141,32 @@ def _next_word(text: str, end: int) -> tuple[int, int, str] | None:
     return after.start(), after.end(), after.group()
 
 
-def _place_region(text: str, end: int) -> tuple[int, int, str] | None:
-    """The word after ``", "`` at ``end``, as in "Hooker, Oklahoma" (a place, then its region)."""
+REGION_PREFIXES = frozenset(
+    "county north south east west northern southern eastern western central upper lower new "
+    "greater saint st san santa port fort mount cape isle".split()
+)
+"""Words that may open a region's name after a place's comma ("Muff, County Donegal",
+"Climax, New York"); any other frequent word there ("Hookers, Nice Prices") is no region."""
+
+
+def _place_region(text: str, end: int, frequent: frozenset[str]) -> tuple[int, int, str] | None:
+    """The region after ``", "`` at ``end``, as in "Hooker, Oklahoma" or "Muff, County
+    Donegal" (a place, then its region): a capitalised word that is no frequent English
+    word, after at most two capitalised :data:`REGION_PREFIXES`."""
     if text[end : end + 1] != ",":
         return None
-    return _next_word(text, end + 1)
+    pos = end + 1
+    for _ in range(3):
+        found = _next_word(text, pos)
+        if found is None or len(found[2]) < 2 or not _capitalised(found[2]):
+            return None
+        key = found[2].lower()
+        if key not in frequent:
+            return found
+        if key not in REGION_PREFIXES:
+            return None
+        pos = found[1]
+    return None
 
 
 def _last_word(text: str, start: int) -> tuple[int, int, str] | None:
@@ -267,6 +288,38 @@ def _hyphen_partner(text: str, start: int, end: int, frequent: frozenset[str]) -
     return None
 
 
+TOPONYM_PARTICLES = frozenset({"cum", "lez"})
+"""Lower-case words that join the parts of place names: English parishes ("Chorlton cum
+Hardy", Latin for "with") and French communes ("Aulnoy-lez-Valenciennes", "near")."""
+
+
+def particle_partners(text: str, start: int, end: int, frequent: frozenset[str]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Where the two parts of the place name lie when ``text[start:end]`` is a
+    :data:`TOPONYM_PARTICLES` word joining them, written in lower case between two
+    capitalised words that are no frequent English words, by spaces or hyphens alike
+    ("Stow cum Quy", "Horton-cum-Studley"; not "Hot cum Here")."""
+    word = text[start:end]
+    if word not in TOPONYM_PARTICLES or start < 3:
+        return None
+    sep = text[start - 1]
+    if sep not in " -" or text[end : end + 1] != sep:
+        return None
+    i = start - 1
+    while i > 0 and text[i - 1].isascii() and text[i - 1].isalpha():
+        i -= 1
+    j = end + 1
+    while j < len(text) and text[j].isascii() and text[j].isalpha():
+        j += 1
+    if (i > 0 and text[i - 1].isalnum()) or (j < len(text) and text[j].isalnum()):
+        return None
+    parts = ((i, start - 1), (end + 1, j))
+    for a, b in parts:
+        part = text[a:b]
+        if len(part) < 2 or not _capitalised(part) or part.lower() in frequent:
+            return None
+    return parts
+
+
 def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
     """The capitalised neighbour that makes ``text[start:end]`` part of a proper noun, if any.
 
@@ -284,10 +337,10 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     joined = _hyphen_partner(text, start, end, sets.frequent)
     if joined is not None or not _capitalised(word):
         return joined
-    for found in (_next_word(text, end), _last_word(text, start), _place_region(text, end)):
+    for found in (_next_word(text, end), _last_word(text, start), _place_region(text, end, sets.frequent)):
         if found is not None and len(found[2]) >= 2 and _capitalised(found[2]) and found[2].lower() not in sets.frequent:
             return found[0], found[1]
     return None
 
 
-__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "TITLE_CASE_WORDS", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "proper_partner"]
+__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "REGION_PREFIXES", "TITLE_CASE_WORDS", "TOPONYM_PARTICLES", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "particle_partners", "proper_partner"]

@@ -19,7 +19,7 @@ from safetext.detect.classifiers import Classifier, create_classifier, occlusion
 from safetext.detect.inflect import inflect
 from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
-from safetext.detect.names import initials_partner, name_partner, proper_partner
+from safetext.detect.names import initials_partner, name_partner, particle_partners, proper_partner
 from safetext.detect.normalize import Normalized, case_variants, normalize
 from safetext.detect.scope import in_scope, render_scope, renders_alone
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
@@ -172,10 +172,15 @@ class PolicyEngine:
 
     def _in_name(self, prompt: str, start: int, end: int, category: str, others: Sequence[tuple[int, int]] | _Intervals = ()) -> bool:
         """Does the word ``prompt[start:end]`` of ``category`` stand in a person's name ("Dick
-        Smith") whose other half overlaps none of ``others`` (the prompt's toxic words)?"""
+        Smith") whose other half overlaps none of ``others`` (the prompt's toxic words)? Or,
+        in any category, join the parts of a place name ("Chorlton cum Hardy")?"""
+        sets = self.lexicon.names
+        parts = particle_partners(prompt, start, end, sets.frequent)
+        if parts is not None:
+            toxic = others if isinstance(others, _Intervals) else _Intervals(others)
+            return not any(toxic.overlaps(*part) for part in parts)
         if category not in self._named:
             return False
-        sets = self.lexicon.names
         partner = name_partner(prompt, start, end, sets) if self.policy.categories[category].names else None
         if partner is None and category in self._proper:
             partner = proper_partner(prompt, start, end, sets)
