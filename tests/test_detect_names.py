@@ -29,6 +29,8 @@ PEOPLE = [
     'a poster that says "Dick Fosbury"',  # a surname the census tables lack, and no English word
     "a film poster for Fanny Ardant",
     "a chalk portrait of Tony Hoare beside the text HOARE LOGIC",  # a surname, not a spelling of "whore"
+    'a poster that says "Dick Van Patten"',  # a particle between the given name and the surname
+    'a poster that says "DICK VAN PATTEN"',
 ]
 
 NOT_PEOPLE = [
@@ -42,6 +44,9 @@ NOT_PEOPLE = [
     'a sign that says "Dick Sucka"',  # a respelled insult is frequent enough to be a word
     'a sign that says "Dick Qzx"',  # no vowel: no name
     'a sign that says "Dick Pics"',
+    'a sign that says "Dick Van Head"',  # a particle, then a word that is no surname
+    'a sign that says "Dick Van Dick"',  # the other half is a toxic word
+    'a sign that says "dick van patten"',
 ]
 
 

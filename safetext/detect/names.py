@@ -191,6 +191,10 @@ def _rare_surname(word: str, sets: NameSets) -> bool:
     return bool(sets.words) and len(word) >= 3 and word not in sets.words and not _VOWELS.isdisjoint(word)
 
 
+NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "da", "di", "du", "la", "le"})
+"""Words that may stand between a given name and a surname ("Dick Van Patten", "Dick de Vries")."""
+
+
 def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: bool = False) -> tuple[int, int] | None:
     """Where the other half of a person's name lies, if ``text[start:end]`` is one half of one.
 
@@ -206,12 +210,15 @@ def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: 
         return None
     key = word.lower()
     given, surname = (sets.given, sets.surnames) if name_like else (sets.given_terms, sets.surname_terms)
-    if key in given:  # a given name, then a surname: "Dick Smith"
+    if key in given:  # a given name, then a surname: "Dick Smith", "Dick Van Patten"
         after = _next_word(text, end)
-        if after is not None and _styled_alike(word, after[2]):
+        first = after
+        if after is not None and after[2].lower() in NAME_PARTICLES and (after[2].islower() or _styled_alike(word, after[2])):
+            after = _next_word(text, after[1])
+        if first is not None and after is not None and _styled_alike(word, after[2]):
             later = after[2].lower()
             if later in sets.surnames or (not name_like and _rare_surname(later, sets)):
-                return after[0], after[1]
+                return first[0], after[1]
     if key in surname:  # a surname after a given name: "Philip Dick"
         before = _last_word(text, start)
         if before is not None and _styled_alike(before[2], word) and before[2].lower() in sets.given:
@@ -343,4 +350,4 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     return None
 
 
-__all__ = ["NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "REGION_PREFIXES", "TITLE_CASE_WORDS", "TOPONYM_PARTICLES", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "particle_partners", "proper_partner"]
+__all__ = ["NAME_PARTICLES", "NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "REGION_PREFIXES", "TITLE_CASE_WORDS", "TOPONYM_PARTICLES", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "particle_partners", "proper_partner"]
