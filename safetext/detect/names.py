@@ -192,7 +192,7 @@ def _rare_surname(word: str, sets: NameSets) -> bool:
 
 
 NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "da", "di", "du", "la", "le"})
-"""Words that may stand between a given name and a surname ("Dick Van Patten", "Dick de Vries")."""
+"""Words that may stand between a given name and a surname ("Dick Van Patten", "Dick van Patten")."""
 
 
 def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: bool = False) -> tuple[int, int] | None:
