@@ -412,8 +412,9 @@ def test_a_possessive_is_its_word_with_s(default_engine: PolicyEngine, prompt: s
 
 def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A swap is read back to a term's written forms and inflections (also stretched), and to a
-    substring term inside a longer word or across its edge; never to a respelling or to a glued
-    term, and never where a real word has the swapped letters. It obeys the allow list and its
+    substring term inside a longer word or across its edge, and to a respelling of five letters
+    or more; never to a shorter respelling or to a glued term, and never where a real word has
+    the swapped letters. It obeys the allow list and its
     switch."""
     monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
     spec = LexiconSpec(
@@ -428,7 +429,8 @@ def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(t
     )
     lexicon = load_or_compile(spec)
     assert {"idiot", "idiots", "dork", "fuck"} <= lexicon.swap_forms  # written forms and inflections
-    assert "phreak" in lexicon.forms and "phreak" not in lexicon.swap_forms  # a respelling: a swap would be a second change
+    assert "phreak" in lexicon.forms and "phreak" in lexicon.swap_forms  # a respelling long enough to anchor a swap
+    assert "phuk" in lexicon.forms and "phuk" not in lexicon.swap_forms  # a short one swapped is too near other words
     assert CompiledLexicon.from_json(lexicon.to_json()).swap_forms == lexicon.swap_forms
     matcher = Matcher(lexicon)
     assert _found(matcher, "dokr") == [("dokr", "dork", "transposed")]
@@ -456,3 +458,26 @@ def test_transposed_word_is_rewritten_by_the_engine(default_engine: PolicyEngine
     assert [s.method for s in decision.spans] == ["transposed"]
     assert "IDOIT" not in (decision.benign_prompt or "")
     assert default_engine.check('a statue of Ares in a park').action.value == "allow"
+
+
+@pytest.mark.parametrize(("text", "term"), [("skaknz", "skank"), ("boboz", "boobs"), ("fuknig", "phuking")])
+def test_a_swap_reads_back_to_a_respelling(matcher: Matcher, text: str, term: str) -> None:
+    """"skaknz" is "skankz" (itself "skanks" respelled) with two letters swapped; "fuknig" is
+    "fuking", a respelling of the policy's "phuking"."""
+    found = _found(matcher, text)
+    assert [(t, m) for _, t, m in found] == [(term, "transposed")], found
+
+
+@pytest.mark.parametrize("text", ["carpin", "conon", "solor", "lubrza", "cuines", "bugres"])
+def test_a_rare_word_one_swap_from_a_respelling_is_allowed(default_engine: PolicyEngine, text: str) -> None:
+    """Rare words and places one swap from a respelling ("carpin": "crapin") stay words."""
+    assert default_engine.check(f'a sign that says "{text.title()}"').action.value == "allow"
+
+
+def test_respelled_swaps_leave_out_listed_words_and_repeats(default_engine: PolicyEngine) -> None:
+    """wordfreq's listed words are swap words ("solor" is "sloor" swapped); a respelling that only
+    changes a letter's repeats ("crapin") is no swap form."""
+    lex = default_engine.matcher.lex
+    assert {"solor", "lubrza"} <= lex.swap_words
+    assert {"sloor", "lubraz", "skankz"} <= lex.swap_forms
+    assert "crapin" in lex.forms and "crapin" not in lex.swap_forms

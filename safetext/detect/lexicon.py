@@ -42,6 +42,7 @@ from safetext.detect.vocabulary import (
     SPELLING_LANGUAGES,
     SPELLING_MIN_ZIPF,
     frequent_words,
+    listed_words,
     toxic_compound,
 )
 
@@ -253,9 +254,11 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
             holds_term = any(word in forms for word in variant)
             forms.setdefault(form, dataclasses.replace(entry, mode="exact") if holds_term else entry)
     real = _real_words(innocent)
-    swappable = swap_forms(forms)  # before the respellings: a swap in a respelling is two changes from the word
-    if spec.inflections:
-        _add_spellings(forms, real)
+    swappable = swap_forms(forms)
+    respelled = respelled_swaps(_add_spellings(forms, real), forms) if spec.inflections else frozenset()
+    swappable |= respelled
+    # a swap of a respelling is two changes from the term: any listed word it makes is that word
+    listed = listed_words({w for f in respelled for w in spelling.transpositions(f)} - forms.keys())
     known = _innocent_containers(forms, innocent, builtin | allow_words) | _innocent_repeats(forms, innocent)
     known |= {w for w in builtin if w not in forms}
     known |= _frequent_containers(forms, frequent_words(CONTAINER_MIN_ZIPF))
@@ -283,7 +286,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         names=names,
         initials=initials,
         swap_forms=swappable,
-        swap_words=_swap_words(swappable, forms, real | known | (census_names() if spec.builtin_names else frozenset()), edges),
+        swap_words=_swap_words(swappable, forms, real | known | listed | (census_names() if spec.builtin_names else frozenset()), edges),
         edge_swaps=edges,
     )
 
@@ -311,11 +314,12 @@ def _real_words(innocent: frozenset[str] | set[str]) -> set[str]:
     return real
 
 
-def _add_spellings(forms: dict[str, Entry], real: set[str]) -> None:
+def _add_spellings(forms: dict[str, Entry], real: set[str]) -> dict[str, str]:
     """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word- and
     substring-mode forms (each spelling matches as a word), leaving out any that is a ``real``
-    word (a respelling there is that word, not the term)."""
+    word (a respelling there is that word, not the term). Returns each added spelling's form."""
     added: dict[str, Entry] = {}
+    sources: dict[str, str] = {}
     for form, entry in forms.items():
         if entry.mode == "exact" or entry.severity < 2 or " " in entry.term or len(form) < 3:
             continue
@@ -323,10 +327,35 @@ def _add_spellings(forms: dict[str, Entry], real: set[str]) -> None:
         # a plural written as a term of its own ("bitches" beside "bitch") is respelled as a plural
         ending = "s" if not entry.ending and _listed_plural(form, forms) else entry.ending
         for variant in spelling.variants(form, ending):
-            if variant not in forms and variant not in real:
-                added.setdefault(variant, respelled)
+            if variant not in forms and variant not in real and variant not in added:
+                added[variant] = respelled
+                sources[variant] = form
     for variant, entry in added.items():
         forms.setdefault(variant, entry)
+    return sources
+
+
+MIN_RESPELLED_SWAP = 5
+"""Letters a respelling needs before a swap of two of its letters reads as it."""
+
+
+def respelled_swaps(sources: dict[str, str], forms: dict[str, Entry]) -> frozenset[str]:
+    """The respellings a word with two letters swapped is also read back to ("fuknig" is
+    "fuking", "skaknz" is "skankz"): those of ``MIN_RESPELLED_SWAP`` letters or more that keep
+    their form's first sound, which anchors the reading ("horishin" for "whorish" has lost it;
+    "kokcz" for "cocks" keeps it). A shorter respelling swapped is too near other words ("heab",
+    "Heba"), one that only changes how often a letter repeats ("idiott", "crapin" for "crappin") is
+    read by :func:`spelling.stretched_swap` under its own rule, and the compiler makes any word a swap of these gives in wordfreq's
+    lists a swap word."""
+    return frozenset(
+        v
+        for v, form in sources.items()
+        if len(v) >= MIN_RESPELLED_SWAP
+        and not (form[:2] == "wh" and v[0] == "h")
+        and spelling.collapse(v) != spelling.collapse(form)
+        and v.isalpha()
+        and forms[v].transposable
+    )
 
 
 def swap_forms(forms: dict[str, Entry]) -> frozenset[str]:
@@ -343,7 +372,7 @@ def swap_keys(swappable: frozenset[str]) -> dict[str, list[str]]:
     ["faggit"]), for :func:`spelling.stretched_swap`."""
     out: dict[str, list[str]] = {}
     for form in sorted(swappable):
-        out.setdefault(_collapse(form), []).append(form)
+        out.setdefault(spelling.collapse(form), []).append(form)
     return out
 
 
@@ -429,15 +458,10 @@ def _phrase_variants(words: tuple[str, ...], english: English | None, inflection
     return list(variants.items())
 
 
-def _collapse(word: str) -> str:
-    """``word`` with each run of one letter cut to one: assess -> ases."""
-    return "".join(ch for ch, _ in itertools.groupby(word))
-
-
 def _innocent_repeats(forms: dict[str, Entry], vocabulary: frozenset[str] | set[str]) -> set[str]:
     """Real words that read as a form with a letter repeated: "assess" is not "asses" stretched."""
-    keys = {_collapse(form) for form in forms}
-    return {w for w in vocabulary if w not in forms and len(w) >= 3 and _collapse(w) in keys and _collapse(w) != w}
+    keys = {spelling.collapse(form) for form in forms}
+    return {w for w in vocabulary if w not in forms and len(w) >= 3 and spelling.collapse(w) in keys and spelling.collapse(w) != w}
 
 
 def _innocent_containers(forms: dict[str, Entry], vocabulary: frozenset[str] | set[str], chosen: frozenset[str] | set[str]) -> set[str]:
@@ -525,7 +549,7 @@ def _frequent_containers(forms: dict[str, Entry], frequent: frozenset[str]) -> s
 def _frequent_repeats(forms: dict[str, Entry], frequent: frozenset[str]) -> set[str]:
     """Frequent words that read as a form with a letter repeated (Pratt, rapper), and their inflections."""
     found = _innocent_repeats(forms, frequent)
-    return {x for w in found for x in inflect.expand(w, None) if x not in forms and _collapse(x) != x}
+    return {x for w in found for x in inflect.expand(w, None) if x not in forms and spelling.collapse(x) != x}
 
 
 def cache_dir() -> Path:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, inner_swaps, l_as_i, swap_keys
 from safetext.detect.settings import MAX_INITIALS, NormalizeSettings
-from safetext.detect.spelling import MIN_STRETCHED_SWAP, MIN_TRANSPOSED, stretched_swap, transpositions
+from safetext.detect.spelling import MIN_STRETCHED_SWAP, MIN_TRANSPOSED, collapse, stretched_swap, transpositions
 from safetext.detect.spelling import runs as _runs
 from safetext.detect.trie import trie_regex
 
@@ -99,14 +99,9 @@ def _compounds(entry: Entry) -> bool:
     return entry.mode == "word" and entry.severity >= 2 and len(entry.term) >= 3 and " " not in entry.term
 
 
-def _collapse(s: str) -> str:
-    """``s`` with each run of one letter cut to one (most strings repeat no letter)."""
-    return "".join([c for c, _ in itertools.groupby(s)]) if _DOUBLE.search(s) else s
-
-
 def skeleton(letters: str) -> str:
     """The pruning key of ``letters``: leet readings merged, repeated letters collapsed."""
-    return _collapse(letters.translate(_SKELETON))
+    return collapse(letters.translate(_SKELETON))
 
 
 def _single_runs(pieces: list[tuple[str, str, bool]], matched: list[bool]) -> tuple[list[int], list[int]]:
@@ -138,7 +133,7 @@ class Matcher:
         self._collapsed: dict[str, list[str]] = {}  # forms by their letters with runs cut to one
         self._by_length: dict[int, list[str]] = {}
         for form in self.forms:
-            self._collapsed.setdefault(_collapse(form), []).append(form)
+            self._collapsed.setdefault(collapse(form), []).append(form)
             self._by_length.setdefault(len(form), []).append(form)
         skeletons = dict(zip(self.forms, map(skeleton, self.forms)))
         prefixes: set[str] = set()

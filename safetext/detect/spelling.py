@@ -26,13 +26,15 @@ so only spellings that read as nothing but the term are added.
 
 Two neighbouring letters swapped ("idoit") would add several spellings per form, so they are
 not compiled: :func:`transpositions` serves the matcher, which swaps the letters of a word
-it does not know back, and the compiler, which lists the real words such a swap makes.
+it does not know back (to a written form, or to a respelling of five letters or more:
+"skaknz"), and the compiler, which lists the real words such a swap makes.
 :func:`edge_swaps` gives the swaps across the edge of a term inside a compound ("mothefruck"),
 and :func:`stretched_swap` reads a swap in a word with a letter repeated ("reeatrd").
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -208,8 +210,15 @@ def edge_swaps(form: str) -> dict[str, str]:
 MIN_STRETCHED_SWAP = 6
 """Letters a word needs before it is read as a stretched term with two letters swapped."""
 
-_RUN = re.compile(r"(.)\1+")
+_RUN = re.compile(r"(.)\1+", re.DOTALL)
 _ANY_RUN = re.compile(r"((.)\2*)", re.DOTALL)
+_DOUBLE = re.compile(r"(.)\1", re.DOTALL)
+
+
+def collapse(word: str) -> str:
+    """``word`` with each run of one letter cut to one (assess -> ases). Most words repeat no
+    letter, so a search comes first; joining ``groupby`` keys beats a regex substitution."""
+    return "".join([c for c, _ in itertools.groupby(word)]) if _DOUBLE.search(word) else word
 
 
 def runs(word: str) -> tuple[str, tuple[int, ...]]:
@@ -238,4 +247,4 @@ def stretched_swap(word: str, by_key: Mapping[str, Iterable[str]]) -> str | None
     return None
 
 
-__all__ = ["MIN_STRETCHED_SWAP", "MIN_TRANSPOSED", "edge_swaps", "runs", "stretched_swap", "transpositions", "variants"]
+__all__ = ["MIN_STRETCHED_SWAP", "MIN_TRANSPOSED", "collapse", "edge_swaps", "runs", "stretched_swap", "transpositions", "variants"]

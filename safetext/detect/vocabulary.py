@@ -35,6 +35,10 @@ SPELLING_LANGUAGES = ("es", "fr", "de", "pt", "it")
 SPELLING_MIN_ZIPF = 2.5
 """A sound-alike spelling of a term that is a word at least this frequent in one of these
 languages (German "kok", Spanish "fuka") is that word, and is not added."""
+LISTED_LANGUAGES = ("en", *SPELLING_LANGUAGES, "nl", "pl", "sv", "ca", "cs")
+"""Languages whose whole word lists (:func:`listed_words`) rule out a respelling's swap: a
+swap of a respelling is two changes from the term, so even a rare word or place (Carpin,
+Cunit, Lubrza) is likelier than the term."""
 REPEAT_MIN_ZIPF = 2.5
 """Words at least this frequent are not a term with a letter stretched (Pratt: 3.6, Shiite:
 2.8). Stretched spellings people write reach 2.1 (fuuuuck) and 2.3 (kaffir), so the cut is higher."""
@@ -91,6 +95,19 @@ def frequent_words(min_zipf: float, language: str = LANGUAGE, fold: bool = False
     if fold:
         kept = [w if w.isascii() else strip_marks(w) for w in kept]
     return frozenset(w for w in kept if w.isascii() and w.isalpha())
+
+
+def listed_words(candidates: set[str] | frozenset[str], languages: tuple[str, ...] = LISTED_LANGUAGES) -> set[str]:
+    """The ``candidates`` that wordfreq lists as an ASCII word of any of ``languages``, at any
+    frequency; empty without wordfreq."""
+    try:
+        from wordfreq import iter_wordlist
+    except ImportError:  # pragma: no cover - wordfreq is a core dependency
+        return set()
+    found: set[str] = set()
+    for language in languages:
+        found.update(candidates.intersection(iter_wordlist(language)))
+    return found
 
 
 def toxic_compound(word: str, start: int, end: int, forms: Container[str], glue: Container[str], endings: bool = True) -> bool:
