@@ -481,3 +481,17 @@ def test_respelled_swaps_leave_out_listed_words_and_repeats(default_engine: Poli
     assert {"solor", "lubrza"} <= lex.swap_words
     assert {"sloor", "lubraz", "skankz"} <= lex.swap_forms
     assert "crapin" in lex.forms and "crapin" not in lex.swap_forms
+
+
+@pytest.mark.parametrize(("text", "term"), [("dlkc", "dick"), ("d1kc", "dick"), ("5hti", "shit")])
+def test_a_swap_in_a_leet_spelling_is_read_back(matcher: Matcher, text: str, term: str) -> None:
+    """l read as i ("dlkc"), or a digit read as a letter, then two letters swapped back."""
+    found = _found(matcher, text)
+    assert [(t, m) for _, t, m in found] == [(term, "transposed")], found
+
+
+def test_real_words_are_not_leet_swaps(default_engine: PolicyEngine) -> None:
+    """"flag" with its l read as i and two letters swapped is a form ("faig"): it stays a word."""
+    assert "flag" in default_engine.matcher.lex.swap_words
+    for word in ("flag", "flagged", "Flagy", "Klek"):
+        assert default_engine.check(f'a sign that says "{word}"').action.value == "allow", word

@@ -270,3 +270,41 @@ def test_render_mode_checks_only_rendered_text(tmp_path) -> None:  # noqa: ANN00
     assert described.is_valid and described.sanitized_prompt == described.prompt
     assert engine.check('a sign that says "idiot"').action is Action.REWRITE
     assert engine.check("idiot").action is Action.REWRITE  # nothing to render: the whole prompt is in scope
+
+
+def test_building_an_engine_leaves_the_garbage_collector_as_it_was() -> None:
+    """The collector is paused while an engine is built, then restored, also after a failure."""
+    import gc
+
+    from safetext.errors import PolicyError
+
+    assert gc.isenabled()
+    PolicyEngine("default")
+    assert gc.isenabled()
+    with pytest.raises(PolicyError):
+        PolicyEngine("no-such-policy-anywhere")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        PolicyEngine("default")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_passed_compiled_check_is_remembered_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks on the compiled lexicon run once per policy content and code; a changed policy runs them again."""
+    import safetext.policy.checks as checks
+
+    monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
+    PolicyEngine("default")
+    assert len(list(tmp_path.glob("checked-*"))) == 1
+    calls: list[str] = []
+    real = checks.compiled_problems
+    monkeypatch.setattr(checks, "compiled_problems", lambda policy, matcher: calls.append("ran") or real(policy, matcher))
+    PolicyEngine("default")
+    assert calls == []
+    policy = tmp_path / "p.yaml"
+    policy.write_text("extends: default\nterms:\n  insult:\n    nitwit: ninny\n", encoding="utf-8")
+    PolicyEngine(policy)
+    assert calls == ["ran"] and len(list(tmp_path.glob("checked-*"))) == 2

@@ -257,8 +257,10 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     swappable = swap_forms(forms)
     respelled = respelled_swaps(_add_spellings(forms, real), forms) if spec.inflections else frozenset()
     swappable |= respelled
-    # a swap of a respelling is two changes from the term: any listed word it makes is that word
-    listed = listed_words({w for f in respelled for w in spelling.transpositions(f)} - forms.keys())
+    # a swap of a respelling, or of a word with its l's read as i, is two changes from the term:
+    # any listed word it makes is that word
+    dotted = l_swaps(swappable) - forms.keys()
+    listed = listed_words(({w for f in respelled for w in spelling.transpositions(f)} - forms.keys()) | dotted)
     known = _innocent_containers(forms, innocent, builtin | allow_words) | _innocent_repeats(forms, innocent)
     known |= {w for w in builtin if w not in forms}
     known |= _frequent_containers(forms, frequent_words(CONTAINER_MIN_ZIPF))
@@ -286,7 +288,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         names=names,
         initials=initials,
         swap_forms=swappable,
-        swap_words=_swap_words(swappable, forms, real | known | listed | (census_names() if spec.builtin_names else frozenset()), edges),
+        swap_words=_swap_words(swappable, forms, real | known | listed | (census_names() if spec.builtin_names else frozenset()), edges, dotted),
         edge_swaps=edges,
     )
 
@@ -428,12 +430,21 @@ def edge_swaps(swappable: frozenset[str], forms: dict[str, Entry], real: set[str
     return {s: m for s, m in candidates.items() if held[s] <= EDGE_SWAP_MAX_WORDS}
 
 
-def _swap_words(swappable: frozenset[str], forms: dict[str, Entry], real: set[str], edges: dict[str, str] | None = None) -> frozenset[str]:
+def l_swaps(swappable: frozenset[str]) -> set[str]:
+    """The words the matcher reads as a swap form once their l's are read as i and two
+    neighbouring letters are swapped back ("dlkc" is "dick"; "flag" would be "faig")."""
+    return {w for f in swappable if "i" in f for t in spelling.transpositions(f) for w in _read_as(t, "i", "l", 3)}
+
+
+def _swap_words(
+    swappable: frozenset[str], forms: dict[str, Entry], real: set[str], edges: dict[str, str] | None = None, dotted: Collection[str] = ()
+) -> frozenset[str]:
     """The ``real`` words that a swap form makes with two neighbouring letters swapped ("ares"
-    is "arse", "sith" is "shit"; also stretched, :func:`_stretched_swap_words`) or that hold a
-    swapped substring term ("abhangiger", or across its edge: "aufrucken"), so the matcher
-    reads them as the words they are."""
+    is "arse", "sith" is "shit"; also with l's read as i, and stretched,
+    :func:`_stretched_swap_words`) or that hold a swapped substring term ("abhangiger", or
+    across its edge: "aufrucken"), so the matcher reads them as the words they are."""
     whole = {w for f in swappable for w in spelling.transpositions(f) if w in real and w not in forms}
+    whole |= {w for w in dotted if w in real and w not in forms}  # l_swaps: "flag" is no "faig"
     whole |= _stretched_swap_words(swappable, forms, real)
     inner = inner_swaps(swappable, forms) | (edges or {})
     if inner:
@@ -507,7 +518,12 @@ def _holding(words: Iterable[str], forms: Collection[str]) -> set[str]:
 
 def l_as_i(word: str, limit: int = 3) -> list[str]:
     """``word`` with one or more of its l's read as i ("dlck", "shlt"); none past ``limit`` l's."""
-    where = [k for k, c in enumerate(word) if c == "l"]
+    return _read_as(word, "l", "i", limit)
+
+
+def _read_as(word: str, old: str, new: str, limit: int) -> list[str]:
+    """``word`` with one or more of its ``old`` letters read as ``new``; none past ``limit`` of them."""
+    where = [k for k, c in enumerate(word) if c == old]
     if not where or len(where) > limit:
         return []
     out = []
@@ -516,7 +532,7 @@ def l_as_i(word: str, limit: int = 3) -> list[str]:
             chars = list(word)
             for k, pick in zip(where, picks):
                 if pick:
-                    chars[k] = "i"
+                    chars[k] = new
             out.append("".join(chars))
     return out
 

@@ -363,7 +363,7 @@ class Matcher:
         if self.norm.repeats and _STRETCHED.search(token):
             return self._destretched(token), plain or letters
         if plain is not None and self.norm.transpositions and len(pos) == len(plain):
-            hits = self._transposed(plain)
+            hits = self._transposed(plain) or self._transposed_leet(letters, plain)
             if hits:
                 return tuple(Hit(pos[h.start], pos[h.end - 1] + 1, h.entry, h.method, h.form) for h in hits), hits[0].form
         return (), plain or letters
@@ -392,6 +392,22 @@ class Matcher:
             hits = tuple(Hit(min(h.start, a), max(h.end, b), h.entry, "transposed", h.form) for h in self._glued(repaired) if h.start < b and h.end > a)
             if hits:
                 return hits
+        return ()
+
+    def _transposed_leet(self, letters: str, plain: str) -> tuple[Hit, ...]:
+        """A swap in a leet spelling: ``plain`` (``letters`` read as letters) with its l's read
+        as i ("dlkc" is "dick"), or another reading of ``letters``' digits and symbols, with
+        two neighbouring letters swapped back, as a whole word only. Nothing when ``plain`` is a
+        real word."""
+        if not self.norm.leetspeak or len(plain) < MIN_TRANSPOSED or plain in self.lex.swap_words or plain in self._innocent:
+            return ()
+        readings = [] if letters.isalpha() else [v for v in self._leet_variants(letters) if v.isalpha() and v != plain]
+        if "l" in plain and plain not in self.lex.known:
+            readings += l_as_i(plain, _MAX_L)
+        for reading in readings:
+            form = next((f for f in sorted(transpositions(reading)) if f in self._swap_forms and not self._allowed(f)), None)
+            if form is not None:
+                return (Hit(0, len(plain), self.forms[form], "transposed", form),)
         return ()
 
     def _initial(self, letters: str) -> str | None:

@@ -27,7 +27,8 @@ so only spellings that read as nothing but the term are added.
 Two neighbouring letters swapped ("idoit") would add several spellings per form, so they are
 not compiled: :func:`transpositions` serves the matcher, which swaps the letters of a word
 it does not know back (to a written form, or to a respelling of five letters or more:
-"skaknz"), and the compiler, which lists the real words such a swap makes.
+"skaknz"; also once its l's are read as i: "dlkc"), and the compiler, which lists the real
+words such a swap makes.
 :func:`edge_swaps` gives the swaps across the edge of a term inside a compound ("mothefruck"),
 and :func:`stretched_swap` reads a swap in a word with a letter repeated ("reeatrd").
 """

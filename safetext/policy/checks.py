@@ -10,9 +10,12 @@ it, so they run here rather than in the schema.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safetext.detect.lexicon import canonical_words, load_or_compile
+from safetext import detect
+from safetext.detect.lexicon import cache_dir, canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import normalize
 from safetext.errors import PolicyError
@@ -122,16 +125,35 @@ def check_compiled(policy: Policy, matcher: Matcher | None = None, fingerprint: 
 
     ``PolicyEngine`` passes the matcher it built and its fingerprint, so nothing is compiled
     twice; without a matcher one is built from the lexicon cache. Content that already passed
-    is not checked again.
+    is not checked again: a marker file beside the lexicon cache records a pass.
     """
     fingerprint = fingerprint or policy_fingerprint(policy)
     if policy._compiled_checked == fingerprint:
+        return
+    marker = cache_dir() / f"checked-{_marker_key(fingerprint)}"
+    if marker.exists():
+        policy._compiled_checked = fingerprint
         return
     problems = compiled_problems(policy, matcher if matcher is not None else build_matcher(policy))
     if problems:
         top = policy.source or "<policy>"
         raise PolicyError([(*_locate(policy._locations, path, top), _dotted(path), message) for path, message in problems])
     policy._compiled_checked = fingerprint
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:  # a read-only cache: the check runs again next time
+        pass
+
+
+def _marker_key(fingerprint: str) -> str:
+    """What a passed check depends on: the policy's content and the source of the compiler,
+    the matcher and these checks, so a change to any of them runs the check again."""
+    digest = hashlib.sha256(fingerprint.encode())
+    for package in (Path(__file__).parent, Path(detect.__file__).parent):
+        for source in sorted(package.glob("*.py")):
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:32]
 
 
 __all__ = ["build_matcher", "check_compiled", "compiled_problems"]
