@@ -346,9 +346,9 @@ def respelled_swaps(sources: dict[str, str], forms: dict[str, Entry]) -> frozens
     "fuking", "skaknz" is "skankz"): those of ``MIN_RESPELLED_SWAP`` letters or more that keep
     their form's first sound, which anchors the reading ("horishin" for "whorish" has lost it;
     "kokcz" for "cocks" keeps it). A shorter respelling swapped is too near other words ("heab",
-    "Heba"), one that only changes how often a letter repeats ("idiott", "crapin" for "crappin") is
-    read by :func:`spelling.stretched_swap` under its own rule, and the compiler makes any word a swap of these gives in wordfreq's
-    lists a swap word."""
+    "Heba"), one that only changes how often a letter repeats ("idiott", "crapin" for
+    "crappin") is read by :func:`spelling.stretched_swap` under its own rule, and the compiler
+    makes any word a swap of these gives in wordfreq's lists a swap word."""
     return frozenset(
         v
         for v, form in sources.items()
@@ -595,7 +595,7 @@ def _other_number(phrase: tuple[str, ...], inflections: bool) -> tuple[tuple[str
 
 
 @lru_cache(maxsize=1)
-def _code_version() -> str:
+def code_version() -> str:
     """Hash of the compiler's own source, so a code change invalidates old caches."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
@@ -618,7 +618,7 @@ def load_or_compile(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     is used, so a changed term, allow entry or compiler never reads a stale file.
     """
     spacy_ok = use_spacy and importlib.util.find_spec("spacy") is not None
-    key = hashlib.sha256(f"{spec.fingerprint()}:{_code_version()}:{spacy_ok}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{spec.fingerprint()}:{code_version()}:{spacy_ok}".encode()).hexdigest()[:32]
     path = cache_dir() / f"lexicon-{key}.json"
     try:
         return CompiledLexicon.from_json(json.loads(path.read_text(encoding="utf-8")))

@@ -99,6 +99,11 @@ def _compounds(entry: Entry) -> bool:
     return entry.mode == "word" and entry.severity >= 2 and len(entry.term) >= 3 and " " not in entry.term
 
 
+def _anagram(word: str) -> str:
+    """``word``'s first letter and its other letters sorted: what a swap past the first letter keeps."""
+    return word[:1] + "".join(sorted(word[1:]))
+
+
 def skeleton(letters: str) -> str:
     """The pruning key of ``letters``: leet readings merged, repeated letters collapsed."""
     return collapse(letters.translate(_SKELETON))
@@ -158,6 +163,8 @@ class Matcher:
         substring_forms = [f for f, e in self.forms.items() if e.mode == "substring"]
         self._substring = trie_regex(substring_forms) if substring_forms else None
         self._swap_forms = lexicon.swap_forms
+        # a swap keeps the first letter and the letters: words whose key is not here read as no swap form
+        self._swap_anagrams = frozenset(map(_anagram, lexicon.swap_forms))
         self._swap_keys = swap_keys(lexicon.swap_forms)
         self._inner_swaps = {**lexicon.edge_swaps, **inner_swaps(lexicon.swap_forms, self.forms)}
         self._inner_swap = trie_regex(list(self._inner_swaps)) if self._inner_swaps else None
@@ -377,7 +384,7 @@ class Matcher:
         words the compiler never saw hold a glued term one swap away ("acocunt")."""
         if len(word) < MIN_TRANSPOSED or word in self.lex.swap_words or word in self._innocent:
             return ()
-        form = next((f for f in sorted(transpositions(word)) if f in self._swap_forms and not self._allowed(f)), None)
+        form = self._swapped_form(word)
         if form is None and self.norm.repeats and len(word) >= MIN_STRETCHED_SWAP:
             form = stretched_swap(word, self._swap_keys)  # "reeatrd"
             form = None if form is None or self._allowed(form) else form
@@ -394,6 +401,12 @@ class Matcher:
                 return hits
         return ()
 
+    def _swapped_form(self, word: str) -> str | None:
+        """The swap form ``word`` is with two neighbouring letters swapped back, if any."""
+        if _anagram(word) not in self._swap_anagrams:
+            return None
+        return next((f for f in sorted(transpositions(word)) if f in self._swap_forms and not self._allowed(f)), None)
+
     def _transposed_leet(self, letters: str, plain: str) -> tuple[Hit, ...]:
         """A swap in a leet spelling: ``plain`` (``letters`` read as letters) with its l's read
         as i ("dlkc" is "dick"), or another reading of ``letters``' digits and symbols, with
@@ -405,7 +418,7 @@ class Matcher:
         if "l" in plain and plain not in self.lex.known:
             readings += l_as_i(plain, _MAX_L)
         for reading in readings:
-            form = next((f for f in sorted(transpositions(reading)) if f in self._swap_forms and not self._allowed(f)), None)
+            form = self._swapped_form(reading)
             if form is not None:
                 return (Hit(0, len(plain), self.forms[form], "transposed", form),)
         return ()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safetext import detect
-from safetext.detect.lexicon import cache_dir, canonical_words, load_or_compile
+from safetext.detect.lexicon import cache_dir, canonical_words, code_version, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import normalize
 from safetext.errors import PolicyError
@@ -120,17 +121,18 @@ def _target_path(policy: Policy, category: str, term: str, index: int) -> Path_:
     return base
 
 
-def check_compiled(policy: Policy, matcher: Matcher | None = None, fingerprint: str | None = None) -> None:
+def check_compiled(policy: Policy, matcher: Matcher | None = None, fingerprint: str | None = None, *, use_spacy: bool = True) -> None:
     """Raise :class:`PolicyError`, naming file, line and field, when :func:`compiled_problems` finds any.
 
-    ``PolicyEngine`` passes the matcher it built and its fingerprint, so nothing is compiled
-    twice; without a matcher one is built from the lexicon cache. Content that already passed
-    is not checked again: a marker file beside the lexicon cache records a pass.
+    ``PolicyEngine`` passes the matcher it built, its fingerprint and whether its lexicon used
+    spaCy, so nothing is compiled twice; without a matcher one is built from the lexicon
+    cache. Content that already passed is not checked again: a marker file beside the
+    lexicon cache records a pass.
     """
     fingerprint = fingerprint or policy_fingerprint(policy)
     if policy._compiled_checked == fingerprint:
         return
-    marker = cache_dir() / f"checked-{_marker_key(fingerprint)}"
+    marker = cache_dir() / f"checked-{_marker_key(fingerprint, use_spacy)}"
     if marker.exists():
         policy._compiled_checked = fingerprint
         return
@@ -146,10 +148,12 @@ def check_compiled(policy: Policy, matcher: Matcher | None = None, fingerprint: 
         pass
 
 
-def _marker_key(fingerprint: str) -> str:
-    """What a passed check depends on: the policy's content and the source of the compiler,
-    the matcher and these checks, so a change to any of them runs the check again."""
-    digest = hashlib.sha256(fingerprint.encode())
+def _marker_key(fingerprint: str, use_spacy: bool) -> str:
+    """What a passed check depends on: the policy's content, how its lexicon was compiled (the
+    compiler's version, data packages and spaCy) and the source of the detector and these
+    checks, so a change to any of them runs the check again."""
+    spacy_ok = use_spacy and importlib.util.find_spec("spacy") is not None
+    digest = hashlib.sha256(f"{fingerprint}:{code_version()}:{spacy_ok}".encode())
     for package in (Path(__file__).parent, Path(detect.__file__).parent):
         for source in sorted(package.glob("*.py")):
             digest.update(source.read_bytes())

@@ -87,7 +87,7 @@ class PolicyEngine:
             self.settings = normalize_settings(self.policy.normalization)
             self.lexicon = load_or_compile(lexicon_spec(self.policy), use_spacy=use_spacy)
             self.matcher = Matcher(self.lexicon, self.settings)
-            check_compiled(self.policy, self.matcher, self.fingerprint)  # toxic targets, terms that never match
+            check_compiled(self.policy, self.matcher, self.fingerprint, use_spacy=use_spacy)  # toxic targets, terms that never match
         self._classifier = classifier
         self._classifier_lock = threading.Lock()
         self._target_cache: dict[tuple[str, str, str, str, bool], str] = {}
