@@ -611,15 +611,24 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def _spacy_usable(use_spacy: bool) -> bool:
+    return use_spacy and importlib.util.find_spec("spacy") is not None
+
+
+def compile_key(fingerprint: str, use_spacy: bool) -> str:
+    """What a compiled lexicon depends on: the spec's fingerprint, the compiler's source and
+    data packages (:func:`code_version`) and whether spaCy is used."""
+    return hashlib.sha256(f"{fingerprint}:{code_version()}:{_spacy_usable(use_spacy)}".encode()).hexdigest()[:32]
+
+
 def load_or_compile(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLexicon:
     """Return the compiled lexicon for ``spec``, from the disk cache when possible.
 
     The cache key covers the spec's fingerprint, the compiler's source and whether spaCy
     is used, so a changed term, allow entry or compiler never reads a stale file.
     """
-    spacy_ok = use_spacy and importlib.util.find_spec("spacy") is not None
-    key = hashlib.sha256(f"{spec.fingerprint()}:{code_version()}:{spacy_ok}".encode()).hexdigest()[:32]
-    path = cache_dir() / f"lexicon-{key}.json"
+    spacy_ok = _spacy_usable(use_spacy)
+    path = cache_dir() / f"lexicon-{compile_key(spec.fingerprint(), use_spacy)}.json"
     try:
         return CompiledLexicon.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safetext import detect
-from safetext.detect.lexicon import cache_dir, canonical_words, code_version, load_or_compile
+from safetext.detect.lexicon import cache_dir, canonical_words, compile_key, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
 from safetext.detect.normalize import normalize
 from safetext.errors import PolicyError
@@ -152,8 +151,7 @@ def _marker_key(fingerprint: str, use_spacy: bool) -> str:
     """What a passed check depends on: the policy's content, how its lexicon was compiled (the
     compiler's version, data packages and spaCy) and the source of the detector and these
     checks, so a change to any of them runs the check again."""
-    spacy_ok = use_spacy and importlib.util.find_spec("spacy") is not None
-    digest = hashlib.sha256(f"{fingerprint}:{code_version()}:{spacy_ok}".encode())
+    digest = hashlib.sha256(compile_key(fingerprint, use_spacy).encode())
     for package in (Path(__file__).parent, Path(detect.__file__).parent):
         for source in sorted(package.glob("*.py")):
             digest.update(source.read_bytes())
