@@ -76,6 +76,9 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     gibbon muppet hawk cheese load storm show basket worm ball balls wit monkey nut nuts sack
     face head hole bag brain wad stick lord fest bucket badger puffin splat holster sleeve
     spitter beater beaters rider riders swab splash mop
+    gobbling guzzling munching smoking suckin lickin slurper slurping master masters
+    bags heads faces holes stains wads sticks wipes monkeys weasels clowns hats rags sacks
+    buckets biscuits burgers waffles
     gay lame suck
     """.split()
 )
