@@ -67,6 +67,21 @@ def test_no_benign_target_is_itself_toxic(default: PolicyEngine, strict: PolicyE
         assert flagged == [], flagged
 
 
+@pytest.mark.parametrize("prompt", ['a t-shirt that says "semen"', 'a sign that says "PENIS"', "graffiti on a wall reading vagina"])
+def test_mature_words_are_rewritten_when_rendered(default: PolicyEngine, prompt: str) -> None:
+    decision = default.check(prompt)
+    assert decision.action is Action.REWRITE, decision.reasons
+    assert {s.category for s in decision.spans} == {"mature"}
+    assert all(s.in_render_scope for s in decision.spans)
+
+
+@pytest.mark.parametrize(("word", "term"), [("cockgobbling", "cock"), ("shitebags", "shite"), ("cuntmasters", "cunt"), ("dickheads", "dickhead")])
+def test_insult_compounds_with_inflected_tails_are_caught(default: PolicyEngine, word: str, term: str) -> None:
+    decision = default.check(f'a sign that says "{word}"')
+    assert decision.action is Action.REWRITE, decision.reasons
+    assert any(term in s.term for s in decision.spans), [s.term for s in decision.spans]
+
+
 @pytest.mark.parametrize("prompt", ["a poster of a killer whale", "The Texas Chainsaw Massacre", "Murder on the Orient Express",
                                     'a sign that says "I hate Mondays"', "a torture chamber in a castle museum",
                                     "a medical diagram of the penis and testicles"])
