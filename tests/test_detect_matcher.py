@@ -413,7 +413,7 @@ def test_a_possessive_is_its_word_with_s(default_engine: PolicyEngine, prompt: s
 def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A swap is read back to a term's written forms and inflections (also stretched), and to a
     substring term inside a longer word or across its edge, and to a respelling of five letters
-    or more; never to a shorter respelling or to a glued term, and never where a real word has
+    or more, and to two glued terms; never to a shorter respelling or to one glued term, and never where a real word has
     the swapped letters. It obeys the allow list and its
     switch."""
     monkeypatch.setenv("SAFETEXT_CACHE_DIR", str(tmp_path))
@@ -445,7 +445,8 @@ def test_transpositions_read_forms_and_substring_terms_and_obey_the_allow_list(t
     assert _found(matcher, "iddoit") == [("iddoit", "idiot", "transposed")]  # stretched and swapped
     assert _found(matcher, "iditot") == []  # the run is one the swap makes, not the word's
     assert "porron" in lexicon.swap_words and _found(matcher, "porron") == []  # Spanish: not "porno" stretched and swapped
-    assert _found(matcher, "bigidck") == []  # glued terms are not searched inside a swapped word
+    assert _found(matcher, "bigidck") == []  # a glued term beside a glue word is not searched inside a swapped word
+    assert _found(matcher, "idiotdcik") == [("dcik", "dick", "transposed"), ("idiot", "idiot", "transposed")]  # two terms glued
     assert _found(Matcher(lexicon, NormalizeSettings(transpositions=False)), "idoit") == []
     allowed = load_or_compile(dataclasses.replace(spec, allow=("idoit",)))
     assert _found(Matcher(allowed), "idoit") == []

@@ -88,6 +88,9 @@ class Hit:
     form: str
 
 
+MIN_SWAPPED_COMPOUND = 8
+"""Letters a word needs before it is read as two terms glued with two letters swapped ("shitidck")."""
+
 _HITS = operator.itemgetter(0)
 _CANON = operator.itemgetter(1)
 _PIECE = operator.itemgetter(2)
@@ -380,8 +383,9 @@ class Matcher:
         written form or inflection ("idoit" is "idiot", stretched "reeatrd" is "retard"), or
         inside it, to a substring term ("motherfcuker"), also across the term's edge
         ("mothefruck"). Nothing when ``word`` is a real word (ares, sith), a census name or an
-        innocent container. Glued terms are not searched inside a swapped word: too many real
-        words the compiler never saw hold a glued term one swap away ("acocunt")."""
+        innocent container. A glued term is searched inside a swapped word only where the word is
+        cut into two terms and glue words ("shitidck"): too many real words the compiler never
+        saw hold one glued term one swap away ("acocunt")."""
         if len(word) < MIN_TRANSPOSED or word in self.lex.swap_words or word in self._innocent:
             return ()
         form = self._swapped_form(word)
@@ -390,6 +394,9 @@ class Matcher:
             form = None if form is None or self._allowed(form) else form
         if form is not None:
             return (Hit(0, len(word), self.forms[form], "transposed", form),)
+        compound = self._swapped_compound(word)
+        if compound:
+            return compound
         if self._inner_swap is None or len(word) <= MIN_TRANSPOSED:
             return ()
         for m in self._inner_swap.finditer(word):
@@ -399,6 +406,25 @@ class Matcher:
             hits = tuple(Hit(min(h.start, a), max(h.end, b), h.entry, "transposed", h.form) for h in self._glued(repaired) if h.start < b and h.end > a)
             if hits:
                 return hits
+        return ()
+
+    def _swapped_compound(self, word: str) -> tuple[Hit, ...]:
+        """``word`` read with two neighbouring letters swapped back as glue-able terms and glue
+        words only, two of them terms ("shitidck" is "shit" + "dick"). Cutting the whole word
+        into terms anchors the reading, where one glued term beside any letters would not."""
+        if not self.norm.glued or len(word) < MIN_SWAPPED_COMPOUND:
+            return ()
+        forms = self.forms
+        for k in range(1, len(word) - 1):
+            if word[k] == word[k + 1]:
+                continue
+            repaired = word[:k] + word[k + 1] + word[k] + word[k + 2 :]
+            if repaired in self.lex.known or self._allowed(repaired):
+                continue
+            pieces = self._segment(repaired)
+            terms = [(a, b) for a, b in pieces or () if repaired[a:b] in forms and forms[repaired[a:b]].glue]
+            if len(terms) >= 2:
+                return tuple(Hit(a, b, forms[repaired[a:b]], "transposed", repaired[a:b]) for a, b in terms)
         return ()
 
     def _swapped_form(self, word: str) -> str | None:
