@@ -89,7 +89,9 @@ class Hit:
 
 
 MIN_SWAPPED_COMPOUND = 8
-"""Letters a word needs before it is read as two terms glued with two letters swapped ("shitidck")."""
+MAX_SWAPPED_COMPOUND = 20
+"""Letters a word needs, and may have, to be read as two terms glued with two letters swapped
+("shitidck"); the bound keeps the cost of a long unknown word linear in its swaps."""
 
 _HITS = operator.itemgetter(0)
 _CANON = operator.itemgetter(1)
@@ -410,12 +412,18 @@ class Matcher:
 
     def _swapped_compound(self, word: str) -> tuple[Hit, ...]:
         """``word`` read with two neighbouring letters swapped back as glue-able terms and glue
-        words only, two of them terms ("shitidck" is "shit" + "dick"). Cutting the whole word
-        into terms anchors the reading, where one glued term beside any letters would not."""
-        if not self.norm.glued or len(word) < MIN_SWAPPED_COMPOUND:
+        words only, two of them terms ("shitidck" is "shit" + "dick"), one of which begins or
+        ends ``word`` unswapped. Cutting the whole word into terms anchors the reading, where one
+        glued term beside any letters would not."""
+        if not self.norm.glued or not MIN_SWAPPED_COMPOUND <= len(word) <= MAX_SWAPPED_COMPOUND:
             return ()
         forms = self.forms
-        for k in range(1, len(word) - 1):
+        n = len(word)
+        if not any(forms[p].glue for p in (word[:j] for j in range(4, n - 3)) if p in forms) and not any(
+            forms[p].glue for p in (word[j:] for j in range(4, n - 3)) if p in forms
+        ):
+            return ()  # one of the two terms stands unswapped at the word's start or end
+        for k in range(1, n - 1):
             if word[k] == word[k + 1]:
                 continue
             repaired = word[:k] + word[k + 1] + word[k] + word[k + 2 :]
