@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from contextlib import contextmanager
-
-# Intel MKL picks its matrix kernels by CPU and by matrix shape: on CPUs with AVX-512 or AMX a
-# batch of three rows can round differently from a batch of two in the last bit. The bitwise
-# tests compare a pipeline's rows across batch sizes (benign rows ride along in the batch), so
-# MKL runs in its conditional-numerical-reproducibility mode, set before torch loads it.
-os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 
 
 @contextmanager
