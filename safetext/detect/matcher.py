@@ -89,9 +89,9 @@ class Hit:
 
 
 MIN_SWAPPED_COMPOUND = 8
+"""Letters a word needs to be read as two terms glued with two letters swapped ("shitidck")."""
 MAX_SWAPPED_COMPOUND = 20
-"""Letters a word needs, and may have, to be read as two terms glued with two letters swapped
-("shitidck"); the bound keeps the cost of a long unknown word linear in its swaps."""
+"""Letters such a word may have: each swap costs a segmentation, so longer unknown words are not tried."""
 
 _HITS = operator.itemgetter(0)
 _CANON = operator.itemgetter(1)
