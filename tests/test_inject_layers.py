@@ -66,7 +66,7 @@ def test_unet_kinds_patch_only_localized_modules_from_start(kind: str, monkeypat
 
 
 def _record_text_projections(kind: str, config: InjectionConfig, monkeypatch: pytest.MonkeyPatch):
-    """Like ``_record_runs``, plus the localized SD3 block's add_k_proj/add_v_proj outputs (all rows)."""
+    """Like ``_record_runs``, plus the localized SD3 block's add_k_proj/add_v_proj outputs in the injected run."""
     module = denoiser(tiny(kind)).get_submodule(config.modules[0])
     projections: dict[str, list[torch.Tensor]] = {"k": [], "v": []}
     handles = [
@@ -78,8 +78,9 @@ def _record_text_projections(kind: str, config: InjectionConfig, monkeypatch: py
     finally:
         for handle in handles:
             handle.remove()
-    # Keep the injected run's projections: the last STEPS calls.
-    return runs, {key: outs[-STEPS:] for key, outs in projections.items()}
+    # The injected run: STEPS pipeline calls, and one benign pass before each patched one.
+    patched = STEPS - config.start_step(STEPS)
+    return runs, {key: outs[-(STEPS + patched) :] for key, outs in projections.items()}
 
 
 def _as_heads(projection: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -88,29 +89,39 @@ def _as_heads(projection: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return projection.view(-1, heads, dim).transpose(0, 1)
 
 
-def test_sd3_benign_rows_batched_only_up_to_last_localized_block(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sd3_benign_pass_runs_up_to_last_localized_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benign pass of the rewritten row runs to the localized block; the pipeline's call keeps its 2 rows."""
     kind = "sd3"
     config = InjectionConfig(modules=LOCALIZED[kind], start=START)
     (plain_a, _, injected), projections = _record_text_projections(kind, config, monkeypatch)
     blocks = candidate_modules(tiny(kind))
     localized = blocks.index(LOCALIZED[kind][0])
-    for (module, step), [(q, k, v)] in injected.items():
+    # add_k_proj/add_v_proj at the localized block, per step: steps 0-1 the call alone, steps 2-3 pass then call.
+    k_calls = [[projections["k"][0]], [projections["k"][1]], projections["k"][2:4], projections["k"][4:6]]
+    v_calls = [[projections["v"][0]], [projections["v"][1]], projections["v"][2:4], projections["v"][4:6]]
+    for (module, step), records in injected.items():
         index = blocks.index(module)
         a_q, a_k, a_v = plain_a[(module, step)][0]
         if step < 2:
-            # Before the start step nothing changes: same batch, bitwise the same tensors.
+            # Before the start step nothing changes: one call, bitwise the same tensors.
+            [(q, k, v)] = records
             assert torch.equal(q, a_q) and torch.equal(k, a_k) and torch.equal(v, a_v)
             continue
-        # One benign row rides along before the localized block; from it on, only the pipeline's 2 rows attend.
-        assert q.shape[0] == (3 if index < localized else 2), (module, step)
         if index < localized:
-            assert not torch.equal(_text_kv(kind, q, k, v)[0][1], _text_kv(kind, q, k, v)[0][2])
+            # The benign pass (1 row) attends here before the pipeline's call (2 rows, bitwise A's).
+            [(bq, _, _), (q, k, v)] = records
+            assert bq.shape[0] == 1
+        else:
+            # The pass stops at the localized block's text K/V: only the pipeline's call attends from here on.
+            [(q, k, v)] = records
+        assert q.shape[0] == 2, (module, step)
         if index == localized:
-            # The conditional row (1) reads the text K/V the benign row (2) projected in this block.
+            # The conditional row (1) reads the text K/V the benign pass projected in this block.
             k_txt, v_txt = _text_kv(kind, q, k, v)
-            k_proj, v_proj = projections["k"][step][2], projections["v"][step][2]
-            assert torch.equal(k_txt[1], _as_heads(k_proj, k_txt[1])) and torch.equal(v_txt[1], _as_heads(v_proj, v_txt[1]))
-            assert torch.equal(k_txt[0], _as_heads(projections["k"][step][0], k_txt[0]))  # unconditional: its own
+            (k_pass, k_call), (v_pass, _) = k_calls[step], v_calls[step]
+            assert k_pass.shape[0] == 1 and k_call.shape[0] == 2
+            assert torch.equal(k_txt[1], _as_heads(k_pass[0], k_txt[1])) and torch.equal(v_txt[1], _as_heads(v_pass[0], v_txt[1]))
+            assert torch.equal(k_txt[0], _as_heads(k_call[0], k_txt[0]))  # unconditional: its own
     # At the first patched step the original rows up to the localized block are untouched,
     # apart from the swapped text K/V: queries and the image stream stay A's.
     q, k, v = injected[(LOCALIZED[kind][0], 2)][0]
@@ -120,20 +131,4 @@ def test_sd3_benign_rows_batched_only_up_to_last_localized_block(monkeypatch: py
     assert torch.equal(k[0], a_k[0]) and torch.equal(v[0], a_v[0])  # unconditional row untouched
     assert not torch.equal(k[1, :, SD3_IMAGE_TOKENS:], a_k[1, :, SD3_IMAGE_TOKENS:])
     for index in range(localized):
-        assert torch.equal(injected[(blocks[index], 2)][0][1][:2], plain_a[(blocks[index], 2)][0][1])
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_report_lists_patched_steps(kind: str) -> None:
-    from safetext.inject import Injection, pipeline_lock
-
-    pipe = tiny(kind)
-    config = InjectionConfig(modules=LOCALIZED[kind], start=START)
-    kwargs = call_kwargs(kind)
-    with pipeline_lock(pipe), Injection(pipe, config, [TOXIC], [BENIGN], kwargs) as injection:
-        pipe(TOXIC, **kwargs)
-        report = injection.verify()
-    assert report.patched_layers == LOCALIZED[kind]
-    assert report.start_step == 2 and report.steps_run == STEPS
-    assert all(steps == [2, 3] for steps in report.injected_steps.values())
-    assert report.rewritten_rows == [0]
+        assert torch.equal(injected[(blocks[index], 2)][1][1], plain_a[(blocks[index], 2)][0][1])

@@ -9,13 +9,13 @@ Step gating: a forward pre-hook on the denoiser counts steps. A step is a run of
 calls with one timestep, so the extra call of SD3's skip-layer guidance stays in its step
 and no ``callback_on_step_end`` is needed: the user's callback is left alone.
 
-SD3: the same pre-hook appends one row per rewritten image to the transformer call (the
-image latents of that row, the benign text and pooled embeddings). Those rows run through
-the blocks up to the last localized one, where a forward hook drops them; later blocks
-and ``norm_out`` get ``temb`` trimmed by pre-hooks. The original rows' output has the
-pipeline's batch size, so the pipeline never sees the extra rows. The benign rows see the
-original's current latents (a batched pass in place of the paper's cached benign run),
-not a trajectory of their own.
+SD3: before each patched transformer call, the same pre-hook runs a benign pass: the
+transformer on the rewritten rows alone (their current latents and timestep, the benign
+text and pooled embeddings, the call's other arguments). The localized processors record
+the benign text K/V there, and the pass stops at the last localized block, which needs
+nothing else. The pipeline's call then runs with its own batch, and its localized processors
+give the rewritten rows the recorded K/V. This is the paper's separate benign pass, with the
+original's latents at each step in place of a benign trajectory of its own.
 
 FLUX and Qwen-Image (:mod:`~safetext.inject.streams`), Z-Image and Lumina2
 (:mod:`~safetext.inject.unified`) and HiDream (:mod:`~safetext.inject.hidream`) keep their own
@@ -35,11 +35,11 @@ Text masks (PixArt, Sana): the denoiser call's ``encoder_attention_mask`` gets t
 prompt's mask in the rewritten rows, and only the patched modules use it (see
 :meth:`~safetext.inject.processors.CallState.attention_mask_for`).
 
-Numerics: every row that is not rewritten goes through the same operations, on a
-same-shaped batch (U-Net: bitwise identical) or a larger one (SD3). BLAS libraries may
-pick a different kernel by row count for the (batch, dim) timestep-embedding linears, so
-an SD3 row can then agree with the unguarded call to float rounding (~1e-6) rather than
-bitwise; the tests check both cases.
+Numerics (U-Nets, SD3): every row that is not rewritten goes through the same operations, on a batch of
+the same shape, as without injection, so it is bitwise the unguarded call's. SD3's benign
+pass has as many rows as are rewritten; where that differs from the pipeline's batch (CFG),
+BLAS may pick another kernel for it, so a benign text equal to the original gives the
+unguarded image to float rounding (~1e-6) rather than bitwise; the tests check both cases.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ from safetext.inject.locking import pipeline_lock
 from diffusers.models.attention_processor import JointAttnProcessor2_0
 
 from safetext.inject.processors import (
+    BenignKV,
+    BenignPassDone,
     CallState,
-    JointExtension,
     JointSwapProcessor,
     SwapProcessor,
     check_wrappable,
@@ -442,70 +443,46 @@ class Injection:
     def _install_joint_hooks(self, arguments: _Arguments) -> None:
         state = self.state
         assert state is not None
-        blocks = getattr(self.denoiser, "transformer_blocks", None)
-        norm_out = getattr(self.denoiser, "norm_out", None)
-        if blocks is None:
+        if getattr(self.denoiser, "transformer_blocks", None) is None:
             raise InjectionError("joint attention injection needs a transformer with transformer_blocks")
         localized = [_block_index(name) for name in self.config.modules]
-        if norm_out is None:
-            raise InjectionError("the transformer has no norm_out; cannot drop the benign rows")
 
-        def pre_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def pre_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if state.benign_kv is not None and state.benign_kv.recording:
+                return  # the benign pass started below
             _advance_step(state, arguments.get(args, kwargs, "timestep"))
-            state.extension = None
+            state.benign_kv = None
             if not state.active:
-                return None
-            call = arguments.as_kwargs(args, kwargs)  # extended below, passed on as keywords
+                return
+            call = arguments.as_kwargs(args, kwargs)
             skipped = set(call.get("skip_layers") or ())
-            running = [i for i in localized if i not in skipped]
+            running = frozenset(i for i in localized if i not in skipped)
             if not running:
-                return None
+                return
             hidden = call["hidden_states"]
-            n = hidden.shape[0]
-            targets = state.rows.to(hidden.device) + state.cond_offset(n)
-            sources = torch.arange(n, n + len(targets), device=hidden.device)
-            benign = state.benign.index_select(0, state.rows)
-            pooled = state.benign_pooled.index_select(0, state.rows)  # type: ignore[union-attr]
-            text = call["encoder_hidden_states"]
-            call["hidden_states"] = torch.cat([hidden, hidden.index_select(0, targets)])
-            call["encoder_hidden_states"] = torch.cat([text, benign.to(text.device, text.dtype)])
-            proj = call["pooled_projections"]
-            call["pooled_projections"] = torch.cat([proj, pooled.to(proj.device, proj.dtype)])
-            timestep = call["timestep"]
-            if isinstance(timestep, torch.Tensor) and timestep.ndim > 0:
-                call["timestep"] = torch.cat([timestep, timestep.index_select(0, targets)])
-            state.extension = JointExtension(n_orig=n, targets=targets, sources=sources, trim_after=max(running))
-            return (), call
-
-        def drop_rows(index: int) -> Any:
-            def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
-                ext = state.extension
-                if ext is None or ext.trimmed or index != ext.trim_after:
-                    return None
-                ext.trimmed = True
-                return tuple(ext.trim(x) for x in output)
-
-            return hook
-
-        def trim_inputs(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            ext = state.extension
-            if ext is None or not ext.trimmed:
-                return None
-            return ext.trim_call(args, kwargs)
+            targets = state.rows.to(hidden.device) + state.cond_offset(hidden.shape[0])
+            passes = BenignKV(targets=targets, blocks=running)
+            state.benign_kv = passes
+            try:
+                module(**_benign_call(call, state, targets))
+            except BenignPassDone:
+                pass
+            else:
+                raise InjectionError("the benign pass returned before its last localized block")
+            finally:
+                passes.recording = False
+            if set(passes.kv) != running:
+                raise InjectionError(f"the benign pass recorded text K/V at blocks {sorted(passes.kv)}, not {sorted(running)}")
 
         def post_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-            ext, state.extension = state.extension, None
-            if ext is not None and not ext.trimmed:
-                raise InjectionError("the benign rows were not dropped after the last localized block")
+            passes, state.benign_kv = state.benign_kv, None
+            if passes is not None and passes.used != passes.blocks:
+                raise InjectionError(
+                    f"the benign text K/V were swapped in at blocks {sorted(passes.used)}, not {sorted(passes.blocks)}"
+                )
 
-        handles = self._handles
-        handles.append(self.denoiser.register_forward_pre_hook(pre_hook, with_kwargs=True))
-        for index in sorted(set(localized)):
-            handles.append(blocks[index].register_forward_hook(drop_rows(index)))
-        for index in range(min(localized) + 1, len(blocks)):
-            handles.append(blocks[index].register_forward_pre_hook(trim_inputs, with_kwargs=True))
-        handles.append(norm_out.register_forward_pre_hook(trim_inputs, with_kwargs=True))
-        handles.append(self.denoiser.register_forward_hook(post_hook))
+        self._handles.append(self.denoiser.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        self._handles.append(self.denoiser.register_forward_hook(post_hook))
 
     # ------------------------------------------------------------------ after the call
 
@@ -542,6 +519,24 @@ class Injection:
             rewritten_rows=state.rows.tolist(),
             encode_s=self.encode_s,
         )
+
+
+def _benign_call(call: dict[str, Any], state: CallState, targets: torch.Tensor) -> dict[str, Any]:
+    """SD3's transformer call for the benign pass: the rewritten rows with the benign text."""
+    benign = dict(call, return_dict=False)
+    benign["hidden_states"] = call["hidden_states"].index_select(0, targets)
+    text, proj = call["encoder_hidden_states"], call["pooled_projections"]
+    benign["encoder_hidden_states"] = state.benign.index_select(0, state.rows).to(text.device, text.dtype)
+    pooled = state.benign_pooled
+    assert pooled is not None
+    benign["pooled_projections"] = pooled.index_select(0, state.rows).to(proj.device, proj.dtype)
+    timestep = call["timestep"]
+    if isinstance(timestep, torch.Tensor) and timestep.ndim > 0:
+        benign["timestep"] = timestep.index_select(0, targets)
+    controlnet = call.get("block_controlnet_hidden_states")
+    if controlnet is not None:
+        benign["block_controlnet_hidden_states"] = [x.index_select(0, targets) for x in controlnet]
+    return benign
 
 
 def _mix_mask(state: CallState, mask: Any, targets: torch.Tensor, kind: str) -> None:

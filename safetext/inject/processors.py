@@ -21,8 +21,8 @@ original computation. Where the denoiser masks the text (PixArt, Sana: padding t
 counts differ, the benign prompt's padding is not where the original's is. Projected
 cross-attention (PixArt, Sana) reads the caption after the model's own projection; its
 processor checks that the text it receives is that projection's output. SD3's joint
-processor mirrors ``JointAttnProcessor2_0`` and swaps the text K/V rows between the
-original rows and the benign rows batched beside them.
+processor mirrors ``JointAttnProcessor2_0``: in a benign pass of the rewritten rows it
+records their text K/V, and in the pipeline's call it gives those K/V to the rewritten rows.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _WRAPPABLE_PARAMS = {
 
 @dataclass
 class JointExtension:
-    """Benign rows appended to one SD3 or FLUX transformer call."""
+    """Benign rows appended to one FLUX, Qwen-Image, Z-Image, Lumina2 or HiDream transformer call."""
 
     n_orig: int  # batch size the pipeline passed
     targets: torch.Tensor  # rows of the original batch that get benign text K/V
@@ -105,7 +105,8 @@ class CallState:
     bias_key: tuple[int, int] | None = None
     bias_source: torch.Tensor | None = None
     mixed_bias: torch.Tensor | None = None
-    extension: JointExtension | None = None
+    extension: JointExtension | None = None  # FLUX, Qwen-Image, Z-Image, Lumina2, HiDream
+    benign_kv: BenignKV | None = None  # SD3
     injected: dict[str, set[int]] = field(default_factory=dict)
 
     @property
@@ -228,14 +229,38 @@ class SwapProcessor:
         return self.original(attn, hidden_states, mixed, attention_mask, *args, **extra)
 
 
-class JointSwapProcessor:
-    """SD3 joint attention: rewrite rows take the text K/V of their benign row in the same batch.
+class BenignPassDone(Exception):
+    """Raised in SD3's benign pass once the last localized block's text K/V are recorded."""
 
-    The image stream and the text query stay the original's. Outside an extended call
-    (before the start step, or a call that skips this block) it defers to the original
-    processor unchanged. In the last localized block the benign rows are needed only for
-    their text K/V: the attention runs on the original rows alone, and the benign rows get
-    zeros (they are dropped right after the block).
+
+@dataclass
+class BenignKV:
+    """SD3: the benign rows' text keys/values at each localized block, from their own pass.
+
+    The benign pass runs the rewritten rows (their latents, the benign text and pooled
+    embedding) through the transformer up to the last localized block, before the
+    pipeline's call. The pipeline's call then keeps its own batch: its rows go through
+    exactly the operations, on exactly the shapes, of an unguarded call.
+    """
+
+    targets: torch.Tensor  # rows of the pipeline's batch that read the benign text K/V
+    blocks: frozenset[int]  # localized blocks that run in this call
+    recording: bool = True  # the benign pass is running
+    kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # block -> (K, V) after norms
+    used: set[int] = field(default_factory=set)  # blocks whose swap ran in the pipeline's call
+
+    @property
+    def last(self) -> int:
+        return max(self.blocks)
+
+
+class JointSwapProcessor:
+    """SD3 joint attention: rewrite rows take the text K/V the benign pass recorded here.
+
+    The image stream and the text query stay the original's. Outside a patched call
+    (before the start step, or a call that skips every localized block) it defers to the
+    original processor unchanged. In the benign pass it records the text K/V; the last
+    localized block needs nothing else, so it stops the pass there.
     """
 
     def __init__(self, original: Any, module: str, block: int, state: CallState) -> None:
@@ -257,61 +282,68 @@ class JointSwapProcessor:
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        ext = self.state.extension
-        if ext is None or encoder_hidden_states is None or ext.trimmed:
+        passes = self.state.benign_kv
+        if passes is None or encoder_hidden_states is None or self.block not in passes.blocks:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
-        n_ext = ext.n_ext
-        if hidden_states.shape[0] != n_ext:
-            raise InjectionError(f"{self.module} received {hidden_states.shape[0]} rows, expected {n_ext}")
-        self.state.record(self.module)
-        last = self.block == ext.trim_after
-        batch = ext.n_orig if last else n_ext  # rows whose attention output is needed
-        residual = hidden_states
-        hidden_states = hidden_states[:batch]
-
-        query = attn.to_q(hidden_states)
-        key = attn.to_k(hidden_states)
-        value = attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query = _heads(query, batch, attn.heads, head_dim)
-        key = _heads(key, batch, attn.heads, head_dim)
-        value = _heads(value, batch, attn.heads, head_dim)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-
-        # Text K/V of every row (the benign rows' are the point); the text query only where needed.
-        text_query = _heads(attn.add_q_proj(encoder_hidden_states[:batch]), batch, attn.heads, head_dim)
-        text_key = _heads(attn.add_k_proj(encoder_hidden_states), n_ext, attn.heads, head_dim)
-        text_value = _heads(attn.add_v_proj(encoder_hidden_states), n_ext, attn.heads, head_dim)
-        if attn.norm_added_q is not None:
-            text_query = attn.norm_added_q(text_query)
+        batch = hidden_states.shape[0]
+        text_key = attn.add_k_proj(encoder_hidden_states)
+        head_dim = text_key.shape[-1] // attn.heads
+        text_key = _heads(text_key, batch, attn.heads, head_dim)
+        text_value = _heads(attn.add_v_proj(encoder_hidden_states), batch, attn.heads, head_dim)
         if attn.norm_added_k is not None:
             text_key = attn.norm_added_k(text_key)
+        if passes.recording:
+            if batch != len(passes.targets):
+                raise InjectionError(f"{self.module} received {batch} rows in the benign pass, expected {len(passes.targets)}")
+            passes.kv[self.block] = (text_key, text_value)
+            if self.block == passes.last:
+                raise BenignPassDone
+            return _joint_attention(attn, hidden_states, encoder_hidden_states, text_key, text_value)
+        benign = passes.kv.get(self.block)
+        if benign is None:
+            raise InjectionError(f"{self.module} has no benign text K/V for this call")
         # The swap itself: rewrite rows read the benign rows' text keys/values.
-        text_key = text_key[:batch].index_copy(0, ext.targets, text_key.index_select(0, ext.sources))
-        text_value = text_value[:batch].index_copy(0, ext.targets, text_value.index_select(0, ext.sources))
-
-        query = torch.cat([query, text_query], dim=2)
-        key = torch.cat([key, text_key[:batch]], dim=2)
-        value = torch.cat([value, text_value[:batch]], dim=2)
-        hidden_states = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
-        hidden_states = hidden_states.to(query.dtype)
-
-        hidden_states, encoder_hidden_states = (
-            hidden_states[:, : residual.shape[1]],
-            hidden_states[:, residual.shape[1] :],
-        )
-        if not attn.context_pre_only:
-            encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if last:  # zeros for the benign rows, which the block's forward hook drops next
-            hidden_states = _pad_rows(hidden_states, n_ext)
-            encoder_hidden_states = _pad_rows(encoder_hidden_states, n_ext)
-        return hidden_states, encoder_hidden_states
+        text_key = text_key.index_copy(0, passes.targets, benign[0].to(text_key.dtype))
+        text_value = text_value.index_copy(0, passes.targets, benign[1].to(text_value.dtype))
+        self.state.record(self.module)
+        passes.used.add(self.block)
+        return _joint_attention(attn, hidden_states, encoder_hidden_states, text_key, text_value)
 
 
-def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
-    return torch.cat([x, x.new_zeros((rows - x.shape[0], *x.shape[1:]))])
+def _joint_attention(
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    text_key: torch.Tensor,
+    text_value: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``JointAttnProcessor2_0`` with the text K/V given: the same operations in the same order."""
+    batch = hidden_states.shape[0]
+    image_tokens = hidden_states.shape[1]
+    query = attn.to_q(hidden_states)
+    key = attn.to_k(hidden_states)
+    value = attn.to_v(hidden_states)
+    head_dim = key.shape[-1] // attn.heads
+    query = _heads(query, batch, attn.heads, head_dim)
+    key = _heads(key, batch, attn.heads, head_dim)
+    value = _heads(value, batch, attn.heads, head_dim)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    text_query = _heads(attn.add_q_proj(encoder_hidden_states), batch, attn.heads, head_dim)
+    if attn.norm_added_q is not None:
+        text_query = attn.norm_added_q(text_query)
+
+    query = torch.cat([query, text_query], dim=2)
+    key = torch.cat([key, text_key], dim=2)
+    value = torch.cat([value, text_value], dim=2)
+    hidden_states = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+    hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+    hidden_states = hidden_states.to(query.dtype)
+
+    hidden_states, encoder_hidden_states = hidden_states[:, :image_tokens], hidden_states[:, image_tokens:]
+    if not attn.context_pre_only:
+        encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
+    hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+    return hidden_states, encoder_hidden_states
