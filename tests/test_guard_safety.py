@@ -108,6 +108,28 @@ def test_module_missing_from_the_model_is_an_error() -> None:
         Guard(tiny("sd"), policy=FakePolicy(), preset=["down_blocks.0.attentions.0.transformer_blocks.0.attn1"])
 
 
+
+def test_sd3_controlnet_residuals_are_refused() -> None:
+    """ControlNet residuals come from the original text; the benign pass has none: refused, restored."""
+    import torch
+
+    from safetext.inject import Injection
+
+    pipe = tiny("sd3")
+    before = processors(pipe)
+    config = InjectionConfig(modules=LOCALIZED["sd3"])
+    embeds, _, pooled, _ = pipe.encode_prompt(TOXIC, TOXIC, TOXIC, do_classifier_free_guidance=False, max_sequence_length=32)
+    latents = torch.zeros(1, pipe.transformer.config.in_channels, 8, 8)
+    with Injection(pipe, config, [TOXIC], [BENIGN], call_kwargs("sd3")), torch.no_grad():
+        with pytest.raises(InjectionError, match="block_controlnet_hidden_states"):
+            pipe.transformer(
+                hidden_states=latents, encoder_hidden_states=embeds, pooled_projections=pooled,
+                timestep=torch.ones(1), block_controlnet_hidden_states=[torch.zeros(1, 64, pipe.transformer.inner_dim)],
+                return_dict=False,
+            )
+    assert all(processors(pipe)[name] is before[name] for name in before)
+
+
 # ------------------------------------------------------------------ user callbacks and kwargs
 
 

@@ -455,6 +455,12 @@ class Injection:
             if not state.active:
                 return
             call = arguments.as_kwargs(args, kwargs)
+            if call.get("block_controlnet_hidden_states") is not None:
+                # Residuals computed from the original text: a benign pass has none of its own.
+                raise InjectionError(
+                    "block_controlnet_hidden_states: SD3 injection supports text-to-image calls only "
+                    "(no ControlNet residuals)"
+                )
             skipped = set(call.get("skip_layers") or ())
             running = frozenset(i for i in localized if i not in skipped)
             if not running:
@@ -533,9 +539,6 @@ def _benign_call(call: dict[str, Any], state: CallState, targets: torch.Tensor) 
     timestep = call["timestep"]
     if isinstance(timestep, torch.Tensor) and timestep.ndim > 0:
         benign["timestep"] = timestep.index_select(0, targets)
-    controlnet = call.get("block_controlnet_hidden_states")
-    if controlnet is not None:
-        benign["block_controlnet_hidden_states"] = [x.index_select(0, targets) for x in controlnet]
     return benign
 
 
