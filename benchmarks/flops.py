@@ -10,7 +10,10 @@ ratio of a whole generation follows, for any position of the last localized bloc
 * double- and single-stream transformers (SD3.5, FLUX.1, Qwen-Image): each rewritten image
   adds one benign row to every denoiser call from the start step on; the row runs the
   embedders and blocks ``0..L`` and is dropped (later blocks and the output head run on
-  the original rows only). Extra FLOPs per step: ``row - blocks after L - output head``;
+  the original rows only). Extra FLOPs per step: ``row - blocks after L - output head``.
+  SD3.5 runs the same rows as a call of their own before the pipeline's and stops at block
+  ``L``'s text K/V projections, so for it the count is an upper bound, by the rest of block
+  ``L`` on one row;
 * cross-attention denoisers (SDXL's U-Net, PixArt-Sigma, Sana): no extra rows and no extra
   K/V projections (the benign text takes the rewritten rows' place before the localized
   modules project it); where the model projects its caption first (PixArt, Sana), the
