@@ -44,6 +44,11 @@ attention scores; the tests check they stay bitwise equal to the unguarded call)
 benign text is the longer one they are padded too, and then agree with the unguarded call
 to float rounding (the tests allow 5e-6), not bitwise.
 
+Numerics: the benign rows make every call up to the last localized block larger, so the
+rows that are not rewritten are bitwise the unguarded call's only where BLAS computes a
+row the same way in a batch with more rows; elsewhere they agree to float rounding. (SD3
+runs its benign rows as a call of their own instead: see :mod:`safetext.inject.installer`.)
+
 Which call is the prompt's: FLUX.1 is guidance-distilled, so a call has no unconditional
 rows, and Qwen-Image's guidance is a separate call too. With ``true_cfg_scale > 1`` (and,
 for Qwen-Image, a negative prompt) both pipelines call the transformer a second time per
