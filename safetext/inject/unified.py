@@ -40,6 +40,10 @@ The pre-hook derives each row's caption and image positions from the inputs; the
 localized module of every call checks them against what it receives (the sequence length,
 the batch mask and the caption's rotary entries), so a change in diffusers' layout fails the
 call instead of giving a wrong image. Z-Image's omni mode and ControlNet residuals are refused.
+
+Numerics: the benign rows make every call larger, so the rows that are not rewritten are
+bitwise the unguarded call's only where BLAS computes a row the same way in a batch with
+more rows; elsewhere they agree to float rounding.
 """
 
 from __future__ import annotations
