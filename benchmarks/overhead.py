@@ -11,6 +11,11 @@ the work done).
 
     python benchmarks/overhead.py                      # every tiny pipeline on the local CPU
     python benchmarks/overhead.py --model PATH --steps 30 --preset auto   # a real local model
+    python benchmarks/overhead.py --mid                # also a compute-bound mid-size SD3
+
+On the tiny builds a call's time is mostly per-module dispatch; ``--mid`` adds SD3 with a
+384-wide, 4-block transformer on 1,024 image tokens (random weights, the tiny text encoders
+and VAE), where block time is arithmetic, as at full size.
 
 Goals: <= 1.03x for cross-attention and IF pipelines, <= 1.3x for double- and single-stream
 transformers (SD3, FLUX) with the localized block in the first half. For those, the cost
@@ -313,12 +318,34 @@ def _predicted(r: dict[str, Any]) -> str:
     return "n/a" if value is None else f"{value:.3f}x"
 
 
+def mid_sd3() -> Any:
+    """The tiny SD3 pipeline with a 384-wide, 4-block transformer on 32x32 latents (1,024 tokens)."""
+    from diffusers import SD3Transformer2DModel
+
+    from safetext.pipelines import build_tiny_pipeline
+
+    tiny = build_tiny_pipeline("sd3", seed=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        transformer = SD3Transformer2DModel(
+            sample_size=32, patch_size=1, in_channels=4, num_layers=4, attention_head_dim=64, num_attention_heads=6,
+            joint_attention_dim=64, caption_projection_dim=384, pooled_projection_dim=64, out_channels=4,
+            pos_embed_max_size=32,
+        ).eval()
+    # A new pipeline object, so that its default size comes from this transformer's sample_size.
+    pipe = type(tiny)(**{**tiny.components, "transformer": transformer})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--kinds", default="sd,sdxl,if,sd3,flux,qwen-image,z-image,lumina2,pixart-sigma,sana,flux2,flux2-dev,hidream", help="tiny pipelines to measure ('' for none)"
     )
     parser.add_argument("--model", action="append", default=[], help="a local diffusers folder (repeatable)")
+    parser.add_argument("--mid", action="store_true", help="also time the compute-bound mid-size SD3")
+    parser.add_argument("--mid-steps", type=int, default=8, help="--mid steps")
     parser.add_argument("--preset", default="auto", help="preset for --model pipelines")
     parser.add_argument("--steps", type=int, default=None, help="tiny pipelines' steps (default: the paper's)")
     parser.add_argument("--model-steps", type=int, default=None, help="--model steps (default: the model profile's, else 30)")
@@ -343,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         results[-1].update(measure_step(pipe, guard, extra))
         if results[-1]["attention"] in ("cross", "added_kv"):  # modules callable alone
             results[-1].update(measure_modules(pipe, guard, extra))
+        print(results[-1]["name"], f"{results[-1]['ratio_median']:.3f}x", f"step {results[-1]['step_ratio']:.3f}x", flush=True)
+    if args.mid:
+        pipe = mid_sd3().to(args.device)
+        guard = Guard(pipe, policy=AlwaysRewrite(BENIGN), preset=TINY_PRESETS["sd3"])
+        results.append(measure("mid-sd3", pipe, guard, args.mid_steps, args.repeats, args.warmup, args.seed, TINY_EXTRA["sd3"]))
+        results[-1].update(measure_step(pipe, guard, TINY_EXTRA["sd3"], pairs=10))
         print(results[-1]["name"], f"{results[-1]['ratio_median']:.3f}x", f"step {results[-1]['step_ratio']:.3f}x", flush=True)
     for path in args.model:
         pipe = load_pipeline(path, device=args.device)
