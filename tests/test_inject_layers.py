@@ -132,3 +132,19 @@ def test_sd3_benign_pass_runs_up_to_last_localized_block(monkeypatch: pytest.Mon
     assert not torch.equal(k[1, :, SD3_IMAGE_TOKENS:], a_k[1, :, SD3_IMAGE_TOKENS:])
     for index in range(localized):
         assert torch.equal(injected[(blocks[index], 2)][1][1], plain_a[(blocks[index], 2)][0][1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_report_lists_patched_steps(kind: str) -> None:
+    from safetext.inject import Injection, pipeline_lock
+
+    pipe = tiny(kind)
+    config = InjectionConfig(modules=LOCALIZED[kind], start=START)
+    kwargs = call_kwargs(kind)
+    with pipeline_lock(pipe), Injection(pipe, config, [TOXIC], [BENIGN], kwargs) as injection:
+        pipe(TOXIC, **kwargs)
+        report = injection.verify()
+    assert report.patched_layers == LOCALIZED[kind]
+    assert report.start_step == 2 and report.steps_run == STEPS
+    assert all(steps == [2, 3] for steps in report.injected_steps.values())
+    assert report.rewritten_rows == [0]
