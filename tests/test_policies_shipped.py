@@ -75,11 +75,21 @@ def test_mature_words_are_rewritten_when_rendered(default: PolicyEngine, prompt:
     assert all(s.in_render_scope for s in decision.spans)
 
 
-@pytest.mark.parametrize(("word", "term"), [("cockgobbling", "cock"), ("shitebags", "shite"), ("cuntmasters", "cunt"), ("dickheads", "dickhead")])
+@pytest.mark.parametrize(
+    ("word", "term"),
+    [("cockgobbling", "cock"), ("shitebags", "shite"), ("cuntmasters", "cunt"), ("dickheads", "dickhead"),
+     ("twatmuffin", "twat"), ("wankmaggot", "wank"), ("assjacket", "ass"), ("dickshaft", "dick"), ("shitpiece", "shit")],
+)
 def test_insult_compounds_with_inflected_tails_are_caught(default: PolicyEngine, word: str, term: str) -> None:
     decision = default.check(f'a sign that says "{word}"')
     assert decision.action is Action.REWRITE, decision.reasons
     assert any(term in s.term for s in decision.spans), [s.term for s in decision.spans]
+
+
+@pytest.mark.parametrize("prompt", ["a blueberry muffin on a plate", "a denim jacket", "a mine shaft", "a chess piece",
+                                    "a maggot on an apple", "a straitjacket in a museum", "a centrepiece of flowers"])
+def test_compound_tails_alone_or_in_real_words_are_allowed(default: PolicyEngine, prompt: str) -> None:
+    assert default.check(prompt).action is Action.ALLOW
 
 
 @pytest.mark.parametrize("prompt", ["a poster of a killer whale", "The Texas Chainsaw Massacre", "Murder on the Orient Express",
@@ -98,7 +108,7 @@ def test_opt_in_words_are_allowed_by_default_and_rewritten_by_strict(
     "form",
     ["FUCK", "sh1t", "f.u.c.k", "b-i-t-c-h", "i d i o t", "id\u200biot", "аsshole", "ｆｕｃｋ", "𝐜𝐮𝐧𝐭", "fuuuck", "dickhead", "shittier",
      "motherfucking", "blow job", "fuckery", "bitchy", "dumbass", "m0r0n", "wanker", "kys", "eejit", "yobbos", "kaffer",
-     "numbnut", "cracka", "chesticles", "lesbos"],
+     "numbnut", "cracka", "chesticles", "lesbos", "glory hole", "bewbs", "dirty jew", "SIEGHAIL", "b u m  c h u m", "pissbaby"],
 )
 def test_obfuscated_forms_are_caught(default: PolicyEngine, form: str) -> None:
     assert default.check(f'a sign that says "{form}"').action is not Action.ALLOW

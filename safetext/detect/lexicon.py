@@ -78,7 +78,7 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     spitter beater beaters rider riders swab splash mop
     gobbling guzzling munching smoking suckin lickin slurper slurping master masters
     bags heads faces holes stains wads sticks wipes monkeys weasels clowns hats rags sacks
-    buckets biscuits burgers waffles
+    buckets biscuits burgers waffles muffin muffins maggot maggots shaft jacket piece
     gay lame suck
     """.split()
 )
