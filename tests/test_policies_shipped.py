@@ -86,6 +86,19 @@ def test_insult_compounds_with_inflected_tails_are_caught(default: PolicyEngine,
     assert any(term in s.term for s in decision.spans), [s.term for s in decision.spans]
 
 
+@pytest.mark.parametrize(("word", "term"), [("twattish", "twat"), ("shittastic", "shit"), ("slutdom", "slut"), ("shittily", "shitty"),
+                                          ("sluttiness", "slutty"), ("douchiest", "douchy"), ("dumbassery", "dumbass")])
+def test_derived_words_of_a_term_are_caught(default: PolicyEngine, word: str, term: str) -> None:
+    decision = default.check(f'a sign that says "{word}"')
+    assert decision.action is Action.REWRITE, decision.reasons
+    assert [s.term for s in decision.spans] == [term]
+
+
+@pytest.mark.parametrize("word", ["ugliness", "uglier", "foolish", "boyish", "snobbery", "slobbery", "freedom", "finish"])
+def test_real_words_with_a_derivational_suffix_are_allowed(default: PolicyEngine, word: str) -> None:
+    assert default.check(f'a poster with the word {word} in bold letters').action is Action.ALLOW
+
+
 @pytest.mark.parametrize("prompt", ["a blueberry muffin on a plate", "a denim jacket", "a mine shaft", "a chess piece",
                                     "a maggot on an apple", "a straitjacket in a museum", "a centrepiece of flowers"])
 def test_compound_tails_alone_or_in_real_words_are_allowed(default: PolicyEngine, prompt: str) -> None:

@@ -83,6 +83,16 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     """.split()
 )
 
+# Derivational suffixes that keep a term's meaning ("twattish", "shittastic", "slutdom"); the
+# matcher also reads a written -y term's "i" stem before Y_STEM_SUFFIXES ("shittily",
+# "sluttiness"). Frequent words made this way are the compiler's known words (foolish, ugliness).
+DERIVATIONAL_SUFFIXES: frozenset[str] = frozenset(
+    """
+    ish ishness ishly ery eries tastic hood dom doms ness
+    """.split()
+)
+Y_STEM_SUFFIXES: frozenset[str] = frozenset("ly ness nesses er est".split())
+
 # Function words spaCy's WordNet-based tables lack; used to judge split pieces ("pen is").
 FUNCTION_WORDS: frozenset[str] = frozenset(
     """
@@ -267,6 +277,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     known = _innocent_containers(forms, innocent, builtin | allow_words) | _innocent_repeats(forms, innocent)
     known |= {w for w in builtin if w not in forms}
     known |= _frequent_containers(forms, frequent_words(CONTAINER_MIN_ZIPF))
+    known |= _frequent_y_derivations(forms, frequent_words(CONTAINER_MIN_ZIPF))
     known |= _frequent_repeats(forms, frequent_words(REPEAT_MIN_ZIPF))
     known |= _innocent_l_reads(forms, innocent | frequent_words(CONTAINER_MIN_ZIPF))
     pieces = {form[:k] for form in forms for k in range(1, len(form))} | {form[k:] for form in forms for k in range(1, len(form))}
@@ -563,6 +574,14 @@ def _frequent_containers(forms: dict[str, Entry], frequent: frozenset[str]) -> s
         if spans and not any(toxic_compound(word, i, j, forms, GLUE_WORDS, endings=forms[word[i:j]].mode != "exact") for i, j in spans):
             out.add(word)
     return out
+
+
+def _frequent_y_derivations(forms: dict[str, Entry], frequent: frozenset[str]) -> set[str]:
+    """Frequent words built on a written -y term's "i" stem (ugliness, uglier), which hold no form as
+    written, so :func:`_frequent_containers` cannot find them: the matcher reads such a word
+    as the form (:data:`Y_STEM_SUFFIXES`) unless it is known."""
+    stems = {f[:-1] + "i" for f, e in forms.items() if f.endswith("y") and e.glue and (e.term == f or e.ending)}
+    return {stem + suffix for stem in stems for suffix in Y_STEM_SUFFIXES if stem + suffix in frequent and stem + suffix not in forms}
 
 
 def _frequent_repeats(forms: dict[str, Entry], frequent: frozenset[str]) -> set[str]:

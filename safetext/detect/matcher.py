@@ -20,7 +20,18 @@ import operator
 import re
 from dataclasses import dataclass
 
-from safetext.detect.lexicon import COMPOUND_WORDS, FUNCTION_WORDS, GLUE_WORDS, CompiledLexicon, Entry, inner_swaps, l_as_i, swap_keys
+from safetext.detect.lexicon import (
+    COMPOUND_WORDS,
+    DERIVATIONAL_SUFFIXES,
+    FUNCTION_WORDS,
+    GLUE_WORDS,
+    Y_STEM_SUFFIXES,
+    CompiledLexicon,
+    Entry,
+    inner_swaps,
+    l_as_i,
+    swap_keys,
+)
 from safetext.detect.settings import MAX_INITIALS, NormalizeSettings
 from safetext.detect.spelling import MIN_STRETCHED_SWAP, MIN_TRANSPOSED, collapse, stretched_swap, transpositions
 from safetext.detect.spelling import runs as _runs
@@ -561,10 +572,28 @@ class Matcher:
                     entry.glue and (tail in GLUE_WORDS or tail in forms or self._repeat(tail)) or tail in COMPOUND_WORDS and _compounds(entry)
                 ):
                     hits.append(Hit(0, k, entry, "glued", head))
+                elif k >= 4:
+                    derived = self._derived(head, tail)
+                    if derived is not None:
+                        hits.append(Hit(0, len(w), forms[derived], "glued", derived))
                 entry = forms.get(tail)
                 if entry is not None and (entry.glue and (head in GLUE_WORDS or head in forms) or head in COMPOUND_WORDS and _compounds(entry)):
                     hits.append(Hit(k, len(w), entry, "glued", tail))
         return hits
+
+    def _derived(self, head: str, tail: str) -> str | None:
+        """The glue-able form that ``head`` + ``tail`` derives with a derivational suffix:
+        "bitch" + "ery", "twatt" + "ish" (the consonant doubled), "shitti" + "ly" (a -y
+        term's stem: "shitty")."""
+        forms = self.forms
+        stems: list[str] = []
+        if tail in DERIVATIONAL_SUFFIXES:
+            # a consonant doubles before -ish only: "slobbery" and "snobbery" are words of their own
+            stems += [head, head[:-1]] if head[-1] == head[-2] and tail.startswith("ish") else [head]
+        if tail in Y_STEM_SUFFIXES and head[-1] == "i":
+            stems.append(head[:-1] + "y")
+        # a written term or its inflection, not a respelling ("cuky" of "cuck", "slobb" of "slob")
+        return next((stem for stem in stems if stem in forms and forms[stem].glue and (forms[stem].term == stem or forms[stem].ending)), None)
 
     def _segment(self, w: str) -> list[tuple[int, int]] | None:
         """``w`` cut into glue words and forms of two letters or more, with the fewest pieces
