@@ -104,6 +104,9 @@ MIN_SWAPPED_COMPOUND = 8
 MAX_SWAPPED_COMPOUND = 20
 """Letters such a word may have: each swap costs a segmentation, so longer unknown words are not tried."""
 
+_DERIVED_TAILS = DERIVATIONAL_SUFFIXES | Y_STEM_SUFFIXES
+"""Tails :meth:`Matcher._derived` reads; other splits of a word skip it."""
+
 _HITS = operator.itemgetter(0)
 _CANON = operator.itemgetter(1)
 _PIECE = operator.itemgetter(2)
@@ -572,7 +575,7 @@ class Matcher:
                     entry.glue and (tail in GLUE_WORDS or tail in forms or self._repeat(tail)) or tail in COMPOUND_WORDS and _compounds(entry)
                 ):
                     hits.append(Hit(0, k, entry, "glued", head))
-                elif k >= 4:
+                elif k >= 4 and tail in _DERIVED_TAILS:
                     derived = self._derived(head, tail)
                     if derived is not None:
                         hits.append(Hit(0, len(w), forms[derived], "glued", derived))
@@ -583,7 +586,7 @@ class Matcher:
 
     def _derived(self, head: str, tail: str) -> str | None:
         """The glue-able form that ``head`` + ``tail`` derives with a derivational suffix:
-        "bitch" + "ery", "twatt" + "ish" (the consonant doubled), "shitti" + "ly" (a -y
+        "slut" + "dom", "twatt" + "ish" (the consonant doubled), "shitti" + "ly" (a -y
         term's stem: "shitty")."""
         forms = self.forms
         stems: list[str] = []
