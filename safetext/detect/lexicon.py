@@ -120,11 +120,6 @@ class Entry:
         """May this form be found glued to another word? Only clear, longer terms."""
         return self.mode == "word" and self.severity >= 2 and len(self.term) >= 4
 
-    @property
-    def transposable(self) -> bool:
-        """May a form of this entry be read with two of its letters swapped ("idoit")?
-        Single-word terms; the form itself needs ``MIN_TRANSPOSED`` letters."""
-        return " " not in self.term
 
 
 @dataclass(frozen=True)
@@ -370,14 +365,13 @@ def respelled_swaps(sources: dict[str, str], forms: dict[str, Entry]) -> frozens
         and not (form[:2] == "wh" and v[0] == "h")
         and spelling.collapse(v) != spelling.collapse(form)
         and v.isalpha()
-        and forms[v].transposable
     )
 
 
 def swap_forms(forms: dict[str, Entry]) -> frozenset[str]:
-    """The forms a word with two letters swapped is read back to: the written forms and
-    inflections of single-word entries, of ``MIN_TRANSPOSED`` letters or more."""
-    return frozenset(f for f, e in forms.items() if e.transposable and len(f) >= spelling.MIN_TRANSPOSED and f.isalpha())
+    """The forms a word with two letters swapped is read back to: the one-word forms of
+    ``MIN_TRANSPOSED`` letters or more, a phrase's joined form among them ("porchmonkey")."""
+    return frozenset(f for f in forms if len(f) >= spelling.MIN_TRANSPOSED and f.isalpha())
 
 
 _REPEATED = re.compile(r"(.)\1")

@@ -101,9 +101,15 @@ class Hit:
 
 MIN_SWAPPED_COMPOUND = 8
 """Letters a word needs to be read as two terms glued with two letters swapped ("shitidck")."""
+MIN_SWAPPED_PART = 4
+"""Letters each part of a term glued to a compound word needs before two swapped letters in
+it are read back ("crapafce"): a swap beside "hag" or "man" makes too many words."""
+MIN_SWAPPED_PAIR = 2 * MIN_SWAPPED_PART
 MAX_SWAPPED_COMPOUND = 20
 """Letters such a word may have: each swap costs a segmentation, so longer unknown words are not tried."""
 
+_COMPANIONS = GLUE_WORDS | COMPOUND_WORDS
+"""Words a term may be glued to in a compound (which ones a term takes: :meth:`Matcher._companion`)."""
 _DERIVED_TAILS = DERIVATIONAL_SUFFIXES | Y_STEM_SUFFIXES
 """Tails :meth:`Matcher._derived` reads; other splits of a word skip it."""
 
@@ -425,18 +431,23 @@ class Matcher:
         return ()
 
     def _swapped_compound(self, word: str) -> tuple[Hit, ...]:
-        """``word`` read with two neighbouring letters swapped back as glue-able terms and glue
-        words only, two of them terms ("shitidck" is "shit" + "dick"), one of which begins or
-        ends ``word`` unswapped. Cutting the whole word into terms anchors the reading, where one
-        glued term beside any letters would not."""
-        if not self.norm.glued or not MIN_SWAPPED_COMPOUND <= len(word) <= MAX_SWAPPED_COMPOUND:
-            return ()
-        forms = self.forms
+        """``word`` read with two neighbouring letters swapped back as a compound: a term
+        beside the glue or compound word it compounds with, the swap in either or across the
+        seam ("crapafce", "bollokcface", "skanfkace"), or cut whole into glue-able terms and
+        glue words, two of them terms, one of which begins or ends ``word`` unswapped
+        ("shitidck"). Reading the whole word as its parts keeps out the real words the compiler
+        never saw that hold one glued term one swap away ("acocunt")."""
         n = len(word)
-        if not any(forms[p].glue for p in (word[:j] for j in range(4, n - 3)) if p in forms) and not any(
+        if not self.norm.glued or not MIN_SWAPPED_PAIR <= n <= MAX_SWAPPED_COMPOUND:
+            return ()
+        pair = self._swapped_pair(word)
+        if pair:
+            return pair
+        forms = self.forms
+        if n < MIN_SWAPPED_COMPOUND or not any(forms[p].glue for p in (word[:j] for j in range(4, n - 3)) if p in forms) and not any(
             forms[p].glue for p in (word[j:] for j in range(4, n - 3)) if p in forms
         ):
-            return ()  # one of the two terms stands unswapped at the word's start or end
+            return ()
         for k in range(1, n - 1):
             if word[k] == word[k + 1]:
                 continue
@@ -448,6 +459,43 @@ class Matcher:
             if len(terms) >= 2:
                 return tuple(Hit(a, b, forms[repaired[a:b]], "transposed", repaired[a:b]) for a, b in terms)
         return ()
+
+    def _swapped_pair(self, word: str) -> tuple[Hit, ...]:
+        """``word`` as a compounding term and a glue or compound word (see :meth:`_glued`),
+        two neighbouring letters swapped in one of them, each part MIN_SWAPPED_PART letters or
+        more. A swapped term is no real word a swap of a form makes ("horse" of "horseface" is
+        no swapped "hores")."""
+        forms, swapped = self.forms, self.lex.swap_words
+        n = len(word)
+        for j in range(MIN_SWAPPED_PART, n - MIN_SWAPPED_PART + 1):
+            head, tail = word[:j], word[j:]
+            readings = []
+            if head in forms:  # the swap in the word after the term: "crap" + "afce"
+                readings += [(forms[head], head, x, (0, j)) for x in self._swapped_companions(tail)]
+            elif tail in _COMPANIONS and head not in swapped:  # ... or in the term: "bollokc" + "face"
+                form = self._swapped_form(head)
+                readings += [(forms[form], form, tail, (0, j))] if form is not None else []
+            if tail in forms:  # the term second: "gya" + "lord" reads no term, "lsut" + "face" does
+                readings += [(forms[tail], tail, x, (j, n)) for x in self._swapped_companions(head)]
+            elif head in _COMPANIONS and tail not in swapped:
+                form = self._swapped_form(tail)
+                readings += [(forms[form], form, head, (j, n))] if form is not None else []
+            for entry, form, other, (a, b) in readings:
+                repaired = form + other if a == 0 else other + form
+                if self._companion(entry, other) and repaired not in self.lex.known and not self._allowed(repaired):
+                    return (Hit(a, b, entry, "transposed", form),)
+        return ()
+
+    def _swapped_companions(self, word: str) -> list[str]:
+        """The glue and compound words (MIN_SWAPPED_PART letters or more) ``word`` is with two neighbouring letters swapped back."""
+        if len(word) < MIN_SWAPPED_PART or word in self.lex.known:
+            return []
+        return [w for w in transpositions(word, first=0) if w in _COMPANIONS]
+
+    @staticmethod
+    def _companion(entry: Entry, word: str) -> bool:
+        """May ``word`` stand glued beside ``entry``'s term as :meth:`_glued` reads a compound?"""
+        return word in COMPOUND_WORDS and _compounds(entry) or entry.glue and word in GLUE_WORDS
 
     def _swapped_form(self, word: str) -> str | None:
         """The swap form ``word`` is with two neighbouring letters swapped back, if any."""

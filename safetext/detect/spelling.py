@@ -98,9 +98,10 @@ def _vowel_spellings(word: str) -> set[str]:
 
 def _consonant_spellings(word: str) -> set[str]:
     """A doubled consonant written once in a word of seven letters or more (bukkake -> bukake),
+    or before the final -y of a six-letter one (shitty -> shity),
     an s after a vowel written z (lesbo -> lezbo), qu written kw (queef -> kweef) and a
     word-initial wh written h (whores -> hores)."""
-    out = {word[: m.start()] + word[m.start() + 1 :] for m in _DOUBLED.finditer(word)} if len(word) >= 7 else set()
+    out = {word[: m.start()] + word[m.start() + 1 :] for m in _DOUBLED.finditer(word) if len(word) >= 7 or (len(word) == 6 and m.end() == 5 and word[5] == "y")}
     out |= {word[: m.start()] + "z" + word[m.end() :] for m in _S_AFTER_VOWEL.finditer(word)}
     if "ss" in word[1:-1] or word.endswith("ssy"):
         out.add(word.replace("ss", "zz"))
