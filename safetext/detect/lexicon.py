@@ -121,7 +121,6 @@ class Entry:
         return self.mode == "word" and self.severity >= 2 and len(self.term) >= 4
 
 
-
 @dataclass(frozen=True)
 class CompiledLexicon:
     """Everything the matcher needs, as plain containers (JSON-cacheable)."""

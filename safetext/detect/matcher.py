@@ -432,11 +432,11 @@ class Matcher:
 
     def _swapped_compound(self, word: str) -> tuple[Hit, ...]:
         """``word`` read with two neighbouring letters swapped back as a compound: a term
-        beside the glue or compound word it compounds with, the swap in either or across the
-        seam ("crapafce", "bollokcface", "skanfkace"), or cut whole into glue-able terms and
-        glue words, two of them terms, one of which begins or ends ``word`` unswapped
-        ("shitidck"). Reading the whole word as its parts keeps out the real words the compiler
-        never saw that hold one glued term one swap away ("acocunt")."""
+        beside the glue or compound word it compounds with, the swap in either part
+        ("crapafce", "bollokcface"), or cut whole into glue-able terms and glue words, two of
+        them terms, one of which begins or ends ``word`` unswapped ("shitidck"). Reading the
+        whole word as its parts keeps out the real words the compiler never saw that hold one
+        glued term one swap away ("acocunt")."""
         n = len(word)
         if not self.norm.glued or not MIN_SWAPPED_PAIR <= n <= MAX_SWAPPED_COMPOUND:
             return ()
@@ -447,7 +447,7 @@ class Matcher:
         if n < MIN_SWAPPED_COMPOUND or not any(forms[p].glue for p in (word[:j] for j in range(4, n - 3)) if p in forms) and not any(
             forms[p].glue for p in (word[j:] for j in range(4, n - 3)) if p in forms
         ):
-            return ()
+            return ()  # one of the two terms stands unswapped at the word's start or end
         for k in range(1, n - 1):
             if word[k] == word[k + 1]:
                 continue
@@ -475,9 +475,9 @@ class Matcher:
             elif tail in _COMPANIONS and head not in swapped:  # ... or in the term: "bollokc" + "face"
                 form = self._swapped_form(head)
                 readings += [(forms[form], form, tail, (0, j))] if form is not None else []
-            if tail in forms:  # the term second: "gya" + "lord" reads no term, "lsut" + "face" does
+            if tail in forms:  # the term second, the swap in the word before it: "lmae" + "slut"
                 readings += [(forms[tail], tail, x, (j, n)) for x in self._swapped_companions(head)]
-            elif head in _COMPANIONS and tail not in swapped:
+            elif head in _COMPANIONS and tail not in swapped:  # ... or in the term: "lame" + "sltu"
                 form = self._swapped_form(tail)
                 readings += [(forms[form], form, head, (j, n))] if form is not None else []
             for entry, form, other, (a, b) in readings:
