@@ -30,7 +30,6 @@ from safetext.detect.lexicon import (
     Entry,
     inner_swaps,
     l_as_i,
-    swap_keys,
 )
 from safetext.detect.settings import MAX_INITIALS, NormalizeSettings
 from safetext.detect.spelling import MIN_STRETCHED_SWAP, MIN_TRANSPOSED, collapse, stretched_swap, transpositions
@@ -162,10 +161,13 @@ class Matcher:
         self.forms = lexicon.forms
         self._collapsed: dict[str, list[str]] = {}  # forms by their letters with runs cut to one
         self._by_length: dict[int, list[str]] = {}
+        skeletons: dict[str, str] = {}
         for form in self.forms:
-            self._collapsed.setdefault(collapse(form), []).append(form)
+            key = collapse(form)
+            self._collapsed.setdefault(key, []).append(form)
             self._by_length.setdefault(len(form), []).append(form)
-        skeletons = dict(zip(self.forms, map(skeleton, self.forms)))
+            mapped = form.translate(_SKELETON)
+            skeletons[form] = key if mapped == form else collapse(mapped)  # skeleton(form), its runs already cut
         prefixes: set[str] = set()
         for form, sk in skeletons.items():
             if len(form) >= 3:
@@ -190,7 +192,8 @@ class Matcher:
         self._swap_forms = lexicon.swap_forms
         # a swap keeps the first letter and the letters: words whose key is not here read as no swap form
         self._swap_anagrams = frozenset(map(_anagram, lexicon.swap_forms))
-        self._swap_keys = swap_keys(lexicon.swap_forms)
+        # lexicon.swap_keys of the swap forms, from the forms already keyed above
+        self._swap_keys = {k: sorted(v) for k, fs in self._collapsed.items() if (v := self._swap_forms.intersection(fs))}
         self._inner_swaps = {**lexicon.edge_swaps, **inner_swaps(lexicon.swap_forms, self.forms)}
         self._inner_swap = trie_regex(list(self._inner_swaps)) if self._inner_swaps else None
         # Words a spelled-out term may stand beside: "y o u a r e a n i d i o t".
