@@ -86,6 +86,13 @@ def test_insult_compounds_with_inflected_tails_are_caught(default: PolicyEngine,
     assert any(term in s.term for s in decision.spans), [s.term for s in decision.spans]
 
 
+def _rewritten_terms(engine: PolicyEngine, word: str) -> list[str]:
+    """The terms of the spans ``engine`` finds in ``word`` written on a sign, once it rewrites it."""
+    decision = engine.check(f'a sign that says "{word}"')
+    assert decision.action is Action.REWRITE, decision.reasons
+    return [s.term for s in decision.spans]
+
+
 @pytest.mark.parametrize(
     ("word", "term"),
     [("crapafce", "crap"), ("dicklsap", "dick"), ("bollokcface", "bollock"), ("twatmfufin", "twat"), ("shitilps", "shit"),
@@ -93,9 +100,7 @@ def test_insult_compounds_with_inflected_tails_are_caught(default: PolicyEngine,
 )
 def test_compounds_with_two_letters_swapped_are_caught(default: PolicyEngine, word: str, term: str) -> None:
     """A swap in the word a term is glued to, in the term beside it, or in a phrase written as one word."""
-    decision = default.check(f'a sign that says "{word}"')
-    assert decision.action is Action.REWRITE, decision.reasons
-    assert [s.term for s in decision.spans] == [term]
+    assert _rewritten_terms(default, word) == [term]
 
 
 @pytest.mark.parametrize("word", ["horseman", "horseface", "mouthparts", "shopworn", "herdman", "Hagstrom", "Boboiboy", "binstock"])
@@ -106,15 +111,13 @@ def test_real_words_one_swap_from_a_compound_are_allowed(default: PolicyEngine, 
 
 @pytest.mark.parametrize(("word", "term"), [("shity", "shitty"), ("sluty", "slutty"), ("twaty", "twatty")])
 def test_a_doubled_consonant_written_once_before_a_final_y_is_caught(default: PolicyEngine, word: str, term: str) -> None:
-    assert [s.term for s in default.check(f'a sign that says "{word}"').spans] == [term]
+    assert _rewritten_terms(default, word) == [term]
 
 
 @pytest.mark.parametrize(("word", "term"), [("twattish", "twat"), ("shittastic", "shit"), ("slutdom", "slut"), ("shittily", "shitty"),
                                           ("sluttiness", "slutty"), ("douchiest", "douchy"), ("dumbassery", "dumbass")])
 def test_derived_words_of_a_term_are_caught(default: PolicyEngine, word: str, term: str) -> None:
-    decision = default.check(f'a sign that says "{word}"')
-    assert decision.action is Action.REWRITE, decision.reasons
-    assert [s.term for s in decision.spans] == [term]
+    assert _rewritten_terms(default, word) == [term]
 
 
 @pytest.mark.parametrize("word", ["ugliness", "uglier", "foolish", "boyish", "snobbery", "slobbery", "freedom", "finish"])
