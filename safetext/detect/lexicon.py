@@ -279,7 +279,9 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     english_words = (vocabulary | _regular_forms(english) if english else frequent_words(COMMON_MIN_ZIPF)) | FUNCTION_WORDS | GLUE_WORDS
     words = frozenset(p for p in pieces if p in english_words and (len(p) > 1 or p in ("a", "i")))
     names = (
-        compile_names([f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF), frequent_words(RARE_NAME_MAX_ZIPF))
+        compile_names(
+            [f for f in forms if f.isalpha()], frequent_words(PROPER_MAX_ZIPF), frequent_words(RARE_NAME_MAX_ZIPF), COMPOUND_WORDS | GLUE_WORDS
+        )
         if spec.builtin_names
         else NameSets()
     )

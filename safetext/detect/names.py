@@ -38,6 +38,12 @@ RARE_NAME_MAX_ZIPF = 2.0
 is rarer than this as an English word (wordfreq Zipf), even if the census tables lack it.
 Respellings of insults people write sit above it ("sucka": 2.1, "lickin": 2.1)."""
 
+CENSUS_SURNAME_MAX_ZIPF = 2.5
+"""A word the census surname tables list, however rare its share, is a surname after such a
+given name when rarer than this as an English word ("Dick Cavett", "Dick Butkus"): famous
+surnames reach wordfreq's lists through news text. Surnames that begin with a word that
+builds insult compounds ("Headman", "Stickman") are left out (see :func:`compile_names`)."""
+
 _TABLES = {"surname": ("dist.all.last",), "given": ("dist.male.first", "dist.female.first")}
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -91,11 +97,15 @@ def census_names() -> frozenset[str]:
         return frozenset()
 
 
-def compile_names(forms: Collection[str], frequent: frozenset[str], words: frozenset[str] = frozenset()) -> NameSets:
+def compile_names(
+    forms: Collection[str], frequent: frozenset[str], words: frozenset[str] = frozenset(), compounding: Collection[str] = ()
+) -> NameSets:
     """:class:`NameSets` for a lexicon's ``forms``; empty, with a warning, without the ``names`` package.
 
     ``frequent`` is the set of English words at or above :data:`PROPER_MAX_ZIPF`, ``words``
-    those at or above :data:`RARE_NAME_MAX_ZIPF`.
+    those at or above :data:`RARE_NAME_MAX_ZIPF`; census surnames under
+    :data:`CENSUS_SURNAME_MAX_ZIPF` leave ``words``, unless they begin with one of
+    ``compounding`` (words that build insult compounds, three letters or more).
     """
     try:
         tables = {kind: _read(files) for kind, files in _TABLES.items()}
@@ -109,6 +119,16 @@ def compile_names(forms: Collection[str], frequent: frozenset[str], words: froze
 
     def name_like(shares: dict[str, float]) -> frozenset[str]:
         return frozenset(k for k, share in shares.items() if k.isalpha() and share >= NAME_RATIO * word_frequency(k, "en"))
+
+    heads = tuple(w for w in compounding if len(w) >= 3)
+    if words:
+        from wordfreq import zipf_frequency
+
+        rare = {
+            k for k, _ in _rows(_TABLES["surname"])
+            if k in words and zipf_frequency(k, "en") < CENSUS_SURNAME_MAX_ZIPF and not k.startswith(heads)
+        }
+        words = words - rare
 
     return NameSets(
         given_terms=frozenset(f for f in forms if f in tables["given"]),
@@ -203,7 +223,7 @@ def name_partner(text: str, start: int, end: int, sets: NameSets, *, name_like: 
     word itself must be a lexicon form that is a name (``Dick``), or, with ``name_like``,
     any name more common as a name than as an English word (``Spicher``, which holds a term).
     After a lexicon form that is a given name, a surname is one of the census tables or a
-    word too rare to be English (:func:`_rare_surname`: "Dick Fosbury").
+    word too rare to be English (:func:`_rare_surname`: "Dick Fosbury", "Dick Cavett").
     """
     word = text[start:end]
     if not (word.isascii() and word.isalpha()):
@@ -350,4 +370,4 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     return None
 
 
-__all__ = ["NAME_PARTICLES", "NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "REGION_PREFIXES", "TITLE_CASE_WORDS", "TOPONYM_PARTICLES", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "particle_partners", "proper_partner"]
+__all__ = ["CENSUS_SURNAME_MAX_ZIPF", "NAME_PARTICLES", "NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "REGION_PREFIXES", "TITLE_CASE_WORDS", "TOPONYM_PARTICLES", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "particle_partners", "proper_partner"]
