@@ -80,6 +80,12 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     bags heads faces holes stains wads sticks wipes monkeys weasels clowns hats rags sacks
     buckets biscuits burgers waffles muffin muffins maggot maggots shaft jacket piece
     gay lame suck
+    pipe pipes wagon wagons womble wombles spanner spanners noodle noodles knuckle knuckles snorkel snorkels
+    badgers bandits bangers baskets bots breaths cakes canoes cheeses chuggers fests garglers gibbons
+    gobblers guzzlers holsters hoppers hounds jackers jammers jerkers jockeys knockers loads lords lovers
+    mongers mouths munchers muppets noses packers pickles pigs pirates pounders puffers pushers rockets
+    shafts sleeves slurpers sniffers spankers spitters splats stabbers storms swabs tards tarts ticklers
+    trumpets wits worms
     """.split()
 )
 
