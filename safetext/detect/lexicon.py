@@ -58,6 +58,7 @@ GLUE_WORDS: frozenset[str] = frozenset(
     big fat dumb stupid little lil old ugly dirty total ultimate complete absolute real mega super
     ultra massive huge lazy crazy filthy nasty worthless useless pathetic dead holy bloody
     face head hole bag brain wad stick boy boys girl girls man men woman lord master fest bucket
+    wet hairy shaved tight bald hot teen horny juicy sloppy tiny
     """.split()
 )
 
@@ -86,6 +87,7 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     mongers mouths munchers muppets noses packers pickles pigs pirates pounders puffers pushers rockets
     shafts sleeves slurpers sniffers spankers spitters splats stabbers storms swabs tards tarts ticklers
     trumpets wits worms
+    eating drinker drinkers swallower swallowers swap swapping play fantasy tease teaser pics pic jam shot shots
     """.split()
 )
 
