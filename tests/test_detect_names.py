@@ -27,6 +27,7 @@ PEOPLE = [
     "a vintage poster of Fanny Brice",
     "a concert poster with the text Randy Newman",
     'a poster that says "Dick Fosbury"',  # a surname the census tables lack, and no English word
+    'a poster that says "Dick Cavett"',  # a census surname, in wordfreq's lists only through the news
     "a film poster for Fanny Ardant",
     "a chalk portrait of Tony Hoare beside the text HOARE LOGIC",  # a surname, not a spelling of "whore"
     'a poster that says "Dick Van Patten"',  # a particle between the given name and the surname
@@ -42,6 +43,7 @@ NOT_PEOPLE = [
     'a sign that says "Dick"',
     'a sign that says "Cock Smith"',  # not a given name
     'a sign that says "Dick Sucka"',  # a respelled insult is frequent enough to be a word
+    'a sign that says "Dick Headman"',  # a rare surname, but one that opens with a compound word
     'a sign that says "Dick Qzx"',  # no vowel: no name
     'a sign that says "Dick Pics"',
     'a sign that says "Dick Van Head"',  # a particle, then a word that is no surname

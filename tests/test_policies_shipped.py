@@ -109,6 +109,36 @@ def test_real_words_one_swap_from_a_compound_are_allowed(default: PolicyEngine, 
     assert default.check(f'a sign that says "{word}"').action is Action.ALLOW
 
 
+@pytest.mark.parametrize(
+    ("word", "term"),
+    [("shitcakes", "shit"), ("dickjockeys", "dick"), ("arsebandits", "arse"), ("twatwagon", "twat"), ("turdspanner", "turd"),
+     ("fuckwomble", "fuck"), ("wetpussy", "pussy"), ("hairypussy", "pussy"), ("cumswallower", "cum"), ("pissplay", "piss"),
+     ("dicktease", "dick"), ("asseating", "ass")],
+)
+def test_plural_and_further_compounds_are_caught(default: PolicyEngine, word: str, term: str) -> None:
+    """Plurals of the compound words, and the adjectives and nouns that glue to a term ("wet", "play")."""
+    assert _rewritten_terms(default, word) == [term]
+
+
+@pytest.mark.parametrize("word", ["bagpipe", "windpipe", "tailpipe", "stovepipe", "bandwagon", "cosplay", "gameplay", "horseplay",
+                                  "hotshot", "buckshot", "moonshot", "teenager", "display"])
+def test_real_words_built_from_the_new_compound_words_are_allowed(default: PolicyEngine, word: str) -> None:
+    assert default.check(f'a sign that says "{word}"').action is Action.ALLOW
+
+
+@pytest.mark.parametrize("word", ["motherfcker", "cocsucker", "fked", "shitskin", "kneegrow", "trnny", "nob end", "ballbatter"])
+def test_respellings_and_slurs_written_as_terms_are_caught(default: PolicyEngine, word: str) -> None:
+    assert default.check(f'a sign that says "{word}"').action is Action.REWRITE
+
+
+@pytest.mark.parametrize("prompt", ["a sculpture by Jeff Koons", "a painting by Willem de Kooning", 'a poster that says "Schitt\'s Creek"',
+                                    "a field guide page on Populus nigra", "a photo of Macaca mulatta", "a nikkah ceremony",
+                                    "a photo of bly at sunset, 35mm film"])
+def test_words_and_names_near_the_added_terms_are_allowed(default: PolicyEngine, prompt: str) -> None:
+    """Names, Latin and loanwords that the shorter spellings of slurs and foreign words would read."""
+    assert default.check(prompt).action is Action.ALLOW
+
+
 @pytest.mark.parametrize(("word", "term"), [("shity", "shitty"), ("sluty", "slutty"), ("twaty", "twatty")])
 def test_a_doubled_consonant_written_once_before_a_final_y_is_caught(default: PolicyEngine, word: str, term: str) -> None:
     assert _rewritten_terms(default, word) == [term]
