@@ -86,7 +86,7 @@ COMPOUND_WORDS: frozenset[str] = frozenset(
     gobblers guzzlers holsters hoppers hounds jackers jammers jerkers jockeys knockers loads lords lovers
     mongers mouths munchers muppets noses packers pickles pigs pirates pounders puffers pushers rockets
     shafts sleeves slurpers sniffers spankers spitters splats stabbers storms swabs tards tarts ticklers
-    trumpets wits worms
+    trumpets wits worms puffins goblins pants dribble juggler jugglers
     eating drinker drinkers swallower swallowers swap swapping play fantasy tease teaser pics pic jam shot shots
     """.split()
 )
