@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import safetext.detect
+from safetext.detect import spelling
 from safetext.detect.inflect import expand, inflect
 from safetext.detect.lexicon import CompiledLexicon, compile_lexicon, load_or_compile
 from safetext.detect.matcher import Matcher
@@ -323,6 +324,23 @@ def test_respelled_forms_are_found(respelled: Matcher, written: str, term: str) 
 def test_real_words_are_not_respellings(respelled: Matcher, written: str, why: str) -> None:
     assert _found(respelled, f"a sign that says {written}") == [], why
     assert written not in respelled.forms, why
+
+
+@pytest.mark.parametrize(
+    ("word", "written"),
+    [("bastard", "bstrd"), ("asshole", "asshl"), ("dickhead", "dckhd"), ("bitch", None), ("idiot", None), ("twat", None)],
+)
+def test_disemvowelled_spellings_keep_a_first_vowel_and_need_five_letters(word: str, written: str | None) -> None:
+    """A word of one vowel has its own rule ("btch"); "idt" and "twt" are too short to read."""
+    assert spelling.disemvowelled(word) == written
+
+
+def test_a_form_without_its_vowels_is_read_as_the_form_unless_wordfreq_lists_it() -> None:
+    matcher = Matcher(load_or_compile(LexiconSpec(terms=(TermSpec("blatherpunk", "insult", 2), TermSpec("pisshat", "insult", 2)))))
+    assert [(t, m) for _, t, m in _found(matcher, "a sign that says blthrpnk")] == [("blatherpunk", "vowelless")]
+    assert "blthrpnk" not in matcher.forms  # looked up on its own, not compiled as a form
+    assert _found(matcher, "a sign that says pssht") == []  # an interjection wordfreq lists
+    assert "pssht" not in matcher.lex.vowelless
 
 
 def test_a_respelling_that_is_an_accented_word_of_a_shipped_language_is_not_added() -> None:

@@ -139,6 +139,16 @@ def test_words_and_names_near_the_added_terms_are_allowed(default: PolicyEngine,
     assert default.check(prompt).action is Action.ALLOW
 
 
+@pytest.mark.parametrize(("word", "term"), [("dckhd", "dickhed"), ("shthd", "shithead"), ("asshl", "asshole"), ("mstrbtng", "masturbait")])
+def test_terms_written_without_vowels_are_caught(default: PolicyEngine, word: str, term: str) -> None:
+    assert _rewritten_terms(default, word) == [term]
+
+
+@pytest.mark.parametrize("word", ["mngr", "cmnt", "pssht", "bldg", "mgmt", "hdqtrs", "frwrd"])
+def test_abbreviations_without_vowels_are_allowed(default: PolicyEngine, word: str) -> None:
+    assert default.check(f'a sign that says "{word}"').action is Action.ALLOW
+
+
 @pytest.mark.parametrize(("word", "term"), [("shity", "shitty"), ("sluty", "slutty"), ("twaty", "twatty")])
 def test_a_doubled_consonant_written_once_before_a_final_y_is_caught(default: PolicyEngine, word: str, term: str) -> None:
     assert _rewritten_terms(default, word) == [term]

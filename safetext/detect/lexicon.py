@@ -146,6 +146,7 @@ class CompiledLexicon:
     swap_forms: frozenset[str] = frozenset()  # forms a word with two letters swapped reads back to (see swap_forms)
     swap_words: frozenset[str] = frozenset()  # real words a swap of a form makes (ares, sith): never read as it
     edge_swaps: dict[str, str] = dataclasses.field(default_factory=dict)  # swaps across a substring term's edge ("fruck": "rfuck")
+    vowelless: dict[str, str] = dataclasses.field(default_factory=dict)  # a form written without vowels -> the form ("bstrd": "bastard")
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON containers, the on-disk cache format."""
@@ -167,6 +168,7 @@ class CompiledLexicon:
             "swap_forms": sorted(self.swap_forms),
             "swap_words": sorted(self.swap_words),
             "edge_swaps": self.edge_swaps,
+            "vowelless": self.vowelless,
         }
 
     @classmethod
@@ -195,6 +197,7 @@ class CompiledLexicon:
             swap_forms=frozenset(data.get("swap_forms", ())),
             swap_words=frozenset(data.get("swap_words", ())),
             edge_swaps=dict(data.get("edge_swaps", {})),
+            vowelless=dict(data.get("vowelless", {})),
         )
 
 
@@ -270,6 +273,8 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
             forms.setdefault(form, dataclasses.replace(entry, mode="exact") if holds_term else entry)
     real = _real_words(innocent)
     swappable = swap_forms(forms)
+    # spellings without vowels of the written forms and their inflections, not of respellings
+    vowelless = _disemvowelled(forms, real) if spec.inflections else {}
     respelled = respelled_swaps(_add_spellings(forms, real), forms) if spec.inflections else frozenset()
     swappable |= respelled
     # a swap of a respelling, or of a word with its l's read as i, is two changes from the term:
@@ -308,6 +313,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         swap_forms=swappable,
         swap_words=_swap_words(swappable, forms, real | known | listed | (census_names() if spec.builtin_names else frozenset()), edges, dotted),
         edge_swaps=edges,
+        vowelless={k: v for k, v in vowelless.items() if k not in forms},
     )
 
 
@@ -353,6 +359,22 @@ def _add_spellings(forms: dict[str, Entry], real: set[str]) -> dict[str, str]:
     for variant, entry in added.items():
         forms.setdefault(variant, entry)
     return sources
+
+
+def _disemvowelled(forms: dict[str, Entry], real: set[str]) -> dict[str, str]:
+    """Spellings without vowels of clear word-mode forms, each to its form ("bstrd":
+    "bastard", "fckng": "fucking"): none that is a form or a ``real`` word, or that wordfreq
+    lists in any language at all, where such letters are abbreviations and interjections
+    ("mngr", "pssht")."""
+    bare: dict[str, str] = {}
+    for form, entry in forms.items():
+        if entry.mode == "word" and entry.severity >= 2 and form.isalpha():
+            written = spelling.disemvowelled(form)
+            if written is not None and written not in forms and written not in real:
+                bare.setdefault(written, form)
+    for word in listed_words(set(bare)):
+        del bare[word]
+    return bare
 
 
 MIN_RESPELLED_SWAP = 5

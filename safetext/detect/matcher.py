@@ -295,6 +295,9 @@ class Matcher:
             return None
         if letters in self.forms:
             return letters, "lexicon"
+        meant = self.lex.vowelless.get(letters)
+        if meant is not None:  # "bstrd": a form written without its vowels
+            return meant, "vowelless"
         plain = letters.isalpha()
         if plain and "l" in letters and self.norm.leetspeak and letters not in self.lex.known:
             for v in l_as_i(letters, _MAX_L):

@@ -19,7 +19,9 @@ and careless spellings are found too:
 * a u written v ("fvck");
 * the -y adjective of a short term, also written -ey ("cunty", "shitey");
 * a word of one vowel written without it or with an x for it ("btch", "fxck"), and a short
-  word's last consonant doubled ("titt").
+  word's last consonant doubled ("titt");
+* a word of more vowels written with none but a first letter ("bstrd", "dckhd", "asshl"):
+  :func:`disemvowelled`, compiled as whole words only.
 
 The compiler drops a spelling that is a real word (see :mod:`safetext.detect.vocabulary`),
 so only spellings that read as nothing but the term are added.
@@ -119,6 +121,20 @@ def _without_vowel(word: str) -> set[str]:
         return set()
     k = where[0]
     return {word[:k] + word[k + 1 :], word[:k] + "x" + word[k + 1 :]}
+
+
+MIN_DISEMVOWELLED = 5
+"""Letters a spelling without vowels needs before it reads as a term ("bstrd"): shorter ones
+are abbreviations ("mngr", "cmnt")."""
+
+
+def disemvowelled(word: str) -> str | None:
+    """``word``, of two vowels or more, written with none but a first letter that is one, as
+    people type to pass filters: bastard -> bstrd, dickhead -> dckhd, asshole -> asshl."""
+    rest = "".join(c for c in word[1:] if c not in _VOWELS)
+    if sum(c in _VOWELS for c in word[1:]) < 2 or len(rest) + 1 < MIN_DISEMVOWELLED:
+        return None
+    return word[0] + rest
 
 
 def _u_as_v(word: str) -> set[str]:

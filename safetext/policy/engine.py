@@ -36,6 +36,7 @@ from safetext.rewrite.operators import Edit, apply_operators, choose_target, kee
 METHOD_SCORE = {
     "lexicon": 1.0, "lemma": 0.95, "normalized": 0.95, "leetspeak": 0.9, "repeat": 0.9, "phrase": 1.0,
     "split": 0.85, "masked": 0.8, "glued": 0.8, "substring": 0.85, "digits": 0.8, "initials": 0.85, "transposed": 0.8,
+    "vowelless": 0.8,
 }
 # Risk contributed by a span of each severity (1..4, capped after the render boost).
 SEVERITY_RISK = {1: 0.35, 2: 0.6, 3: 0.85, 4: 1.0}
