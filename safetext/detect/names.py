@@ -113,7 +113,7 @@ def compile_names(
         log.warning("the 'names' package is unavailable (%s); names such as 'Dick Smith' are read as words", exc)
         return NameSets(frequent=frequent)
     try:
-        from wordfreq import word_frequency
+        from wordfreq import word_frequency, zipf_frequency
     except ImportError:  # pragma: no cover - wordfreq is a core dependency
         return NameSets(frequent=frequent)
 
@@ -121,14 +121,10 @@ def compile_names(
         return frozenset(k for k, share in shares.items() if k.isalpha() and share >= NAME_RATIO * word_frequency(k, "en"))
 
     heads = tuple(w for w in compounding if len(w) >= 3)
-    if words:
-        from wordfreq import zipf_frequency
-
-        rare = {
-            k for k, _ in _rows(_TABLES["surname"])
-            if k in words and zipf_frequency(k, "en") < CENSUS_SURNAME_MAX_ZIPF and not k.startswith(heads)
-        }
-        words = words - rare
+    rare = {
+        k for k, _ in _rows(_TABLES["surname"])
+        if k in words and zipf_frequency(k, "en") < CENSUS_SURNAME_MAX_ZIPF and not k.startswith(heads)
+    }  # census surnames too rare to be English words: "cavett", "butkus"
 
     return NameSets(
         given_terms=frozenset(f for f in forms if f in tables["given"]),
@@ -136,7 +132,7 @@ def compile_names(
         given=name_like(tables["given"]),
         surnames=name_like(tables["surname"]),
         frequent=frequent,
-        words=words,
+        words=words - rare,
     )
 
 

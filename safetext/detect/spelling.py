@@ -21,7 +21,7 @@ and careless spellings are found too:
 * a word of one vowel written without it or with an x for it ("btch", "fxck"), and a short
   word's last consonant doubled ("titt");
 * a word of more vowels written with none but a first letter ("bstrd", "dckhd", "asshl"):
-  :func:`disemvowelled`, compiled as whole words only.
+  :func:`disemvowelled`, kept apart from the forms and read for whole words only.
 
 The compiler drops a spelling that is a real word (see :mod:`safetext.detect.vocabulary`),
 so only spellings that read as nothing but the term are added.
