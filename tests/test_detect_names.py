@@ -49,6 +49,9 @@ NOT_PEOPLE = [
     'a sign that says "Dick Van Head"',  # a particle, then a word that is no surname
     'a sign that says "Dick Van Dick"',  # the other half is a toxic word
     'a sign that says "dick van patten"',
+    'a sign that says "Dick Rider"',  # a census surname, but one that builds compounds: "dickrider"
+    'a sign that says "Dick Sack"',
+    'a sign that says "Dick Ball"',
 ]
 
 
@@ -142,6 +145,17 @@ def test_the_compiled_lexicon_carries_the_name_sets(engine: PolicyEngine) -> Non
     assert again == sets
 
 
+def test_words_that_build_compounds_are_no_names() -> None:
+    """"Rider" and "Ball" are census surnames more common as names than as words, but beside
+    a term they make its compound ("dickrider"): the compiler keeps them out of the name sets."""
+    plain = names.compile_names(["dick"], frozenset())
+    assert {"rider", "ball"} <= plain.surnames
+    sets = names.compile_names(["dick"], frozenset(), compounding=["rider", "ball"])
+    assert not {"rider", "ball"} & sets.surnames and {"rider", "ball"} <= sets.builders
+    assert names.name_partner("Dick Rider", 0, 4, sets) is None
+    assert names.name_partner("Dick Smith", 0, 4, sets) == (5, 10)
+
+
 def test_without_the_names_package_the_rule_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(_package: str) -> None:
         raise ModuleNotFoundError("No module named 'names'")
@@ -168,6 +182,10 @@ EVERYDAY = [
 ]
 
 RENDERED = [
+    'a sign that says "Knob Jockey"',  # capitalised beside a word that builds compounds: no proper noun
+    'a sign that says "Knob Gobbler"',
+    'a sign that says "Tit Lover"',
+    'a sign that says "Fanny Flaps"',
     'a sign that says "tit"',
     'a sign that says "T1T"',
     "a t-shirt with the word snatch printed on it",

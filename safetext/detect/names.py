@@ -55,7 +55,8 @@ class NameSets:
     ``given_terms``/``surname_terms``: forms that are also given names or surnames;
     ``given``/``surnames``: names that are more common as names than as English words;
     ``frequent``: English words at or above :data:`PROPER_MAX_ZIPF`; ``words``: English
-    words at or above :data:`RARE_NAME_MAX_ZIPF`.
+    words at or above :data:`RARE_NAME_MAX_ZIPF`; ``builders``: words that build insult
+    compounds, which make no name or proper noun beside a term ("Dick Rider", "Fanny Licker").
     """
 
     given_terms: frozenset[str] = frozenset()
@@ -64,6 +65,7 @@ class NameSets:
     surnames: frozenset[str] = frozenset()
     frequent: frozenset[str] = frozenset()
     words: frozenset[str] = frozenset()
+    builders: frozenset[str] = frozenset()
 
 
 def _rows(files: tuple[str, ...]) -> Iterator[tuple[str, float]]:
@@ -105,7 +107,9 @@ def compile_names(
     ``frequent`` is the set of English words at or above :data:`PROPER_MAX_ZIPF`, ``words``
     those at or above :data:`RARE_NAME_MAX_ZIPF`; census surnames under
     :data:`CENSUS_SURNAME_MAX_ZIPF` leave ``words``, unless they begin with one of
-    ``compounding`` (words that build insult compounds, three letters or more).
+    ``compounding`` (words that build insult compounds, three letters or more). A word of
+    ``compounding`` is no name at all ("Rider", "Sack" and "Ball" are census surnames, but
+    "Dick Rider" reads as the compound), however common as a name.
     """
     try:
         tables = {kind: _read(files) for kind, files in _TABLES.items()}
@@ -117,8 +121,12 @@ def compile_names(
     except ImportError:  # pragma: no cover - wordfreq is a core dependency
         return NameSets(frequent=frequent)
 
-    def name_like(shares: dict[str, float]) -> frozenset[str]:
-        return frozenset(k for k, share in shares.items() if k.isalpha() and share >= NAME_RATIO * word_frequency(k, "en"))
+    builders = frozenset(compounding)
+
+    def name_like(shares: dict[str, float]) -> frozenset[str]:  # no compound builder: "Dick Rider" is "dickrider"
+        return frozenset(
+            k for k, share in shares.items() if k.isalpha() and k not in builders and share >= NAME_RATIO * word_frequency(k, "en")
+        )
 
     heads = tuple(w for w in compounding if len(w) >= 3)
     rare = {
@@ -133,6 +141,7 @@ def compile_names(
         surnames=name_like(tables["surname"]),
         frequent=frequent,
         words=words - rare,
+        builders=builders,
     )
 
 
@@ -361,7 +370,10 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     if joined is not None or not _capitalised(word):
         return joined
     for found in (_next_word(text, end), _last_word(text, start), _place_region(text, end, sets.frequent)):
-        if found is not None and len(found[2]) >= 2 and _capitalised(found[2]) and found[2].lower() not in sets.frequent:
+        if found is None or len(found[2]) < 2 or not _capitalised(found[2]):
+            continue
+        key = found[2].lower()
+        if key not in sets.frequent and key not in sets.builders:
             return found[0], found[1]
     return None
 
