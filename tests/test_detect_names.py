@@ -211,6 +211,28 @@ def test_the_slang_sense_is_rewritten_when_rendered(engine: PolicyEngine, prompt
     assert {s.category for s in engine.analyze(prompt)} == {"innuendo"}
 
 
+@pytest.mark.parametrize(
+    ("prompt", "action"),
+    [
+        ('a sign that says "door knob"', Action.ALLOW),  # "doorknob" written in two
+        ('a sign that says "ear muffs"', Action.ALLOW),
+        ('a barn dance poster that says "hoe down"', Action.ALLOW),
+        ('a bird guide page titled "wood pecker"', Action.ALLOW),
+        ('a sign that says "knob end"', Action.REWRITE),  # "knobend" is a term itself
+        ('a sign that says "knob cheese"', Action.REWRITE),  # no English word "knobcheese"
+        ('a sign that says "cock pit"', Action.REWRITE),  # "cockpit", but "cock" has no everyday sense here
+    ],
+)
+def test_an_everyday_word_written_in_two_is_that_word(engine: PolicyEngine, prompt: str, action: Action) -> None:
+    assert engine.check(prompt).action is action
+
+
+def test_split_partners_gives_the_joined_word(engine: PolicyEngine) -> None:
+    sets = engine.lexicon.names
+    assert list(names.split_partners("a door knob here", 7, 11, sets)) == [(2, 6, "doorknob")]
+    assert list(names.split_partners("a knob", 2, 6, sets)) == []
+
+
 @pytest.mark.parametrize("prompt", ["a tit on a branch", "a garden hoe leaning on a fence", "a brass knob on a drawer"])
 def test_strict_rewrites_them_everywhere(strict: PolicyEngine, prompt: str) -> None:
     assert strict.check(prompt).action is Action.REWRITE

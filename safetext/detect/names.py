@@ -352,6 +352,22 @@ def particle_partners(text: str, start: int, end: int, frequent: frozenset[str])
     return parts
 
 
+def split_partners(text: str, start: int, end: int, sets: NameSets) -> Iterator[tuple[int, int, str]]:
+    """The neighbours one space from the word ``text[start:end]`` that join it into an English
+    word written in two ("door knob" is "doorknob", "hoe down" is "hoedown"), each with the
+    joined word (lower case): ``(start, end, joined)``. The caller still reads the joined
+    word as the matcher would, since many insult compounds are English words too."""
+    word = text[start:end]
+    if not (word.isascii() and word.isalpha()) or not sets.words:
+        return
+    key = word.lower()
+    after, before = _next_word(text, end), _last_word(text, start)
+    if after is not None and (joined := key + after[2].lower()) in sets.words:
+        yield after[0], after[1], joined
+    if before is not None and (joined := before[2].lower() + key) in sets.words:
+        yield before[0], before[1], joined
+
+
 def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int, int] | None:
     """The capitalised neighbour that makes ``text[start:end]`` part of a proper noun, if any.
 
@@ -378,4 +394,4 @@ def proper_partner(text: str, start: int, end: int, sets: NameSets) -> tuple[int
     return None
 
 
-__all__ = ["CENSUS_SURNAME_MAX_ZIPF", "NAME_PARTICLES", "NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "REGION_PREFIXES", "TITLE_CASE_WORDS", "TOPONYM_PARTICLES", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "particle_partners", "proper_partner"]
+__all__ = ["CENSUS_SURNAME_MAX_ZIPF", "NAME_PARTICLES", "NAME_RATIO", "PROPER_MAX_ZIPF", "RARE_NAME_MAX_ZIPF", "REGION_PREFIXES", "TITLE_CASE_WORDS", "TOPONYM_PARTICLES", "NameSets", "census_names", "compile_names", "initials_partner", "name_partner", "particle_partners", "proper_partner", "split_partners"]

@@ -21,7 +21,7 @@ from safetext.detect.classifiers import Classifier, create_classifier, occlusion
 from safetext.detect.inflect import inflect
 from safetext.detect.lexicon import canonical_words, load_or_compile
 from safetext.detect.matcher import Hit, Matcher
-from safetext.detect.names import initials_partner, name_partner, particle_partners, proper_partner
+from safetext.detect.names import initials_partner, name_partner, particle_partners, proper_partner, split_partners
 from safetext.detect.normalize import Normalized, case_variants, normalize
 from safetext.detect.scope import in_scope, render_scope, renders_alone
 from safetext.detect.settings import LexiconSpec, NormalizeSettings, TermSpec
@@ -201,11 +201,20 @@ class PolicyEngine:
             return False
         partner = name_partner(prompt, start, end, sets) if self.policy.categories[category].names else None
         if partner is None and category in self._proper:
-            partner = proper_partner(prompt, start, end, sets)
+            partner = proper_partner(prompt, start, end, sets) or self._split_word(prompt, start, end)
         if partner is None:
             return False
         toxic = others if isinstance(others, _Intervals) else _Intervals(others)
         return not toxic.overlaps(*partner)
+
+    def _split_word(self, prompt: str, start: int, end: int) -> tuple[int, int] | None:
+        """The neighbour that makes the word ``prompt[start:end]``, of an everyday sense, half of
+        an innocent English word written in two ("door knob", "ear muffs", "tit bits"): the joined
+        word holds no term ("knob head" joins into "knobhead", which is one)."""
+        for a, b, joined in split_partners(prompt, start, end, self.lexicon.names):
+            if not self.matcher.match_token(joined)[0]:
+                return a, b
+        return None
 
     def _span(self, prompt: str, norm: Normalized, scope: list[tuple[int, int]], hit: Hit) -> Span | None:
         start, end = norm.span(hit.start, hit.end)
