@@ -9,7 +9,9 @@ than as an English word, so "Smith", "Cheney" and "Young" are names and "Head", 
 
 Words whose everyday sense is innocent (a policy's ``proper_nouns`` categories) are also
 read as part of any proper noun they are capitalised in ("Tit Willow", "Knob Noster"),
-beside a capitalised word that is not a frequent English word.
+beside a capitalised word that is not a frequent English word, and as half of an English
+word written in two ("door knob"). Words that build insult compounds ("Rider", "Jockey")
+make neither a name nor a proper noun.
 
 Name frequencies: the ``names`` package's tables from the 1990 US Census. Word
 frequencies: wordfreq. Both are read when a lexicon is compiled (:func:`compile_names`);

@@ -209,7 +209,7 @@ class PolicyEngine:
 
     def _split_word(self, prompt: str, start: int, end: int) -> tuple[int, int] | None:
         """The neighbour that makes the word ``prompt[start:end]``, of an everyday sense, half of
-        an innocent English word written in two ("door knob", "ear muffs", "tit bits"): the joined
+        an innocent English word written in two ("door knob", "ear muffs", "hoe down"): the joined
         word holds no term ("knob head" joins into "knobhead", which is one)."""
         for a, b, joined in split_partners(prompt, start, end, self.lexicon.names):
             if not self.matcher.match_token(joined)[0]:
