@@ -60,6 +60,20 @@ def test_guard_and_policy_load_no_tool_module() -> None:
 
 
 def test_policy_import_is_light() -> None:
-    code = "import sys, safetext.policy; print([m for m in ('torch', 'diffusers', 'transformers', 'spacy') if m in sys.modules])"
+    # numpy and PIL serve the audit's image code, which a policy names but never runs
+    code = (
+        "import sys, safetext.policy; "
+        "print([m for m in ('torch', 'diffusers', 'transformers', 'spacy', 'numpy', 'PIL') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_audit_package_loads_image_code_on_first_use() -> None:
+    code = (
+        "import sys, safetext.audit as a; before = 'numpy' in sys.modules; "
+        "from safetext.audit import Auditor, blur_text, AuditOutcome, make_record, to_pil_images; "
+        "print(before, 'numpy' in sys.modules, sorted(a.__all__) == sorted(n for n in a.__all__ if hasattr(a, n)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"]
