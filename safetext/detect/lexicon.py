@@ -275,7 +275,8 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
     swappable = swap_forms(forms)
     # spellings without vowels of the written forms and their inflections, not of respellings
     vowelless = _disemvowelled(forms, real) if spec.inflections else {}
-    respelled = respelled_swaps(_add_spellings(forms, real), forms) if spec.inflections else frozenset()
+    people = census_names() if spec.builtin_names else frozenset()
+    respelled = respelled_swaps(_add_spellings(forms, real, people), forms) if spec.inflections else frozenset()
     swappable |= respelled
     # a swap of a respelling, or of a word with its l's read as i, is two changes from the term:
     # any listed word it makes is that word
@@ -311,7 +312,7 @@ def compile_lexicon(spec: LexiconSpec, *, use_spacy: bool = True) -> CompiledLex
         names=names,
         initials=initials,
         swap_forms=swappable,
-        swap_words=_swap_words(swappable, forms, real | known | listed | (census_names() if spec.builtin_names else frozenset()), edges, dotted),
+        swap_words=_swap_words(swappable, forms, real | known | listed | people, edges, dotted),
         edge_swaps=edges,
         vowelless={k: v for k, v in vowelless.items() if k not in forms},
     )
@@ -340,10 +341,12 @@ def _real_words(innocent: frozenset[str] | set[str]) -> set[str]:
     return real
 
 
-def _add_spellings(forms: dict[str, Entry], real: set[str]) -> dict[str, str]:
+def _add_spellings(forms: dict[str, Entry], real: set[str], people: frozenset[str] = frozenset()) -> dict[str, str]:
     """Add the sound-alike spellings (:mod:`safetext.detect.spelling`) of clear word- and
     substring-mode forms (each spelling matches as a word), leaving out any that is a ``real``
-    word (a respelling there is that word, not the term). Returns each added spelling's form."""
+    word (a respelling there is that word, not the term), and a short form's doubled letter
+    written once that is also one of ``people``'s names ("Leza"). Returns each added
+    spelling's form."""
     added: dict[str, Entry] = {}
     sources: dict[str, str] = {}
     for form, entry in forms.items():
@@ -352,7 +355,8 @@ def _add_spellings(forms: dict[str, Entry], real: set[str]) -> dict[str, str]:
         respelled = entry if entry.mode == "word" else dataclasses.replace(entry, mode="word")  # "kock" is a word, not a substring
         # a plural written as a term of its own ("bitches" beside "bitch") is respelled as a plural
         ending = "s" if not entry.ending and _listed_plural(form, forms) else entry.ending
-        for variant in spelling.variants(form, ending):
+        short = {v for v in spelling.short_degeminations(form, ending) if v not in people}
+        for variant in spelling.variants(form, ending) | short:
             if variant not in forms and variant not in real and variant not in added:
                 added[variant] = respelled
                 sources[variant] = form

@@ -874,8 +874,10 @@ class Matcher:
             return False  # "pen is", "Uncle Tom's": real words side by side are not an obfuscation
         elif j == i + 1 and gaps[0] == " " and (pieces[i][0] in FUNCTION_WORDS or pieces[j][0] in FUNCTION_WORDS):
             # A fragment beside a function word ("sh at", "twa at") spells a term only when
-            # it is the term as written: "sh it" is shit, "sh at" is not the irregular "shat".
-            if method != "lexicon" or self.forms[form].ending:
+            # it is the term as written: "sh it" is shit, "sh at" is not the irregular "shat",
+            # "ef in" is not the respelling "efin".
+            entry = self.forms[form]
+            if method != "lexicon" or entry.ending or form != entry.term:
                 return False
         for k in range(i, j):
             a, b = pieces[k][0], pieces[k + 1][0]

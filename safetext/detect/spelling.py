@@ -13,8 +13,9 @@ and careless spellings are found too:
 * a final -y written -i, -ie or -ey ("pussi"), and -ie written -y or -i;
 * ee and ea written for each other ("queaf"), a short i written ee ("teets") or y ("kyke");
 * a word-initial wh written h ("hores"), a final -ore written -oar or -oor ("whoar");
-* a doubled consonant written once ("bukake", "cunilingus"), and in -ed and -er forms the
-  consonant the ending doubled ("shited");
+* a doubled consonant written once ("bukake", "cunilingus"; in five- and six-letter forms
+  by :func:`short_degeminations`: "pusy"), and in -ed and -er forms the consonant the
+  ending doubled ("shited");
 * the dropped g of a term listed in its -ing form ("shaggin");
 * a u written v ("fvck");
 * the -y adjective of a short term, also written -ey ("cunty", "shitey");
@@ -152,6 +153,17 @@ def _final_doubled(word: str) -> set[str]:
 _RESPELLED_ENDINGS = frozenset(("", "s", "ing", "in"))
 _UNDOUBLED_ENDINGS = frozenset(("ed", "er", "ers"))  # "shitted" -> "shited", "shitter" -> "shiter"
 _MAX_ADJECTIVE = 6  # longer terms are compounds ("wankstain"), which take no -y
+
+
+def short_degeminations(form: str, ending: str) -> set[str]:
+    """A doubled consonant written once in a form of five or six letters, or its plural
+    ("pusy", "niga", "tity"). One change from the form, so near many short names and
+    words: the compiler keeps one only when it is neither a real word nor a census name.
+    Six-letter -y forms are respelled so in :func:`variants` already ("shity")."""
+    if ending not in ("", "s") or not 5 <= len(form) <= 6:
+        return set()
+    out = {form[: m.start()] + form[m.start() + 1 :] for m in _DOUBLED.finditer(form)}
+    return out - _consonant_spellings(form) - {form}
 
 
 def variants(form: str, ending: str) -> set[str]:
