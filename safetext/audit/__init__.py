@@ -10,8 +10,9 @@ unless the mode is ``"off"``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from safetext._lazy import lazy_attributes
 
 from safetext.audit.config import AUDIT_MODES, AuditConfig, AuditMode, BlurMethod, LogConfig, resolve_audit
 from safetext.audit.log import AuditLog
@@ -53,9 +54,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from safetext.audit.record import make_record, utc_now
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'safetext.audit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

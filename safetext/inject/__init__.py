@@ -16,8 +16,9 @@ torch-dependent names are imported lazily.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from safetext._lazy import lazy_attributes
 
 from safetext.errors import InjectionError, PresetError, UnsupportedArchitectureError
 from safetext.inject.config import InjectionConfig, PresetMatch
@@ -50,9 +51,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from safetext.inject.sites import AttentionSite, attention_sites, candidate_modules
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'safetext.inject' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

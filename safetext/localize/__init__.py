@@ -16,8 +16,9 @@ Public API: :func:`localize`, :class:`LocalizeResult`, :func:`write_report`,
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from safetext._lazy import lazy_attributes
 
 from safetext.localize.pairs import PromptPair, make_pairs, read_prompt_file
 from safetext.localize.scoring import ConfigScore, Criteria
@@ -47,9 +48,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from safetext.localize.runner import PatchRunner
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'safetext.localize' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -8,8 +8,9 @@ Names are imported lazily: reading and checking data needs neither torch nor dif
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from safetext._lazy import lazy_attributes
 
 _LAZY = {
     "finetune": ("safetext.lora.api", "finetune"),
@@ -28,11 +29,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from safetext.lora.targets import METHODS, select_targets
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'safetext.lora' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -13,8 +13,9 @@ Names are imported lazily: the tiny builders import many diffusers pipeline clas
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from safetext._lazy import lazy_attributes
 
 _LAZY = {
     "PipelineLoadError": "safetext.pipelines.load",
@@ -39,9 +40,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from safetext.pipelines.tiny import TINY_KINDS, build_tiny_pipeline
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'safetext.pipelines' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
