@@ -7,7 +7,7 @@ loading a model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from safetext._lazy import lazy_attributes
 

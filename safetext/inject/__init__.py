@@ -16,7 +16,7 @@ torch-dependent names are imported lazily.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from safetext._lazy import lazy_attributes
 

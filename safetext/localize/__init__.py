@@ -16,7 +16,7 @@ Public API: :func:`localize`, :class:`LocalizeResult`, :func:`write_report`,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from safetext._lazy import lazy_attributes
 

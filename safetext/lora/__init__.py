@@ -8,7 +8,7 @@ Names are imported lazily: reading and checking data needs neither torch nor dif
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from safetext._lazy import lazy_attributes
 

@@ -13,7 +13,7 @@ Names are imported lazily: the tiny builders import many diffusers pipeline clas
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from safetext._lazy import lazy_attributes
 
